@@ -1,0 +1,1 @@
+"""gristmill: turn a pile of files into a searchable knowledge base."""

@@ -1,0 +1,132 @@
+"""The write-behind batcher: many small writes become few transactions.
+
+Operations are buffered and written by one ``write(ops)`` call (one transaction) when the
+buffer holds ``max_rows`` rows or ``max_delay`` seconds have passed since the oldest one.
+A batch that fails is bisected until the bad operation is alone; it is handed to
+``on_dead`` with its error and every other operation commits. A busy database is retried
+with jittered backoff before giving up.
+
+Nothing in the buffer is durable: an operation is acknowledged only when ``flush``
+returns. Callers that must survive a crash (the runner) keep the source of truth
+elsewhere until then (an item's lease, which expires and is re-claimed).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from gristmill.errors import StoreBusy
+
+__all__ = ["Batcher", "BatcherStats"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_BUSY_RETRIES = 8
+_BUSY_BASE_DELAY = 0.05
+
+
+@dataclass(slots=True)
+class BatcherStats:
+    """Running totals, for progress and metrics."""
+
+    flushes: int = 0
+    ops: int = 0
+    rows: int = 0
+    dead: int = 0
+    flush_seconds: float = 0.0
+    last_flush_seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+
+class Batcher(Generic[T]):
+    """Buffers operations and writes them in batches; see the module docstring."""
+
+    def __init__(
+        self,
+        write: Callable[[Sequence[T]], None],
+        *,
+        on_dead: Callable[[T, Exception], None],
+        max_rows: int = 500,
+        max_delay: float = 1.0,
+        weigh: Callable[[T], int] = lambda _op: 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._write = write
+        self._on_dead = on_dead
+        self._max_rows = max_rows
+        self._max_delay = max_delay
+        self._weigh = weigh
+        self._clock = clock
+        self._buffer: list[T] = []
+        self._rows = 0
+        self._oldest: float | None = None
+        self.stats = BatcherStats()
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def add(self, op: T) -> None:
+        """Buffer ``op``; flush now if the buffer is full."""
+        if self._oldest is None:
+            self._oldest = self._clock()
+        self._buffer.append(op)
+        self._rows += max(1, self._weigh(op))
+        if self._rows >= self._max_rows:
+            self.flush()
+
+    def flush_if_due(self) -> None:
+        """Flush when the oldest buffered operation has waited ``max_delay``."""
+        if self._oldest is not None and self._clock() - self._oldest >= self._max_delay:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write everything buffered; returns once it is committed (or dead-lettered)."""
+        if not self._buffer:
+            return
+        ops, rows, oldest = self._buffer, self._rows, self._oldest
+        self._buffer, self._rows, self._oldest = [], 0, None
+        started = self._clock()
+        self._write_or_bisect(ops)
+        took = self._clock() - started
+        self.stats.flushes += 1
+        self.stats.ops += len(ops)
+        self.stats.rows += rows
+        self.stats.flush_seconds += took
+        self.stats.last_flush_seconds = took
+        if oldest is not None:
+            self.stats.latencies.append(self._clock() - oldest)
+            del self.stats.latencies[:-1000]  # keep a bounded window for percentiles
+
+    def _write_or_bisect(self, ops: Sequence[T]) -> None:
+        try:
+            self._write_with_backoff(ops)
+        except StoreBusy:
+            raise  # the database is unavailable, not the data bad: let the caller stop
+        except Exception as exc:
+            if len(ops) == 1:
+                self.stats.dead += 1
+                log.warning("dropping one operation after a failed write: %s", exc,
+                            exc_info=True)
+                self._on_dead(ops[0], exc)
+                return
+            middle = len(ops) // 2
+            self._write_or_bisect(ops[:middle])
+            self._write_or_bisect(ops[middle:])
+
+    def _write_with_backoff(self, ops: Sequence[T]) -> None:
+        for attempt in range(_BUSY_RETRIES):
+            try:
+                self._write(ops)
+                return
+            except StoreBusy:
+                if attempt == _BUSY_RETRIES - 1:
+                    raise
+                delay = _BUSY_BASE_DELAY * 2**attempt
+                time.sleep(delay * (0.5 + random.random()))

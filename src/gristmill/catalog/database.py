@@ -1,0 +1,192 @@
+"""The SQLite file: connection settings, explicit transactions and schema migrations.
+
+One file holds the catalog and the index, so an item's chunks and its status change
+commit in the same transaction. One process writes (the driver); readers use WAL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from gristmill.errors import translate_store_error
+
+__all__ = ["MIGRATIONS", "Database"]
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next schema version; each runs in its own transaction."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def _m001_initial(conn: sqlite3.Connection) -> None:
+    _run_script(
+        conn,
+        """
+        CREATE TABLE items (
+            id              INTEGER PRIMARY KEY,
+            collection      TEXT NOT NULL,
+            source          TEXT NOT NULL,
+            root            TEXT NOT NULL,
+            size            INTEGER,
+            mtime_ns        INTEGER,
+            sha256          TEXT,
+            status          TEXT NOT NULL DEFAULT 'pending',
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            crashes         INTEGER NOT NULL DEFAULT 0,
+            not_before      REAL,
+            lease_owner     TEXT,
+            lease_expires   REAL,
+            error           TEXT,
+            error_type      TEXT,
+            extractor       TEXT,
+            extractor_version INTEGER,
+            embed_model     TEXT,
+            pages           INTEGER,
+            chunk_count     INTEGER,
+            seen_run        INTEGER,
+            created_at      REAL NOT NULL,
+            updated_at      REAL NOT NULL,
+            UNIQUE (collection, source)
+        );
+        CREATE INDEX items_status ON items (status, collection);
+        CREATE INDEX items_sha256 ON items (sha256);
+        CREATE INDEX items_root ON items (collection, root);
+
+        CREATE TABLE jobs (
+            id              INTEGER PRIMARY KEY,
+            collection      TEXT NOT NULL,
+            sources         TEXT NOT NULL,
+            state           TEXT NOT NULL,
+            owner           TEXT,
+            started_at      REAL NOT NULL,
+            finished_at     REAL,
+            heartbeat_at    REAL,
+            summary         TEXT
+        );
+
+        CREATE TABLE chunks (
+            id          INTEGER PRIMARY KEY,
+            item_id     INTEGER NOT NULL REFERENCES items (id) ON DELETE CASCADE,
+            collection  TEXT NOT NULL,
+            seq         INTEGER NOT NULL,
+            text        TEXT NOT NULL,
+            text_hash   TEXT NOT NULL,
+            page        INTEGER,
+            heading     TEXT,
+            UNIQUE (item_id, seq)
+        );
+        CREATE INDEX chunks_hash ON chunks (text_hash);
+        CREATE INDEX chunks_collection ON chunks (collection);
+
+        CREATE VIRTUAL TABLE chunks_fts USING fts5 (
+            text, heading,
+            content = 'chunks', content_rowid = 'id',
+            tokenize = 'porter unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts (rowid, text, heading)
+            VALUES (new.id, new.text, new.heading);
+        END;
+        CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts (chunks_fts, rowid, text, heading)
+            VALUES ('delete', old.id, old.text, old.heading);
+        END;
+
+        -- The embedding cache and the vector store at once: one vector per distinct
+        -- chunk text per model, shared by every chunk, item and collection with that text.
+        CREATE TABLE embeddings (
+            model       TEXT NOT NULL,
+            text_hash   TEXT NOT NULL,
+            vector      BLOB NOT NULL,
+            PRIMARY KEY (model, text_hash)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT the migration's transaction first; run the
+    # statements one by one instead (complete_statement knows trigger bodies).
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+    if statement.strip():
+        conn.execute(statement)
+
+
+class Database:
+    """A SQLite connection with gristmill's settings and explicit transactions."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        if not readonly:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        try:
+            # isolation_level=None: no implicit transactions; we BEGIN explicitly.
+            self.conn = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                        check_same_thread=False, timeout=30.0)
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            if not readonly:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                # FULL: a committed flush survives power loss, and with one commit per
+                # batch (not per row) the fsync costs little.
+                self.conn.execute("PRAGMA synchronous = FULL")
+                self._migrate()
+        except sqlite3.Error as exc:
+            raise translate_store_error(exc) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise translate_store_error(exc) from exc
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.conn.execute("ROLLBACK")
+            raise translate_store_error(exc) from exc
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The number of migrations applied."""
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > len(MIGRATIONS):
+            from gristmill.errors import StoreError
+
+            raise StoreError(
+                f"{self.path} was written by a newer gristmill (schema {current}); "
+                "upgrade gristmill to open it"
+            )
+        for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
+            with self.transaction() as conn:
+                # Re-read under the write lock: another process may have just migrated.
+                if self.schema_version >= version:
+                    continue
+                step(conn)
+                conn.execute(f"PRAGMA user_version = {version}")

@@ -1,0 +1,42 @@
+"""Items and their statuses."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["Item", "Status"]
+
+
+class Status(str, enum.Enum):
+    """Where an item is in the pipeline.
+
+    ``pending`` -> ``processing`` (leased) -> ``extracted`` (keyword-searchable, vectors
+    pending) -> ``indexed``; or ``skipped`` / ``failed`` with a reason. A ``processing``
+    item whose lease expired is claimable again, so there is no stuck state.
+    """
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    EXTRACTED = "extracted"
+    INDEXED = "indexed"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+    @classmethod
+    def done(cls) -> frozenset[Status]:
+        """Statuses an item can end a run in."""
+        return frozenset({cls.INDEXED, cls.SKIPPED, cls.FAILED})
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A claimed item, as handed to a worker."""
+
+    id: int
+    collection: str
+    source: str
+    size: int
+    sha256: str | None
+    attempts: int
+    crashes: int

@@ -1,0 +1,375 @@
+"""The SQLite catalog: discovery upserts, leases, settlements, counts and jobs."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import psutil
+
+from gristmill.catalog.database import Database
+from gristmill.catalog.item import Item, Status
+
+__all__ = ["Catalog", "DiscoveryCounts", "FileFacts", "lease_owner_token"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileFacts:
+    """What discovery learnt about one path: either stat facts or why it is skipped."""
+
+    source: str
+    size: int = 0
+    mtime_ns: int = 0
+    skip_reason: str | None = None
+
+
+@dataclass(slots=True)
+class DiscoveryCounts:
+    """How a discovery pass changed the catalog."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    removed: int = 0
+
+    @property
+    def seen(self) -> int:
+        """Items found in the source this pass."""
+        return self.new + self.changed + self.unchanged + self.skipped
+
+
+def lease_owner_token() -> str:
+    """``host:pid:start-time`` of this process: enough to tell, on this host, whether the
+    owner of a lease is still alive (a pid alone can be reused)."""
+    proc = psutil.Process()
+    return f"{socket.gethostname()}:{proc.pid}:{proc.create_time():.2f}"
+
+
+def _owner_is_dead(owner: str, host: str) -> bool:
+    try:
+        owner_host, pid_text, started = owner.rsplit(":", 2)
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if owner_host != host:
+        return False  # another machine's lease: only its expiry can free it
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}" != started
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return True
+    except psutil.AccessDenied:
+        return False
+
+
+Hasher = Callable[[str], str]
+
+
+class Catalog:
+    """Items and jobs in the SQLite file; every write is one explicit transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- discovery ---------------------------------------------------------------
+
+    def record_discovered(
+        self,
+        collection: str,
+        root: str,
+        batch: Sequence[FileFacts],
+        run_id: int,
+        hasher: Hasher,
+    ) -> DiscoveryCounts:
+        """Upsert one batch of discovered paths; hash only new or changed files.
+
+        Unchanged files (same size and mtime) cost one lookup and are never re-read,
+        which is what makes a no-change re-run of thousands of files take seconds.
+        """
+        counts = DiscoveryCounts()
+        conn = self.db.conn
+        existing: dict[str, tuple[int, int, int, str | None]] = {}
+        for start in range(0, len(batch), 500):
+            part = [f.source for f in batch[start:start + 500]]
+            marks = ",".join("?" * len(part))
+            for row in conn.execute(
+                f"SELECT source, id, size, mtime_ns, sha256 FROM items "
+                f"WHERE collection = ? AND source IN ({marks})", [collection, *part]
+            ):
+                existing[row[0]] = row[1:]
+        now = time.time()
+        writes: list[tuple[str, tuple[object, ...]]] = []
+        # Hash outside the write transaction: reading files can be slow and the
+        # transaction holds SQLite's single write lock.
+        for facts in batch:
+            old = existing.get(facts.source)
+            if facts.skip_reason is not None:
+                counts.skipped += 1
+                if old is None:
+                    writes.append((_INSERT, (collection, facts.source, root, None, None, None,
+                                             Status.SKIPPED.value, facts.skip_reason,
+                                             "not a regular file", run_id, now, now)))
+                else:
+                    writes.append((_SET_PROBLEM, (Status.SKIPPED.value, facts.skip_reason,
+                                                  "not a regular file", run_id, now, old[0])))
+                continue
+            if old is not None and old[1] == facts.size and old[2] == facts.mtime_ns:
+                counts.unchanged += 1
+                writes.append((_SEEN, (run_id, old[0])))
+                continue
+            try:
+                digest = hasher(facts.source)
+            except OSError as exc:
+                counts.skipped += 1  # counted as seen; its status is `failed`
+                reason = f"cannot read: {exc.strerror or exc}"
+                if old is None:
+                    writes.append((_INSERT, (collection, facts.source, root, facts.size,
+                                             facts.mtime_ns, None, Status.FAILED.value,
+                                             reason, "unreadable", run_id, now, now)))
+                else:
+                    writes.append((_SET_PROBLEM, (Status.FAILED.value, reason, "unreadable",
+                                                  run_id, now, old[0])))
+                continue
+            if old is None:
+                counts.new += 1
+                writes.append((_INSERT, (collection, facts.source, root, facts.size,
+                                         facts.mtime_ns, digest, Status.PENDING.value, None,
+                                         None, run_id, now, now)))
+            elif old[3] == digest:
+                counts.unchanged += 1  # touched, same bytes: keep the work already done
+                writes.append((_TOUCH, (facts.size, facts.mtime_ns, run_id, now, old[0])))
+            else:
+                counts.changed += 1
+                writes.append((_CHANGED, (facts.size, facts.mtime_ns, digest, run_id, now,
+                                          old[0])))
+        with self.db.transaction() as txn:
+            for sql, params in writes:
+                txn.execute(sql, params)
+        return counts
+
+    def remove_unseen(
+        self, collection: str, root: str, run_id: int, in_scope: Callable[[str], bool]
+    ) -> int:
+        """Delete items (and their chunks) under ``root`` that this run did not see.
+
+        Only called after a complete discovery pass; ``in_scope`` keeps items that the
+        current include/exclude patterns leave out of the pass (they were not looked for).
+        """
+        gone = [
+            item_id
+            for item_id, source in self.db.conn.execute(
+                "SELECT id, source FROM items WHERE collection = ? AND root = ? "
+                "AND (seen_run IS NULL OR seen_run != ?)", (collection, root, run_id))
+            if in_scope(source)
+        ]
+        for start in range(0, len(gone), 500):
+            part = gone[start:start + 500]
+            marks = ",".join("?" * len(part))
+            with self.db.transaction() as txn:
+                txn.execute(f"DELETE FROM chunks WHERE item_id IN ({marks})", part)
+                txn.execute(f"DELETE FROM items WHERE id IN ({marks})", part)
+        return len(gone)
+
+    # -- leases ------------------------------------------------------------------
+
+    def claim(
+        self, owner: str, collection: str, roots: Sequence[str], limit: int, lease_seconds: float
+    ) -> list[Item]:
+        """Lease up to ``limit`` pending items of these roots to ``owner``."""
+        if limit <= 0:
+            return []
+        now = time.time()
+        marks = ",".join("?" * len(roots))
+        with self.db.transaction() as txn:
+            rows = txn.execute(
+                f"""UPDATE items SET status = 'processing', lease_owner = ?,
+                        lease_expires = ?, updated_at = ?
+                    WHERE id IN (
+                        SELECT id FROM items
+                        WHERE status = 'pending' AND collection = ? AND root IN ({marks})
+                          AND (not_before IS NULL OR not_before <= ?)
+                        ORDER BY id LIMIT ?)
+                    RETURNING id, collection, source, size, sha256, attempts, crashes""",
+                (owner, now + lease_seconds, now, collection, *roots, now, limit),
+            ).fetchall()
+        return [Item(*row) for row in sorted(rows)]
+
+    def renew_leases(self, owner: str, lease_seconds: float) -> None:
+        """Push back the expiry of every lease ``owner`` holds (its heartbeat)."""
+        with self.db.transaction() as txn:
+            txn.execute(
+                "UPDATE items SET lease_expires = ? WHERE lease_owner = ? "
+                "AND status = 'processing'", (time.time() + lease_seconds, owner))
+
+    def reap_expired(self) -> int:
+        """Return to ``pending`` every processing item whose lease expired or whose owner
+        process on this host is gone (so a re-run after ``kill -9`` needs no wait)."""
+        host = socket.gethostname()
+        now = time.time()
+        stale = [
+            item_id
+            for item_id, owner, expires in self.db.conn.execute(
+                "SELECT id, lease_owner, lease_expires FROM items WHERE status = 'processing'")
+            if expires is None or expires < now or owner is None or _owner_is_dead(owner, host)
+        ]
+        for start in range(0, len(stale), 500):
+            part = stale[start:start + 500]
+            marks = ",".join("?" * len(part))
+            with self.db.transaction() as txn:
+                txn.execute(
+                    f"UPDATE items SET status = 'pending', lease_owner = NULL, "
+                    f"lease_expires = NULL WHERE status = 'processing' AND id IN ({marks})",
+                    part)
+        return len(stale)
+
+    def has_pending(self, collection: str, roots: Sequence[str]) -> tuple[bool, float | None]:
+        """Whether pending items remain, and the earliest ``not_before`` among them."""
+        marks = ",".join("?" * len(roots))
+        count, earliest = self.db.conn.execute(
+            f"SELECT count(*), min(coalesce(not_before, 0)) FROM items "
+            f"WHERE status = 'pending' AND collection = ? AND root IN ({marks})",
+            (collection, *roots)).fetchone()
+        return count > 0, earliest
+
+    # -- settling (called inside the batcher's transaction) ----------------------
+
+    @staticmethod
+    def settle(
+        txn: sqlite3.Connection, item_id: int, owner: str, status: Status, **fields: object
+    ) -> bool:
+        """Set an item's status and fields if ``owner`` still holds its lease.
+
+        Returns False when the lease was lost (reaped and re-claimed elsewhere): the
+        caller must then drop the result, so nothing is written twice.
+        """
+        columns = {"status": status.value, "updated_at": time.time(),
+                   "lease_owner": None, "lease_expires": None, **fields}
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        cursor = txn.execute(
+            f"UPDATE items SET {assignments} WHERE id = ? AND lease_owner = ? "
+            f"AND status = 'processing'", (*columns.values(), item_id, owner))
+        return cursor.rowcount == 1
+
+    @staticmethod
+    def promote(txn: sqlite3.Connection, model: str, item_ids: Iterable[int] | None = None) -> int:
+        """Mark ``extracted`` items whose every chunk has a ``model`` vector ``indexed``."""
+        sql = """UPDATE items SET status = 'indexed', embed_model = :model, updated_at = :now
+                 WHERE status = 'extracted' {only}
+                   AND NOT EXISTS (
+                     SELECT 1 FROM chunks c WHERE c.item_id = items.id AND NOT EXISTS (
+                       SELECT 1 FROM embeddings e
+                       WHERE e.model = :model AND e.text_hash = c.text_hash))"""
+        params: dict[str, object] = {"model": model, "now": time.time()}
+        if item_ids is None:
+            return txn.execute(sql.format(only=""), params).rowcount
+        ids = sorted(set(item_ids))
+        total = 0
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            only = f"AND id IN ({','.join(str(int(i)) for i in part)})"
+            total += txn.execute(sql.format(only=only), params).rowcount
+        return total
+
+    def demote_for_model(self, model: str) -> int:
+        """Send items indexed without ``model`` vectors back to ``extracted``."""
+        with self.db.transaction() as txn:
+            return txn.execute(
+                "UPDATE items SET status = 'extracted' WHERE status = 'indexed' "
+                "AND coalesce(chunk_count, 0) > 0 AND coalesce(embed_model, '') != ?",
+                (model,)).rowcount
+
+    def twin(self, sha256: str, model: str) -> int | None:
+        """An item with these exact bytes whose chunks are already stored, if any."""
+        row = self.db.conn.execute(
+            "SELECT id FROM items WHERE sha256 = ? AND status IN ('extracted', 'indexed') "
+            "AND chunk_count > 0 ORDER BY status = 'indexed' AND embed_model = ? DESC "
+            "LIMIT 1", (sha256, model)).fetchone()
+        return None if row is None else int(row[0])
+
+    # -- reading -----------------------------------------------------------------
+
+    def counts(self, collection: str | None = None) -> dict[str, int]:
+        """Items by status (every status present, zeros included)."""
+        counts = {status.value: 0 for status in Status}
+        sql = "SELECT status, count(*) FROM items"
+        params: tuple[object, ...] = ()
+        if collection is not None:
+            sql += " WHERE collection = ?"
+            params = (collection,)
+        for status, n in self.db.conn.execute(sql + " GROUP BY status", params):
+            counts[status] = n
+        return counts
+
+    def collections(self) -> list[str]:
+        """Names of every collection with at least one item."""
+        return [row[0] for row in self.db.conn.execute(
+            "SELECT DISTINCT collection FROM items ORDER BY collection")]
+
+    def problems(self, collection: str | None = None) -> Iterator[tuple[str, str, str]]:
+        """``(status, source, reason)`` of every failed or skipped item."""
+        sql = ("SELECT status, source, coalesce(error, 'no reason recorded') FROM items "
+               "WHERE status IN ('failed', 'skipped')")
+        params: tuple[object, ...] = ()
+        if collection is not None:
+            sql += " AND collection = ?"
+            params = (collection,)
+        yield from self.db.conn.execute(sql + " ORDER BY id", params)
+
+    def reset_failed(self, collection: str | None = None) -> int:
+        """Re-queue failed items, forgetting their attempts and crashes."""
+        sql = ("UPDATE items SET status = 'pending', attempts = 0, crashes = 0, "
+               "not_before = NULL, error = NULL, error_type = NULL "
+               "WHERE status = 'failed' AND sha256 IS NOT NULL")
+        params: tuple[object, ...] = ()
+        if collection is not None:
+            sql += " AND collection = ?"
+            params = (collection,)
+        with self.db.transaction() as txn:
+            return txn.execute(sql, params).rowcount
+
+    # -- jobs --------------------------------------------------------------------
+
+    def start_job(self, collection: str, sources: Sequence[str], owner: str) -> int:
+        """Record a new running job and return its id (also the discovery run id)."""
+        now = time.time()
+        with self.db.transaction() as txn:
+            cursor = txn.execute(
+                "INSERT INTO jobs (collection, sources, state, owner, started_at, heartbeat_at) "
+                "VALUES (?, ?, 'running', ?, ?, ?)",
+                (collection, json.dumps(list(sources)), owner, now, now))
+        return int(cursor.lastrowid or 0)
+
+    def heartbeat(self, job_id: int) -> None:
+        """Note that the job's driver is alive."""
+        with self.db.transaction() as txn:
+            txn.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ?", (time.time(), job_id))
+
+    def finish_job(self, job_id: int, state: str, summary: dict[str, object]) -> None:
+        """Record how the job ended."""
+        now = time.time()
+        with self.db.transaction() as txn:
+            txn.execute(
+                "UPDATE jobs SET state = ?, finished_at = ?, heartbeat_at = ?, summary = ? "
+                "WHERE id = ?", (state, now, now, json.dumps(summary), job_id))
+
+
+_INSERT = (
+    "INSERT INTO items (collection, source, root, size, mtime_ns, sha256, status, error, "
+    "error_type, seen_run, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SEEN = "UPDATE items SET seen_run = ? WHERE id = ?"
+_TOUCH = "UPDATE items SET size = ?, mtime_ns = ?, seen_run = ?, updated_at = ? WHERE id = ?"
+_CHANGED = (
+    "UPDATE items SET size = ?, mtime_ns = ?, sha256 = ?, seen_run = ?, updated_at = ?, "
+    "status = 'pending', attempts = 0, crashes = 0, not_before = NULL, error = NULL, "
+    "error_type = NULL, lease_owner = NULL, lease_expires = NULL WHERE id = ?"
+)
+_SET_PROBLEM = (
+    "UPDATE items SET status = ?, error = ?, error_type = ?, seen_run = ?, updated_at = ?, "
+    "sha256 = NULL, size = NULL, mtime_ns = NULL, lease_owner = NULL, lease_expires = NULL "
+    "WHERE id = ?"
+)

@@ -1,0 +1,230 @@
+"""The ``gristmill`` command: parses flags, calls one library method, prints the result.
+
+Every command takes ``--home`` (or ``GRISTMILL_HOME``) and ``--embedder`` (or
+``GRISTMILL_EMBEDDER``); ``--json`` gives machine-readable output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gristmill.errors import ConfigError, GristmillError
+from gristmill.knowledge_base import KnowledgeBase
+from gristmill.progress import TerminalProgress, format_duration
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="gristmill",
+    help="Turn a pile of files into a searchable knowledge base.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+Home = Annotated[Path | None, typer.Option(
+    "--home", help="Knowledge-base folder [env: GRISTMILL_HOME; default ./.gristmill].",
+    show_default=False)]
+EmbedderOpt = Annotated[str | None, typer.Option(
+    "--embedder", help="minilm (default) or none (keyword-only) [env: GRISTMILL_EMBEDDER].",
+    show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+CollectionOpt = Annotated[str | None, typer.Option(
+    "--collection", "-c", help="Limit to one collection.", show_default=False)]
+
+
+@contextmanager
+def _kb(home: Path | None, embedder: str | None, **settings: Any) -> Iterator[KnowledgeBase]:
+    """Open the knowledge base, turning our errors into one line and an exit code."""
+    try:
+        kb = KnowledgeBase.open(home, embedder=embedder, **settings)
+    except GristmillError as exc:
+        _fail(exc)
+    try:
+        yield kb
+    except GristmillError as exc:
+        _fail(exc)
+    finally:
+        kb.close()
+
+
+def _fail(exc: GristmillError) -> None:
+    err.print(f"[red]error:[/red] {exc}", highlight=False)
+    raise typer.Exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def ingest(
+    sources: Annotated[list[str], typer.Argument(help="Folders or files to ingest.")],
+    collection: Annotated[str, typer.Option("--collection", "-c",
+                                            help="Collection to put the items in.")] = "default",
+    include: Annotated[list[str] | None, typer.Option(
+        "--include", help="Only files matching this glob (repeatable).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", help="Skip files matching this glob (repeatable).")] = None,
+    max_files: Annotated[int | None, typer.Option(
+        "--max-files", min=1, help="Stop discovering after N files.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Worker processes [default: all cores].")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed",
+                                               help="Try failed items again.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run",
+                                          help="Only report what would be done.")] = False,
+    json_out: JsonOpt = False,
+    home: Home = None,
+    embedder: EmbedderOpt = None,
+) -> None:
+    """Discover, extract, chunk, embed and index files. Re-running resumes.
+
+    Example: gristmill ingest ~/papers --collection papers --include '*.pdf'
+    """
+    with _kb(home, embedder, workers=workers) as kb:
+        with TerminalProgress(err, embedding=kb.settings.embedder != "none") as progress:
+            report = kb.ingest(sources, collection=collection, include=include or (),
+                               exclude=exclude or (), max_files=max_files,
+                               retry_failed=retry_failed, dry_run=dry_run,
+                               on_progress=None if json_out else progress)
+        if json_out:
+            _print_json(report.to_dict())
+        else:
+            _print_ingest_summary(report)
+        if report.stopped:
+            raise typer.Exit(130)
+
+
+def _print_ingest_summary(report: Any) -> None:
+    d = report.discovered
+    if report.dry_run:
+        out.print(f"Would process {d.new} new and {d.changed} changed files; "
+                  f"{d.unchanged} unchanged, {d.skipped} not regular files.")
+        return
+    items = report.items
+    out.print(
+        f"Collection [bold]{report.collection}[/bold]: discovered {d.seen} "
+        f"({d.new} new, {d.changed} changed, {d.unchanged} unchanged, {d.removed} removed) "
+        f"in {format_duration(report.seconds)}; searchable after "
+        f"{format_duration(report.seconds_to_searchable)}.")
+    out.print(
+        f"Items: {items['indexed']} indexed, {items['extracted']} awaiting vectors, "
+        f"{items['skipped']} skipped, {items['failed']} failed, {items['pending']} pending. "
+        f"Chunks: {report.chunks:,}.")
+    if report.stopped:
+        out.print("[yellow]Stopped before the end; run the same command to resume.[/yellow]")
+    if items["failed"] or items["skipped"]:
+        out.print("Run [bold]gristmill errors[/bold] to see why items failed or were skipped.")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for (any text is safe).")],
+    collection: CollectionOpt = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=1000, help="Number of results.")] = 10,
+    mode: Annotated[str, typer.Option("--mode", help="hybrid, keyword or vector.")] = "hybrid",
+    json_out: JsonOpt = False,
+    home: Home = None,
+    embedder: EmbedderOpt = None,
+) -> None:
+    """Search the knowledge base: BM25 and vectors fused by reciprocal rank.
+
+    Example: gristmill search "how do leases expire" -k 5 --json
+    """
+    with _kb(home, embedder) as kb:
+        hits = kb.search(query, collection=collection, k=k, mode=mode)  # type: ignore[arg-type]
+        if json_out:
+            _print_json([hit.to_dict() for hit in hits])
+            return
+        if not hits:
+            out.print("No results.")
+        for rank, hit in enumerate(hits, start=1):
+            where = hit.source + (f" (page {hit.page})" if hit.page else "")
+            out.print(f"[bold]{rank}.[/bold] [cyan]{where}[/cyan]  [dim]{hit.score:.4f}[/dim]",
+                      highlight=False)
+            if hit.heading:
+                out.print(f"   [italic]{hit.heading}[/italic]", highlight=False)
+            snippet = " ".join(hit.text.split())
+            out.print(f"   {snippet[:240]}{'...' if len(snippet) > 240 else ''}",
+                      highlight=False)
+
+
+@app.command()
+def status(json_out: JsonOpt = False, home: Home = None, embedder: EmbedderOpt = None) -> None:
+    """Items by status and chunk counts, overall and per collection.
+
+    Example: gristmill status --json
+    """
+    with _kb(home, embedder) as kb:
+        data = kb.status()
+        if json_out:
+            _print_json(data)
+            return
+        table = Table("collection", "pending", "processing", "extracted", "indexed",
+                      "skipped", "failed", "chunks")
+        rows = [*data["collections"].items(), ("[bold]all[/bold]", data)]
+        for name, entry in rows:
+            c = entry["items"]
+            table.add_row(name, *(str(c[s]) for s in ("pending", "processing", "extracted",
+                                                      "indexed", "skipped", "failed")),
+                          f"{entry['chunks']:,}")
+        out.print(table)
+
+
+@app.command()
+def errors(collection: CollectionOpt = None, json_out: JsonOpt = False, home: Home = None,
+           embedder: EmbedderOpt = None) -> None:
+    """Failed and skipped items, grouped by the pattern of their reason.
+
+    Example: gristmill errors --json
+    """
+    with _kb(home, embedder) as kb:
+        groups = kb.errors(collection)
+        if json_out:
+            _print_json([g.to_dict() for g in groups])
+            return
+        if not groups:
+            out.print("No failed or skipped items.")
+        for group in groups:
+            colour = "red" if group.status == "failed" else "yellow"
+            out.print(f"[{colour}]{group.status}[/{colour}] x{group.count}: {group.pattern}",
+                      highlight=False)
+            for example in group.examples:
+                out.print(f"    {example['source']}: {example['error']}", highlight=False)
+
+
+@app.command()
+def reset(
+    failed: Annotated[bool, typer.Option("--failed", help="Re-queue failed items.")] = False,
+    collection: CollectionOpt = None,
+    home: Home = None,
+    embedder: EmbedderOpt = None,
+) -> None:
+    """Re-queue items so the next ingest tries them again.
+
+    Example: gristmill reset --failed && gristmill ingest ~/papers
+    """
+    if not failed:
+        err.print("Nothing to reset: pass --failed to re-queue failed items.")
+        raise typer.Exit(2)
+    with _kb(home, embedder) as kb:
+        n = kb.reset_failed(collection)
+        out.print(f"Re-queued {n} failed item(s); run `gristmill ingest` on their source.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    command: Callable[..., Any] = typer.main.get_command(app)
+    command(args=argv, prog_name="gristmill")

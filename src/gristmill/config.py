@@ -1,0 +1,133 @@
+"""Settings: one documented list, one precedence rule.
+
+Precedence, highest first: CLI flags (or keyword arguments to :meth:`Settings.load`) >
+``GRISTMILL_*`` environment variables > ``.env`` in the current directory >
+``gristmill.toml`` in the current directory > the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from gristmill.errors import ConfigError
+
+__all__ = ["Settings"]
+
+EmbedderName = Literal["minilm", "none"]
+
+
+def _default_workers() -> int:
+    # sched_getaffinity honours cgroup/taskset limits where cpu_count() does not.
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """Every setting gristmill reads. Environment names are ``GRISTMILL_`` + the upper name."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GRISTMILL_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        toml_file="gristmill.toml",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    home: Path = Field(Path(".gristmill"), description="Folder holding everything the KB owns.")
+    embedder: EmbedderName = Field(
+        "minilm", description="Embedding model: `minilm` (bundled, offline) or `none`."
+    )
+    model_path: Path | None = Field(
+        None,
+        description="A `model.onnx` (or a folder holding one) to use instead of the "
+        "packaged MiniLM file; its sha256 must match the pinned one.",
+    )
+    workers: int = Field(default_factory=_default_workers, ge=1, le=256,
+                         description="Extraction worker processes.")
+    window: int | None = Field(
+        None, ge=1, description="Items in flight at most (default: 4 x workers)."
+    )
+    item_timeout: float = Field(300.0, gt=0, description="Seconds before a worker is killed.")
+    lease_seconds: float = Field(120.0, gt=1, description="Lease on a claimed item.")
+    max_tasks_per_worker: int = Field(200, ge=1, description="Recycle a worker after N items.")
+    worker_max_rss_mb: int = Field(
+        1024, ge=64, description="Recycle a worker whose RSS is above this between items."
+    )
+    worker_memory_limit_mb: int = Field(
+        4096, ge=256, description="Hard address-space limit of a worker (0 = none)."
+    )
+    max_attempts: int = Field(3, ge=1, description="Tries for transient failures.")
+    max_crashes: int = Field(
+        2, ge=1, description="Worker deaths or timeouts before an item is quarantined."
+    )
+    max_file_mb: int = Field(1024, ge=1, description="Larger files are skipped.")
+    max_text_chars: int = Field(
+        50_000_000, ge=1000, description="Text kept per item; the rest is cut with a note."
+    )
+    chunk_tokens: int = Field(200, ge=16, le=512, description="Target chunk size in tokens.")
+    flush_ops: int = Field(500, ge=1, description="Batcher: flush after this many rows.")
+    flush_seconds: float = Field(1.0, gt=0, description="Batcher: flush at least this often.")
+    embed_batch: int = Field(64, ge=1, le=4096, description="Chunks per embedding call.")
+    embed_threads: int | None = Field(
+        None, ge=1, description="onnxruntime intra-op threads (default: all cores)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _fill_window(self) -> Settings:
+        if self.window is None:
+            self.window = self.workers * 4
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings,
+                TomlConfigSettingsSource(settings_cls))
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Build settings from every source; ``None`` overrides are ignored.
+
+        Raises:
+            ConfigError: naming the first bad setting and its value.
+        """
+        given = {k: v for k, v in overrides.items() if v is not None}
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            raise ConfigError(
+                f"setting {name!r} has a bad value {err.get('input')!r}: {err['msg']}. "
+                f"Fix the flag, GRISTMILL_{name.upper()}, .env or gristmill.toml."
+            ) from None
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file holding the catalog and the index."""
+        return self.home / "gristmill.db"
+
+    @property
+    def log_path(self) -> Path:
+        """Where the full log (with tracebacks) goes."""
+        return self.home / "logs" / "gristmill.log"

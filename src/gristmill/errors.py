@@ -1,0 +1,147 @@
+"""The exceptions gristmill raises, split by who has to act.
+
+::
+
+    GristmillError
+     ├── ConfigError            a setting or the model is wrong: the user fixes the config
+     │    └── ModelError        the embedding model is missing or fails its checksum
+     ├── SourceError            a source root cannot be read (missing folder, no permission)
+     ├── ItemError              one item cannot be processed; the run goes on
+     │    ├── ExtractionError   permanent: corrupt, encrypted, truncated -> item `failed`
+     │    │    └── LimitExceeded  over a safety limit (zip bomb, huge page) -> `failed`
+     │    ├── Unsupported       no extractor for this type, or no text -> item `skipped`
+     │    └── TransientError    may work on a later attempt (I/O hiccup) -> retried
+     └── StoreError             the catalog/index database failed
+          ├── StoreBusy         temporary (locked database): retry later
+          └── StoreCorrupt      permanent: restore from a backup or re-ingest
+
+Every :class:`ItemError` carries the item's path so the reason can be shown next to it.
+Third-party exceptions are translated in one place, :func:`translate_extraction_error`
+(for extraction libraries) and :func:`translate_store_error` (for sqlite3).
+"""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+import zipfile
+import zlib
+
+__all__ = [
+    "ConfigError",
+    "ExtractionError",
+    "GristmillError",
+    "ItemError",
+    "LimitExceeded",
+    "ModelError",
+    "SourceError",
+    "StoreBusy",
+    "StoreCorrupt",
+    "StoreError",
+    "TransientError",
+    "Unsupported",
+    "translate_extraction_error",
+    "translate_store_error",
+]
+
+
+class GristmillError(Exception):
+    """Base class of every error gristmill raises on purpose."""
+
+
+class ConfigError(GristmillError):
+    """A setting has a bad value or a required resource is not configured."""
+
+
+class ModelError(ConfigError):
+    """The embedding model cannot be loaded (missing file, wrong checksum)."""
+
+
+class SourceError(GristmillError):
+    """A source root (folder, URL) cannot be listed."""
+
+
+class ItemError(GristmillError):
+    """One item cannot be processed; the run carries on with the others."""
+
+    def __init__(self, reason: str, *, path: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path = path
+
+
+class ExtractionError(ItemError):
+    """The item is corrupt, encrypted or otherwise unreadable; retrying will not help."""
+
+
+class LimitExceeded(ExtractionError):
+    """The item exceeds a safety limit (decompressed size, page size, nesting)."""
+
+
+class Unsupported(ItemError):
+    """The item has a type gristmill does not extract, or holds no text."""
+
+
+class TransientError(ItemError):
+    """A temporary failure (I/O error, resource busy); the item is retried with backoff."""
+
+
+class StoreError(GristmillError):
+    """The catalog or index database failed."""
+
+
+class StoreBusy(StoreError):
+    """The database is locked by another writer; retry later."""
+
+
+class StoreCorrupt(StoreError):
+    """The database file is damaged; restore a backup or re-ingest into a new home."""
+
+
+# errno values that describe the machine's state rather than the file's content.
+_TRANSIENT_ERRNOS = frozenset(
+    {errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.EIO, errno.ENOMEM, errno.ETIMEDOUT,
+     errno.ESTALE, errno.ENFILE, errno.EMFILE}
+)
+
+
+def translate_extraction_error(exc: BaseException, path: str | None = None) -> ItemError:
+    """Map an exception raised while extracting one item to an :class:`ItemError`.
+
+    Extraction libraries raise their own exception types (``PdfiumError``,
+    ``BadZipFile``, ``KeyError`` from a broken OOXML package, ...). Deciding here, once,
+    which of them are permanent keeps the retry policy in one place.
+    """
+    if isinstance(exc, ItemError):
+        if exc.path is None:
+            exc.path = path
+        return exc
+    if isinstance(exc, MemoryError):
+        return LimitExceeded("needs more memory than the worker limit allows", path=path)
+    if isinstance(exc, RecursionError):
+        return LimitExceeded("structure nested too deeply to parse", path=path)
+    if isinstance(exc, FileNotFoundError):
+        return ExtractionError("file disappeared before it could be read", path=path)
+    if isinstance(exc, PermissionError):
+        return ExtractionError("permission denied", path=path)
+    if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
+        return TransientError(f"I/O error: {exc.strerror or exc}", path=path)
+    if isinstance(exc, zipfile.BadZipFile | zlib.error | EOFError):
+        return ExtractionError(f"corrupt or truncated archive: {exc}", path=path)
+    name = type(exc).__name__
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
+    if name == "PdfiumError":
+        return ExtractionError(f"unreadable PDF: {message}", path=path)
+    return ExtractionError(f"{name}: {message}"[:300], path=path)
+
+
+def translate_store_error(exc: sqlite3.Error) -> StoreError:
+    """Map a ``sqlite3`` exception to a :class:`StoreError` subclass."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return StoreBusy(f"database is busy: {text}; another gristmill process may be writing")
+    if isinstance(exc, sqlite3.DatabaseError) and (
+        "malformed" in text or "not a database" in text
+    ):
+        return StoreCorrupt(f"database is damaged: {text}")
+    return StoreError(f"database error: {text}")

@@ -1,0 +1,224 @@
+"""The embedded index: chunks in SQLite, FTS5 for BM25, vectors searched with NumPy.
+
+Vectors live in the ``embeddings`` table keyed by (model, chunk-text hash), which makes
+that table the embedding cache too. Vector search scans them in blocks with NumPy rather
+than through the sqlite-vec extension because many CPython builds (pyenv's and macOS's
+among them) cannot load SQLite extensions; an exact scan of 100k 384-d vectors is a few
+tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gristmill.catalog.database import Database
+
+__all__ = ["Hit", "PendingChunk", "SqliteIndex", "StoredChunk", "fts_query"]
+
+_RRF_K = 60  # the constant from Cormack et al. (2009); insensitive in practice
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+_MAX_QUERY_TOKENS = 64
+_SCAN_BLOCK = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """A chunk as written to the index."""
+
+    seq: int
+    text: str
+    text_hash: str
+    page: int | None
+    heading: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChunk:
+    """A chunk whose text has no vector yet for the embedder's model."""
+
+    chunk_id: int
+    item_id: int
+    text_hash: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One search result."""
+
+    source: str
+    score: float
+    text: str
+    page: int | None
+    heading: str | None
+    collection: str
+    chunk_id: int
+    item_id: int
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON shape of a hit (``source``, ``score``, ``text`` and provenance)."""
+        return {"source": self.source, "score": self.score, "text": self.text,
+                "page": self.page, "heading": self.heading, "collection": self.collection,
+                "chunk_id": self.chunk_id, "item_id": self.item_id}
+
+
+def fts_query(query: str) -> str | None:
+    """Turn any user string into a safe FTS5 query: each word quoted, OR-ed together.
+
+    Quoting every token means FTS5 operators (AND, NEAR, ``*``, ``:``, parentheses) and
+    stray quotes in the query are searched for as words instead of breaking the parser.
+    """
+    tokens = _TOKEN.findall(query)[:_MAX_QUERY_TOKENS]
+    if not tokens:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in dict.fromkeys(tokens))
+
+
+class SqliteIndex:
+    """Chunks, their full-text index and their vectors, in the catalog's database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- writing (inside the batcher's transaction) ------------------------------
+
+    @staticmethod
+    def replace_chunks(
+        txn: sqlite3.Connection, item_id: int, collection: str, chunks: Iterable[StoredChunk]
+    ) -> None:
+        """Make ``chunks`` the item's only chunks (idempotent: re-applying is harmless)."""
+        txn.execute("DELETE FROM chunks WHERE item_id = ?", (item_id,))
+        txn.executemany(
+            "INSERT INTO chunks (item_id, collection, seq, text, text_hash, page, heading) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ((item_id, collection, c.seq, c.text, c.text_hash, c.page, c.heading)
+             for c in chunks))
+
+    @staticmethod
+    def copy_chunks(txn: sqlite3.Connection, from_item: int, to_item: int, collection: str) -> int:
+        """Give ``to_item`` the chunks of an item with identical bytes; returns the count."""
+        txn.execute("DELETE FROM chunks WHERE item_id = ?", (to_item,))
+        return txn.execute(
+            "INSERT INTO chunks (item_id, collection, seq, text, text_hash, page, heading) "
+            "SELECT ?, ?, seq, text, text_hash, page, heading FROM chunks WHERE item_id = ? "
+            "ORDER BY seq", (to_item, collection, from_item)).rowcount
+
+    @staticmethod
+    def store_vectors(
+        txn: sqlite3.Connection, model: str, hashes: Sequence[str], vectors: np.ndarray
+    ) -> None:
+        """Store one float32 vector per text hash (first writer wins)."""
+        data = np.ascontiguousarray(vectors, dtype=np.float32)
+        txn.executemany(
+            "INSERT OR IGNORE INTO embeddings (model, text_hash, vector) VALUES (?, ?, ?)",
+            ((model, h, data[i].tobytes()) for i, h in enumerate(hashes)))
+
+    # -- embedding backlog -------------------------------------------------------
+
+    def pending_chunks(self, model: str, after_id: int, limit: int) -> list[PendingChunk]:
+        """Chunks of ``extracted`` items with no ``model`` vector, in id order after
+        ``after_id`` (a cursor, so chunks already handed out are not fetched again)."""
+        rows = self.db.conn.execute(
+            """SELECT c.id, c.item_id, c.text_hash, c.text
+               FROM chunks c JOIN items i ON i.id = c.item_id
+               WHERE c.id > ? AND i.status = 'extracted'
+                 AND NOT EXISTS (SELECT 1 FROM embeddings e
+                                 WHERE e.model = ? AND e.text_hash = c.text_hash)
+               ORDER BY c.id LIMIT ?""", (after_id, model, limit)).fetchall()
+        return [PendingChunk(*row) for row in rows]
+
+    def has_vector(self, model: str, text_hash: str) -> bool:
+        """Whether the cache holds a ``model`` vector for this text."""
+        return self.db.conn.execute(
+            "SELECT 1 FROM embeddings WHERE model = ? AND text_hash = ?",
+            (model, text_hash)).fetchone() is not None
+
+    # -- reading -----------------------------------------------------------------
+
+    def chunk_count(self, collection: str | None = None) -> int:
+        """Chunks stored (in one collection, or all)."""
+        if collection is None:
+            return int(self.db.conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        return int(self.db.conn.execute(
+            "SELECT count(*) FROM chunks WHERE collection = ?", (collection,)).fetchone()[0])
+
+    def vector_count(self, model: str) -> int:
+        """Distinct chunk texts with a vector for ``model``."""
+        return int(self.db.conn.execute(
+            "SELECT count(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])
+
+    def keyword(self, query: str, collection: str | None, limit: int) -> list[tuple[int, float]]:
+        """``(chunk_id, bm25 score)`` best first; higher is better."""
+        match = fts_query(query)
+        if match is None:
+            return []
+        sql = ("SELECT c.id, -bm25(chunks_fts) AS score FROM chunks_fts "
+               "JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?")
+        params: list[object] = [match]
+        if collection is not None:
+            sql += " AND c.collection = ?"
+            params.append(collection)
+        sql += " ORDER BY bm25(chunks_fts) LIMIT ?"
+        params.append(limit)
+        return [(int(i), float(s)) for i, s in self.db.conn.execute(sql, params)]
+
+    def vector(
+        self, query_vector: np.ndarray, model: str, collection: str | None, limit: int
+    ) -> list[tuple[int, float]]:
+        """``(chunk_id, cosine similarity)`` best first, by an exact blockwise scan."""
+        sql = ("SELECT c.id, e.vector FROM chunks c JOIN embeddings e "
+               "ON e.model = ? AND e.text_hash = c.text_hash")
+        params: list[object] = [model]
+        if collection is not None:
+            sql += " WHERE c.collection = ?"
+            params.append(collection)
+        q = np.asarray(query_vector, dtype=np.float32).ravel()
+        best_ids = np.empty(0, dtype=np.int64)
+        best_scores = np.empty(0, dtype=np.float32)
+        cursor = self.db.conn.execute(sql, params)
+        while rows := cursor.fetchmany(_SCAN_BLOCK):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            scores = matrix.reshape(len(rows), q.shape[0]) @ q
+            best_ids = np.concatenate([best_ids, ids])
+            best_scores = np.concatenate([best_scores, scores])
+            if len(best_ids) > limit:
+                keep = np.argpartition(-best_scores, limit)[:limit]
+                best_ids, best_scores = best_ids[keep], best_scores[keep]
+        order = np.argsort(-best_scores, kind="stable")
+        return [(int(best_ids[i]), float(best_scores[i])) for i in order]
+
+    def hits(self, scored: Sequence[tuple[int, float]]) -> list[Hit]:
+        """Attach text and provenance to ``(chunk_id, score)`` pairs, keeping their order."""
+        if not scored:
+            return []
+        ids = [chunk_id for chunk_id, _ in scored]
+        marks = ",".join("?" * len(ids))
+        rows = {
+            row[0]: row
+            for row in self.db.conn.execute(
+                f"SELECT c.id, i.source, c.text, c.page, c.heading, c.collection, c.item_id "
+                f"FROM chunks c JOIN items i ON i.id = c.item_id WHERE c.id IN ({marks})", ids)
+        }
+        return [
+            Hit(source=rows[cid][1], score=score, text=rows[cid][2], page=rows[cid][3],
+                heading=rows[cid][4], collection=rows[cid][5], chunk_id=cid,
+                item_id=rows[cid][6])
+            for cid, score in scored if cid in rows
+        ]
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[tuple[int, float]]], limit: int
+) -> list[tuple[int, float]]:
+    """Fuse best-first rankings by reciprocal rank: ``sum 1 / (60 + rank)``."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (chunk_id, _) in enumerate(ranking, start=1):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (_RRF_K + rank)
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]

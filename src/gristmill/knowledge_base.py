@@ -1,0 +1,312 @@
+"""The library's front door: one object per knowledge base (a home folder).
+
+The CLI and, later, the HTTP API are thin shells over these methods::
+
+    kb = KnowledgeBase.open("./.gristmill")
+    report = kb.ingest(["~/papers"], collection="papers")
+    for hit in kb.search("reciprocal rank fusion", k=5):
+        print(hit.score, hit.source, hit.page)
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from gristmill.catalog import Catalog, Database, DiscoveryCounts, FileFacts, lease_owner_token
+from gristmill.config import Settings
+from gristmill.embed import Embedder, make_embedder
+from gristmill.errors import ConfigError, SourceError
+from gristmill.index import Hit, SqliteIndex, reciprocal_rank_fusion
+from gristmill.ops import ErrorGroup, group_problems
+from gristmill.runtime import Progress, Runner
+from gristmill.sources import Matcher, sha256_file, walk
+
+__all__ = ["IngestReport", "KnowledgeBase", "SearchMode"]
+
+log = logging.getLogger(__name__)
+
+SearchMode = Literal["hybrid", "keyword", "vector"]
+_DISCOVERY_BATCH = 500
+_CANDIDATES = 50  # per ranking fed to rank fusion
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What an ingest run did."""
+
+    job_id: int
+    collection: str
+    discovered: DiscoveryCounts
+    items: dict[str, int]
+    chunks: int
+    pages: int
+    failed: int
+    seconds: float
+    seconds_to_searchable: float | None
+    dry_run: bool = False
+    stopped: bool = False
+    failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        out = asdict(self)
+        out["discovered"] = asdict(self.discovered)
+        return out
+
+
+class KnowledgeBase:
+    """A knowledge base in a home folder: catalog, index and logs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        _configure_logging(settings)
+        self.db = Database(settings.database_path)
+        self.catalog = Catalog(self.db)
+        self.index = SqliteIndex(self.db)
+        self._embedder: Embedder | None = None
+
+    @classmethod
+    def open(cls, home: str | Path | None = None, **settings: Any) -> KnowledgeBase:
+        """Open (creating if needed) the knowledge base at ``home``; other keyword
+        arguments override settings the way CLI flags do."""
+        return cls(Settings.load(home=Path(home) if home is not None else None, **settings))
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.db.close()
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def embedder(self) -> Embedder | None:
+        """The configured embedder (loaded on first use), or None for keyword-only."""
+        if self._embedder is None and self.settings.embedder != "none":
+            self._embedder = make_embedder(self.settings)
+        return self._embedder
+
+    # -- ingest ------------------------------------------------------------------
+
+    def ingest(
+        self,
+        sources: Sequence[str | Path],
+        *,
+        collection: str = "default",
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        max_files: int | None = None,
+        retry_failed: bool = False,
+        dry_run: bool = False,
+        embed: bool = True,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> IngestReport:
+        """Discover ``sources``, extract and index what is new or changed.
+
+        Re-running resumes: finished items are not redone, unchanged files are not
+        re-read, and files gone from a source have their chunks removed.
+        ``embed=False`` leaves vectors for a later :meth:`embed_pending`.
+
+        Raises:
+            SourceError: a source does not exist or cannot be listed.
+            ModelError: the embedding model is missing or fails its checksum.
+        """
+        if not collection or not collection.strip():
+            raise ConfigError("the collection name must not be empty")
+        started = time.monotonic()
+        roots = [os.path.abspath(os.path.expanduser(str(s))) for s in sources]
+        for root in roots:
+            if not os.path.exists(root):
+                raise SourceError(f"{root} does not exist; check the path")
+        embedder = self.embedder if embed else None  # fail early on a missing model
+        owner = lease_owner_token()
+        matcher = Matcher(tuple(include), tuple(exclude))
+        if dry_run:
+            counts = self._discover(collection, roots, matcher, 0, max_files, dry_run=True)
+            return IngestReport(0, collection, counts, self.catalog.counts(collection), 0, 0, 0,
+                                time.monotonic() - started, None, dry_run=True)
+        job_id = self.catalog.start_job(collection, roots, owner)
+        counts = self._discover(collection, roots, matcher, job_id, max_files)
+        if retry_failed:
+            self.catalog.reset_failed(collection)
+        runner = Runner(self.settings, self.catalog, self.index, embedder,
+                        collection=collection, roots=roots, owner=owner, job_id=job_id,
+                        embed=embed, on_progress=on_progress)
+        state = "failed"
+        try:
+            progress = runner.run()
+            state = "succeeded" if progress.finished else "interrupted"
+        finally:
+            self.catalog.finish_job(job_id, state, {"discovered": asdict(counts)})
+        return IngestReport(
+            job_id=job_id, collection=collection, discovered=counts,
+            items=self.catalog.counts(collection), chunks=self.index.chunk_count(collection),
+            pages=progress.pages, failed=progress.failed,
+            seconds=time.monotonic() - started,
+            seconds_to_searchable=progress.searchable_at, stopped=not progress.finished,
+            failures=progress.recent_failures)
+
+    def embed_pending(self, on_progress: Callable[[Progress], None] | None = None) -> Progress:
+        """Run only the embedding stage over every extracted item, in all collections."""
+        if self.embedder is None:
+            raise ConfigError("no embedder configured (embedder = none); nothing to embed")
+        runner = Runner(self.settings, self.catalog, self.index, self.embedder,
+                        collection="", roots=[""], owner=lease_owner_token(), job_id=0,
+                        extract=False, on_progress=on_progress)
+        return runner.run()
+
+    def _discover(
+        self, collection: str, roots: Sequence[str], matcher: Matcher, run_id: int,
+        max_files: int | None, *, dry_run: bool = False,
+    ) -> DiscoveryCounts:
+        total = DiscoveryCounts()
+        left = max_files
+        for root in roots:
+            complete = True
+            for batch in _batches(walk(Path(root), matcher, [self.settings.home]), left):
+                if dry_run:
+                    counts = self._dry_counts(collection, batch)
+                else:
+                    counts = self.catalog.record_discovered(collection, root, batch, run_id,
+                                                            sha256_file)
+                for name in ("new", "changed", "unchanged", "skipped"):
+                    setattr(total, name, getattr(total, name) + getattr(counts, name))
+                if left is not None:
+                    left -= len(batch)
+                    if left <= 0:
+                        complete = False
+                        break
+            # Removal needs a complete listing: a capped walk did not look everywhere.
+            if complete and not dry_run:
+                total.removed += self.catalog.remove_unseen(
+                    collection, root, run_id,
+                    lambda source, root=root: matcher(_relative(source, root)))
+            if left is not None and left <= 0:
+                break
+        return total
+
+    def _dry_counts(self, collection: str, batch: Sequence[FileFacts]) -> DiscoveryCounts:
+        counts = DiscoveryCounts()
+        for facts in batch:
+            row = self.db.conn.execute(
+                "SELECT size, mtime_ns FROM items WHERE collection = ? AND source = ?",
+                (collection, facts.source)).fetchone()
+            if facts.skip_reason is not None:
+                counts.skipped += 1
+            elif row is None:
+                counts.new += 1
+            elif tuple(row) == (facts.size, facts.mtime_ns):
+                counts.unchanged += 1
+            else:
+                counts.changed += 1
+        return counts
+
+    # -- search ------------------------------------------------------------------
+
+    def search(
+        self, query: str, *, collection: str | None = None, k: int = 10,
+        mode: SearchMode = "hybrid",
+    ) -> list[Hit]:
+        """The ``k`` best chunks for ``query``.
+
+        ``hybrid`` fuses BM25 and vector rankings by reciprocal rank; it falls back to
+        keyword ranking when no embedder is configured. Any string is a safe query.
+        """
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, not {k}")
+        if mode not in ("hybrid", "keyword", "vector"):
+            raise ConfigError(f"unknown search mode {mode!r}: use hybrid, keyword or vector")
+        depth = max(k, _CANDIDATES)
+        rankings = []
+        if mode in ("hybrid", "keyword"):
+            rankings.append(self.index.keyword(query, collection, depth))
+        if mode in ("hybrid", "vector"):
+            if self.embedder is None:
+                if mode == "vector":
+                    raise ConfigError("vector search needs an embedder; this knowledge base "
+                                      "runs with embedder = none (use --mode keyword)")
+            elif query.strip():
+                vector = self.embedder.embed([query])[0]
+                rankings.append(self.index.vector(vector, self.embedder.model_id,
+                                                  collection, depth))
+        if len(rankings) == 1:
+            return self.index.hits(rankings[0][:k])
+        return self.index.hits(reciprocal_rank_fusion(rankings, k))
+
+    # -- status ------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Counts by status, chunks, and the same per collection."""
+        collections = {
+            name: {"items": self.catalog.counts(name), "chunks": self.index.chunk_count(name)}
+            for name in self.catalog.collections()
+        }
+        out: dict[str, Any] = {
+            "items": self.catalog.counts(),
+            "chunks": self.index.chunk_count(),
+            "collections": collections,
+            "home": str(self.settings.home),
+            "embedder": self.settings.embedder,
+        }
+        if self.settings.embedder != "none":
+            from gristmill.embed.minilm import MODEL_ID
+
+            out["vectors"] = self.index.vector_count(MODEL_ID)
+        return out
+
+    def errors(self, collection: str | None = None) -> list[ErrorGroup]:
+        """Failed and skipped items grouped by the pattern of their reason."""
+        return group_problems(self.catalog.problems(collection))
+
+    def reset_failed(self, collection: str | None = None) -> int:
+        """Re-queue failed items for the next ingest; returns how many."""
+        return self.catalog.reset_failed(collection)
+
+
+def _relative(source: str, root: str) -> str:
+    return os.path.relpath(source, root).replace(os.sep, "/") if source != root else \
+        os.path.basename(source)
+
+
+def _batches(facts: Iterator[FileFacts], limit: int | None) -> Iterator[list[FileFacts]]:
+    batch: list[FileFacts] = []
+    for item in facts:
+        batch.append(item)
+        if limit is not None and len(batch) >= limit:
+            yield batch
+            return
+        if len(batch) >= _DISCOVERY_BATCH:
+            yield batch
+            if limit is not None:
+                limit -= len(batch)
+            batch = []
+    if batch:
+        yield batch
+
+
+def _configure_logging(settings: Settings) -> None:
+    settings.log_path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger("gristmill")
+    target = str(settings.log_path.resolve())
+    if any(getattr(h, "baseFilename", None) == target for h in root.handlers):
+        return
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.handlers.RotatingFileHandler):
+            root.removeHandler(handler)
+            handler.close()
+    handler = logging.handlers.RotatingFileHandler(target, maxBytes=20 * 2**20, backupCount=3,
+                                                   encoding="utf-8")
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)

@@ -1,0 +1,5 @@
+"""Executors run extraction work items somewhere: local processes now, a cluster later."""
+
+from gristmill.runtime.executors.local import LocalExecutor
+
+__all__ = ["LocalExecutor"]

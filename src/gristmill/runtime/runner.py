@@ -1,0 +1,514 @@
+"""The runner: claim items under leases, keep a bounded window in flight, settle results.
+
+One driver thread owns the database. It claims at most ``window`` items, hands them to
+the executor, and turns each finished future into an :class:`_Settle` operation for the
+batcher, which commits an item's chunks and its status in one transaction. The embedding
+stage runs beside it, fed from the index's backlog of chunks without vectors.
+
+Crash safety rests on ordering: an item is leased (committed) before a worker sees it, and
+its result becomes visible only when the batch holding it commits. A driver killed in
+between leaves a lease that :meth:`Catalog.reap_expired` frees on the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+
+import numpy as np
+import psutil
+from pebble import ProcessExpired
+
+from gristmill.batching import Batcher
+from gristmill.catalog import Catalog, Item, Status
+from gristmill.config import Settings
+from gristmill.embed import Embedder
+from gristmill.index import SqliteIndex, StoredChunk
+from gristmill.runtime.embed_stage import EmbedStage, EmbedWork
+from gristmill.runtime.executors import LocalExecutor
+from gristmill.runtime.worker import RECYCLE_EXIT_CODE, WorkOptions, WorkResult
+
+__all__ = ["Progress", "Runner", "tree_rss"]
+
+log = logging.getLogger(__name__)
+
+_TICK = 0.2  # seconds the loop waits for a future before doing its other chores
+_PROGRESS_EVERY = 0.5
+_RETRY_BASE_DELAY = 2.0
+
+
+def tree_rss(process: psutil.Process | None = None) -> int:
+    """Resident memory of a process and all its descendants, in bytes."""
+    process = process or psutil.Process()
+    total = 0
+    for proc in [process, *process.children(recursive=True)]:
+        try:
+            total += proc.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+
+
+@dataclass(slots=True)
+class Progress:
+    """A snapshot of a run, for terminals, logs and (later) SSE."""
+
+    total: int = 0
+    done: int = 0
+    extracted: int = 0
+    indexed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    retried: int = 0
+    in_flight: int = 0
+    pages: int = 0
+    chunks: int = 0
+    chunks_embedded: int = 0
+    embed_backlog: int = 0
+    rss_bytes: int = 0
+    elapsed: float = 0.0
+    searchable_at: float | None = None
+    finished: bool = False
+    stopping: bool = False
+    recent_failures: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        """Items settled per second so far."""
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the current rate, if known."""
+        left = self.total - self.done
+        return left / self.rate if self.rate > 0 and left > 0 else None
+
+
+@dataclass(slots=True)
+class _Settle:
+    """Commit one item's outcome (and its chunks) if we still hold its lease."""
+
+    item: Item
+    status: Status
+    fields: dict[str, object]
+    chunks: list[StoredChunk] = field(default_factory=list)
+    copy_from: int | None = None
+    promote_model: str | None = None
+
+
+@dataclass(slots=True)
+class _Vectors:
+    """Store a batch of vectors and promote the items that were waiting on them."""
+
+    model: str
+    hashes: list[str]
+    vectors: np.ndarray
+    item_ids: set[int]
+
+
+@dataclass(slots=True)
+class _Sweep:
+    """Promote every extracted item whose vectors are all present."""
+
+    model: str
+
+
+_Op = _Settle | _Vectors | _Sweep
+
+
+class Runner:
+    """Drives one ingest (or embed-only) run to completion; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        index: SqliteIndex,
+        embedder: Embedder | None,
+        *,
+        collection: str,
+        roots: Sequence[str],
+        owner: str,
+        job_id: int,
+        extract: bool = True,
+        embed: bool = True,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.index = index
+        self.embedder = embedder if embed else None
+        self.model = embedder.model_id if embedder is not None else "none"
+        self.collection = collection
+        self.roots = list(roots)
+        self.owner = owner
+        self.job_id = job_id
+        self.extract = extract
+        self.on_progress = on_progress
+        self.progress = Progress()
+        self._stop = threading.Event()
+        self._in_flight: dict[Future[WorkResult], Item] = {}
+        self._embedding: dict[str, set[int]] = {}  # text hash -> items waiting on it
+        self._embed_cursor = 0
+        self._embed_failed: set[str] = set()
+        self._batcher: Batcher[_Op] = Batcher(
+            self._write, on_dead=self._dead, max_rows=settings.flush_ops,
+            max_delay=settings.flush_seconds, weigh=_weigh)
+        self._started = time.monotonic()
+
+    # -- public ------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the run to stop: no new claims; results already in hand are committed."""
+        self._stop.set()
+
+    def run(self) -> Progress:
+        """Run until every item in scope is settled and embedded, or ``stop()``."""
+        self.catalog.reap_expired()
+        if self.embedder is not None and self.extract:
+            self.catalog.demote_for_model(self.model)
+        self.progress.total = self._scope_total()
+        executor = self._executor() if self.extract else None
+        stage = EmbedStage(self.embedder) if self.embedder is not None else None
+        restore = _install_signal_handlers(self.stop)
+        try:
+            self._loop(executor, stage)
+        finally:
+            restore()
+            # Order matters: commit what finished, then stop workers, then give back the
+            # leases of what did not finish so the next run can take them at once.
+            self._batcher.flush()
+            if executor is not None:
+                executor.shutdown(kill=True)
+            if stage is not None:
+                stage.close()
+            self._release_unfinished()
+            self.progress.finished = not self._stop.is_set()
+            self._report(force=True)
+        return self.progress
+
+    def _executor(self) -> LocalExecutor:
+        return LocalExecutor(self.settings, WorkOptions.from_settings(self.settings))
+
+    # -- the loop ----------------------------------------------------------------
+
+    def _loop(self, executor: LocalExecutor | None, stage: EmbedStage | None) -> None:
+        last_renew = last_report = time.monotonic()
+        while not self._stop.is_set():
+            claimed = self._fill_window(executor) if executor is not None else 0
+            if stage is not None:
+                self._feed(stage)
+            if self._in_flight:
+                finished, _ = wait(list(self._in_flight), timeout=_TICK,
+                                   return_when=FIRST_COMPLETED)
+                for future in finished:
+                    self._settle(future)
+            elif stage is not None and stage.busy:
+                time.sleep(0.05)
+            if stage is not None:
+                for work in stage.results():
+                    self._collect(work)
+            self._batcher.flush_if_due()
+            now = time.monotonic()
+            if now - last_renew > self.settings.lease_seconds / 3:
+                self.catalog.renew_leases(self.owner, self.settings.lease_seconds)
+                self.catalog.heartbeat(self.job_id)
+                last_renew = now
+            if now - last_report > _PROGRESS_EVERY:
+                self._report()
+                last_report = now
+            if not self._in_flight and claimed == 0 and (stage is None or not stage.busy):
+                if self._finished(executor is not None, stage):
+                    return
+
+    def _finished(self, extracting: bool, stage: EmbedStage | None) -> bool:
+        """True when nothing is left to claim, to embed or to write."""
+        self._batcher.flush()
+        if extracting:
+            pending, earliest = self.catalog.has_pending(self.collection, self.roots)
+            if pending:
+                # Only items waiting out a retry backoff remain: sleep toward them.
+                wait_for = max(0.0, (earliest or 0) - time.time())
+                self._stop.wait(min(wait_for, 1.0))
+                return False
+        if self.progress.searchable_at is None:
+            self.progress.searchable_at = time.monotonic() - self._started
+        if stage is not None:
+            backlog = self.index.pending_chunks(self.model, 0, len(self._embed_failed) + 1)
+            if any(row.text_hash not in self._embed_failed for row in backlog):
+                self._embed_cursor = 0  # sweep the backlog again from the start
+                return False
+            self._batcher.add(_Sweep(self.model))
+            self._batcher.flush()
+        return True
+
+    def _fill_window(self, executor: LocalExecutor) -> int:
+        room = (self.settings.window or 1) - len(self._in_flight)
+        if room <= 0:
+            return 0
+        items = self.catalog.claim(self.owner, self.collection, self.roots, room,
+                                   self.settings.lease_seconds)
+        for item in items:
+            twin = self.catalog.twin(item.sha256, self.model) if item.sha256 else None
+            if twin is not None and twin != item.id:
+                # Identical bytes were already extracted: reuse those chunks.
+                self._batcher.add(_Settle(item, Status.EXTRACTED, {}, copy_from=twin,
+                                          promote_model=self._promote_model()))
+                continue
+            # The lease is committed before the worker sees the item (claim's transaction).
+            self._in_flight[executor.submit(item.source)] = item
+        self.progress.in_flight = len(self._in_flight)
+        return len(items)
+
+    # -- settling extraction results ----------------------------------------------
+
+    def _settle(self, future: Future[WorkResult]) -> None:
+        item = self._in_flight.pop(future)
+        self.progress.in_flight = len(self._in_flight)
+        try:
+            result = future.result()
+        except FutureTimeout:
+            self._crashed(item, f"timed out after {self.settings.item_timeout:.0f} s")
+            return
+        except ProcessExpired as exc:
+            if exc.exitcode == RECYCLE_EXIT_CODE:
+                self._requeue(item, {})  # the worker retired over its RSS limit
+            else:
+                self._crashed(item, _death_reason(exc.exitcode))
+            return
+        except Exception as exc:  # e.g. a result that cannot be unpickled
+            log.exception("item %s: worker error", item.source)
+            self._fail(item, f"worker error: {type(exc).__name__}: {exc}"[:300], "worker")
+            return
+        if result.outcome == "extracted":
+            chunks = [StoredChunk(c.seq, c.text, c.text_hash, c.page, c.heading)
+                      for c in result.chunks]
+            status = Status.EXTRACTED if self.embedder is not None else Status.INDEXED
+            self._batcher.add(_Settle(
+                item, status,
+                {"pages": result.pages, "chunk_count": len(chunks), "error": None,
+                 "error_type": None, "extractor": result.extractor,
+                 "extractor_version": result.extractor_version,
+                 "embed_model": None if self.embedder is not None else "none"},
+                chunks=chunks, promote_model=self._promote_model()))
+            self.progress.pages += result.pages or 0
+            self.progress.chunks += len(chunks)
+        elif result.outcome == "retry":
+            self._retry(item, result.error or "temporary error")
+        else:
+            status = Status.SKIPPED if result.outcome == "skipped" else Status.FAILED
+            self._batcher.add(_Settle(item, status, {
+                "error": result.error, "error_type": result.error_type,
+                "extractor": result.extractor, "extractor_version": result.extractor_version,
+                "pages": result.pages, "chunk_count": 0}, chunks=[]))
+            self._note(status, item, result.error)
+
+    def _crashed(self, item: Item, reason: str) -> None:
+        crashes = item.crashes + 1
+        log.warning("item %s: %s (crash %d of %d)", item.source, reason, crashes,
+                    self.settings.max_crashes)
+        if crashes >= self.settings.max_crashes:
+            self._fail(item, f"quarantined: {reason} ({crashes} times)", "crash",
+                       crashes=crashes)
+        else:
+            self._requeue(item, {"crashes": crashes})
+
+    def _retry(self, item: Item, reason: str) -> None:
+        attempts = item.attempts + 1
+        if attempts >= self.settings.max_attempts:
+            self._fail(item, f"gave up after {attempts} attempts: {reason}", "transient",
+                       attempts=attempts)
+            return
+        delay = _RETRY_BASE_DELAY * 2 ** (attempts - 1) * (0.5 + random.random())
+        self.progress.retried += 1
+        self._requeue(item, {"attempts": attempts, "not_before": time.time() + delay,
+                             "error": reason})
+
+    def _requeue(self, item: Item, fields: dict[str, object]) -> None:
+        self._batcher.add(_Settle(item, Status.PENDING, fields))
+
+    def _fail(self, item: Item, reason: str, kind: str, **fields: object) -> None:
+        self._batcher.add(_Settle(item, Status.FAILED, {"error": reason, "error_type": kind,
+                                                        "chunk_count": 0, **fields}))
+        self._note(Status.FAILED, item, reason)
+
+    def _note(self, status: Status, item: Item, reason: str | None) -> None:
+        if status is Status.FAILED:
+            self.progress.recent_failures = [
+                *self.progress.recent_failures[-4:], f"{item.source}: {reason}"]
+
+    def _promote_model(self) -> str | None:
+        return self.model if self.embedder is not None else None
+
+    # -- embedding ---------------------------------------------------------------
+
+    def _feed(self, stage: EmbedStage) -> None:
+        batch = self.settings.embed_batch * 4
+        while stage.has_room:
+            rows = self.index.pending_chunks(self.model, self._embed_cursor, batch)
+            if not rows:
+                return
+            self._embed_cursor = rows[-1].chunk_id
+            work = EmbedWork(hashes=[], texts=[], item_ids=set())
+            for row in rows:
+                if row.text_hash in self._embed_failed:
+                    continue
+                waiting = self._embedding.get(row.text_hash)
+                if waiting is not None:
+                    waiting.add(row.item_id)  # already on its way: just wait for it
+                    continue
+                self._embedding[row.text_hash] = {row.item_id}
+                work.hashes.append(row.text_hash)
+                work.texts.append(row.text)
+            if work.texts:
+                stage.submit(work)
+
+    def _collect(self, work: EmbedWork) -> None:
+        waiting: set[int] = set()
+        for h in work.hashes:
+            waiting |= self._embedding.pop(h, set())
+        if work.error is not None or work.vectors is None:
+            # Those chunks stay keyword-searchable without vectors; their items stay
+            # `extracted` and the next run tries again.
+            self._embed_failed.update(work.hashes)
+            return
+        self._batcher.add(_Vectors(self.model, work.hashes, work.vectors, waiting))
+        self.progress.chunks_embedded += len(work.hashes)
+
+    # -- writing (the batcher's sink; runs on the driver thread) ------------------
+
+    def _write(self, ops: Sequence[_Op]) -> None:
+        with self.catalog.db.transaction() as txn:
+            for op in ops:
+                if isinstance(op, _Settle):
+                    self._apply_settle(txn, op)
+                elif isinstance(op, _Vectors):
+                    self.index.store_vectors(txn, op.model, op.hashes, op.vectors)
+                    self.catalog.promote(txn, op.model, op.item_ids)
+                else:
+                    self.catalog.promote(txn, op.model)
+        self._count_done(ops)
+
+    def _apply_settle(self, txn: object, op: _Settle) -> None:
+        import sqlite3
+
+        assert isinstance(txn, sqlite3.Connection)
+        fields = dict(op.fields)
+        if op.copy_from is not None:
+            twin = txn.execute(
+                "SELECT pages, extractor, extractor_version FROM items WHERE id = ?",
+                (op.copy_from,)).fetchone()
+            if twin is None:  # the twin vanished since the claim: extract normally
+                op.status = Status.PENDING
+            else:
+                fields.update(pages=twin[0], extractor=twin[1], extractor_version=twin[2])
+        if not self.catalog.settle(txn, op.item.id, self.owner, op.status, **fields):
+            log.info("item %s: lease lost before its result was written; dropped",
+                     op.item.source)
+            return
+        if op.copy_from is not None and op.status is Status.EXTRACTED:
+            count = self.index.copy_chunks(txn, op.copy_from, op.item.id, op.item.collection)
+            txn.execute("UPDATE items SET chunk_count = ? WHERE id = ?", (count, op.item.id))
+        elif op.status in (Status.EXTRACTED, Status.INDEXED, Status.SKIPPED, Status.FAILED):
+            self.index.replace_chunks(txn, op.item.id, op.item.collection, op.chunks)
+        if op.promote_model is not None:
+            self.catalog.promote(txn, op.promote_model, [op.item.id])
+
+    def _dead(self, op: _Op, exc: Exception) -> None:
+        """A single operation failed to write: record the item as failed, alone."""
+        if isinstance(op, _Settle) and op.status is not Status.FAILED:
+            reason = f"could not store the result: {type(exc).__name__}: {exc}"[:300]
+            self._batcher.add(_Settle(op.item, Status.FAILED,
+                                      {"error": reason, "error_type": "store"}))
+
+    def _count_done(self, ops: Sequence[_Op]) -> None:
+        for op in ops:
+            if not isinstance(op, _Settle):
+                continue
+            if op.status is Status.PENDING:
+                continue
+            self.progress.done += 1
+            if op.status is Status.SKIPPED:
+                self.progress.skipped += 1
+            elif op.status is Status.FAILED:
+                self.progress.failed += 1
+            else:
+                self.progress.extracted += 1
+
+    def _release_unfinished(self) -> None:
+        if not self._in_flight:
+            return
+        ids = [item.id for item in self._in_flight.values()]
+        with self.catalog.db.transaction() as txn:
+            txn.executemany(
+                "UPDATE items SET status = 'pending', lease_owner = NULL, lease_expires = NULL "
+                "WHERE id = ? AND lease_owner = ? AND status = 'processing'",
+                [(i, self.owner) for i in ids])
+        self._in_flight.clear()
+
+    # -- reporting ---------------------------------------------------------------
+
+    def _scope_total(self) -> int:
+        marks = ",".join("?" * len(self.roots))
+        return int(self.catalog.db.conn.execute(
+            f"SELECT count(*) FROM items WHERE collection = ? AND root IN ({marks}) "
+            f"AND status NOT IN ('indexed', 'skipped', 'failed')",
+            (self.collection, *self.roots)).fetchone()[0])
+
+    def _report(self, force: bool = False) -> None:
+        self.progress.elapsed = time.monotonic() - self._started
+        self.progress.stopping = self._stop.is_set()
+        self.progress.rss_bytes = tree_rss()
+        if self.embedder is not None:
+            self.progress.embed_backlog = len(self._embedding)
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+
+def _weigh(op: _Op) -> int:
+    if isinstance(op, _Settle):
+        return 1 + len(op.chunks)
+    if isinstance(op, _Vectors):
+        return len(op.hashes)
+    return 1
+
+
+def _death_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"worker killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            pass
+    return f"worker died (exit code {exitcode})"
+
+
+def _install_signal_handlers(stop: Callable[[], None]) -> Callable[[], None]:
+    """SIGINT/SIGTERM ask the run to stop cleanly; a second SIGINT interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    hits = {"n": 0}
+
+    def handler(signum: int, _frame: object) -> None:
+        hits["n"] += 1
+        if signum == signal.SIGINT and hits["n"] > 1:
+            raise KeyboardInterrupt
+        log.warning("received %s: finishing in-flight work and stopping",
+                    signal.Signals(signum).name)
+        stop()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore

@@ -1,0 +1,166 @@
+"""What runs inside an extraction worker process: extract one item, chunk it, return.
+
+Workers hold no database connection. They return a :class:`WorkResult` and the driver
+commits it, so a worker killed at any instant leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import signal
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from gristmill.chunking import Chunk, chunk_segments
+from gristmill.config import Settings
+from gristmill.errors import (
+    ItemError,
+    TransientError,
+    Unsupported,
+    translate_extraction_error,
+)
+from gristmill.extract import Limits, Segment, extractor_for
+
+__all__ = ["RECYCLE_EXIT_CODE", "WorkOptions", "WorkResult", "init_worker", "process_item"]
+
+log = logging.getLogger(__name__)
+
+#: Exit code of a worker that retires itself because its RSS grew over the limit. The
+#: driver re-queues the item it was handed without counting a crash.
+RECYCLE_EXIT_CODE = 75
+
+_max_rss_bytes = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkOptions:
+    """What a worker needs to know besides the path."""
+
+    chunk_tokens: int
+    max_file_bytes: int
+    limits: Limits
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkOptions:
+        """The options the settings imply."""
+        return cls(chunk_tokens=settings.chunk_tokens,
+                   max_file_bytes=settings.max_file_mb * 1024 * 1024,
+                   limits=Limits(max_text_chars=settings.max_text_chars))
+
+
+@dataclass(slots=True)
+class WorkResult:
+    """The outcome of one item: ``extracted``, ``skipped``, ``failed`` or ``retry``."""
+
+    outcome: str
+    chunks: list[Chunk] = field(default_factory=list)
+    pages: int | None = None
+    extractor: str | None = None
+    extractor_version: int | None = None
+    error: str | None = None
+    error_type: str | None = None
+    seconds: float = 0.0
+    truncated: bool = False
+
+
+def init_worker(log_path: str, max_rss_mb: int, memory_limit_mb: int) -> None:
+    """Pool initializer: logging, memory limits, and signals left to the driver."""
+    global _max_rss_bytes
+    _max_rss_bytes = max_rss_mb * 1024 * 1024
+    # Ctrl-C reaches the whole process group; the driver decides how to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if memory_limit_mb > 0:
+        # A hard address-space cap turns a decompression bomb into a MemoryError on its
+        # own item instead of the kernel's OOM killer taking the machine's other work.
+        limit = memory_limit_mb * 1024 * 1024
+        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard == resource.RLIM_INFINITY or hard > limit:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    root = logging.getLogger()
+    if not any(isinstance(h, logging.FileHandler) for h in root.handlers):
+        handler = logging.FileHandler(log_path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+
+def process_item(source: str, options: WorkOptions) -> WorkResult:
+    """Extract and chunk one file. Never raises for a problem with the file itself."""
+    if _max_rss_bytes and psutil.Process().memory_info().rss > _max_rss_bytes:
+        # Retire before starting: memory left behind by earlier items (fragmentation,
+        # library caches) goes back to the OS with the process.
+        os._exit(RECYCLE_EXIT_CODE)
+    started = time.perf_counter()
+    result = _extract(Path(source), options)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _extract(path: Path, options: WorkOptions) -> WorkResult:
+    extractor = extractor_for(path)
+    if extractor is None:
+        suffix = path.suffix.lower() or "(no extension)"
+        return WorkResult("skipped", error=f"unsupported file type {suffix}",
+                          error_type="unsupported")
+    try:
+        size = path.stat().st_size
+        if size > options.max_file_bytes:
+            return WorkResult(
+                "skipped", error=f"file is {size / 2**20:.0f} MB, over the "
+                f"{options.max_file_bytes / 2**20:.0f} MB limit (max_file_mb)",
+                error_type="too large", extractor=extractor.name)
+        if size == 0:
+            return WorkResult("skipped", error="empty file", error_type="empty",
+                              extractor=extractor.name)
+        capped = _Capped(extractor.extract(path, options.limits), options.limits.max_text_chars)
+        chunks = list(chunk_segments(capped, options.chunk_tokens))
+    except Exception as exc:  # every failure is confined to this item
+        error = translate_extraction_error(exc, str(path))
+        log.info("item %s: %s", path, error.reason, exc_info=not isinstance(exc, ItemError))
+        return _failure(error, extractor.name, extractor.version)
+    if not chunks:
+        return WorkResult("skipped", error="no text found", error_type="empty",
+                          extractor=extractor.name, extractor_version=extractor.version,
+                          pages=capped.pages)
+    return WorkResult("extracted", chunks=chunks, pages=capped.pages,
+                      extractor=extractor.name, extractor_version=extractor.version,
+                      truncated=capped.truncated)
+
+
+def _failure(error: ItemError, name: str, version: int) -> WorkResult:
+    if isinstance(error, TransientError):
+        outcome, kind = "retry", "transient"
+    elif isinstance(error, Unsupported):
+        outcome, kind = "skipped", "unsupported"
+    else:
+        outcome, kind = "failed", type(error).__name__
+    return WorkResult(outcome, error=error.reason, error_type=kind, extractor=name,
+                      extractor_version=version)
+
+
+class _Capped(Iterable[Segment]):
+    """Passes segments through until ``max_chars`` of text, counting pages on the way."""
+
+    def __init__(self, segments: Iterator[Segment], max_chars: int) -> None:
+        self._segments = segments
+        self._left = max_chars
+        self.pages: int | None = None
+        self.truncated = False
+
+    def __iter__(self) -> Iterator[Segment]:
+        for segment in self._segments:
+            if segment.page is not None:
+                self.pages = max(self.pages or 0, segment.page)
+            if len(segment.text) > self._left:
+                self.truncated = True
+                yield Segment(segment.text[:self._left], segment.page, segment.heading)
+                return
+            self._left -= len(segment.text)
+            yield segment

@@ -1,0 +1,129 @@
+"""Discovery of a local folder: a streaming walk with include/exclude patterns.
+
+The walk holds one directory listing at a time (sorted, for a stable order), never the
+whole tree. Directory symlinks are not followed, which rules out loops; file symlinks are
+followed and judged by what they point at. Anything that is not a regular file (FIFO,
+device, socket, broken link, symlink loop) is reported with a reason instead of opened:
+reading a FIFO would block forever and ``/dev/zero`` never ends.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import hashlib
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gristmill.catalog import FileFacts
+from gristmill.errors import SourceError
+
+__all__ = ["Matcher", "sha256_file", "walk"]
+
+_HASH_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """Include/exclude glob patterns.
+
+    A pattern containing ``/`` is matched against the path relative to the root;
+    one without is matched against the file name. With no include pattern every file is
+    included; an exclude pattern always wins.
+    """
+
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+
+    def __call__(self, relative: str) -> bool:
+        name = relative.rsplit("/", 1)[-1]
+        if self.include and not any(self._hit(p, relative, name) for p in self.include):
+            return False
+        return not any(self._hit(p, relative, name) for p in self.exclude)
+
+    @staticmethod
+    def _hit(pattern: str, relative: str, name: str) -> bool:
+        target = relative if "/" in pattern else name
+        return fnmatch.fnmatchcase(target, pattern.removeprefix("./"))
+
+
+def sha256_file(path: str) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def walk(root: Path, matcher: Matcher, skip_dirs: Sequence[Path] = ()) -> Iterator[FileFacts]:
+    """Yield facts for every file under ``root`` that ``matcher`` admits.
+
+    Hidden directories (``.git``, ``.venv``) and ``skip_dirs`` (the KB's own home) are
+    not entered.
+
+    Raises:
+        SourceError: ``root`` does not exist or is not a readable folder.
+    """
+    root = Path(os.path.abspath(root))
+    if root.is_file():
+        yield _facts(str(root))
+        return
+    if not root.is_dir():
+        raise SourceError(f"{root} is not a folder or file; check the path")
+    skip = {os.path.abspath(p) for p in skip_dirs}
+    stack = [str(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            if folder == str(root):
+                raise SourceError(f"cannot list {root}: {exc.strerror}") from exc
+            continue
+        subfolders = []
+        for entry in entries:
+            relative = os.path.relpath(entry.path, root).replace(os.sep, "/")
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not entry.name.startswith(".") and entry.path not in skip:
+                    subfolders.append(entry.path)
+                continue
+            if matcher(relative):
+                yield _facts(entry.path)
+        stack.extend(reversed(subfolders))
+
+
+def _facts(path: str) -> FileFacts:
+    try:
+        st = os.stat(path)  # follows symlinks: a link to a file is that file
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return FileFacts(path, skip_reason="symlink loop")
+        if os.path.islink(path):
+            return FileFacts(path, skip_reason="broken symlink")
+        return FileFacts(path, skip_reason=f"cannot stat: {exc.strerror}")
+    if stat.S_ISDIR(st.st_mode):
+        return FileFacts(path, skip_reason="symlink to a folder (not followed)")
+    if not stat.S_ISREG(st.st_mode):
+        return FileFacts(path, skip_reason=f"not a regular file ({_kind(st.st_mode)})")
+    return FileFacts(path, size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "named pipe"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "special file"
