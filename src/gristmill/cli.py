@@ -30,8 +30,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # one line per message: greppable when piped
+err = Console(stderr=True, soft_wrap=True)
 
 Home = Annotated[Path | None, typer.Option(
     "--home", help="Knowledge-base folder [env: GRISTMILL_HOME; default ./.gristmill].",

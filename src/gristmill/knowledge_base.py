@@ -128,7 +128,7 @@ class KnowledgeBase:
         for root in roots:
             if not os.path.exists(root):
                 raise SourceError(f"{root} does not exist; check the path")
-        embedder = self.embedder if embed else None  # fail early on a missing model
+        embedder = self.embedder  # fail early on a missing model
         owner = lease_owner_token()
         matcher = Matcher(tuple(include), tuple(exclude))
         if dry_run:

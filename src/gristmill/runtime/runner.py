@@ -144,7 +144,8 @@ class Runner:
         self.settings = settings
         self.catalog = catalog
         self.index = index
-        self.embedder = embedder if embed else None
+        self.embedder = embedder
+        self.embed = embed and embedder is not None  # False: vectors left for later
         self.model = embedder.model_id if embedder is not None else "none"
         self.collection = collection
         self.roots = list(roots)
@@ -176,7 +177,7 @@ class Runner:
             self.catalog.demote_for_model(self.model)
         self.progress.total = self._scope_total()
         executor = self._executor() if self.extract else None
-        stage = EmbedStage(self.embedder) if self.embedder is not None else None
+        stage = EmbedStage(self.embedder) if self.embed and self.embedder else None
         restore = _install_signal_handlers(self.stop)
         try:
             self._loop(executor, stage)
@@ -259,7 +260,8 @@ class Runner:
             twin = self.catalog.twin(item.sha256, self.model) if item.sha256 else None
             if twin is not None and twin != item.id:
                 # Identical bytes were already extracted: reuse those chunks.
-                self._batcher.add(_Settle(item, Status.EXTRACTED, {}, copy_from=twin,
+                self._batcher.add(_Settle(item, self._extracted_status(),
+                                          self._embed_fields(), copy_from=twin,
                                           promote_model=self._promote_model()))
                 continue
             # The lease is committed before the worker sees the item (claim's transaction).
@@ -290,13 +292,11 @@ class Runner:
         if result.outcome == "extracted":
             chunks = [StoredChunk(c.seq, c.text, c.text_hash, c.page, c.heading)
                       for c in result.chunks]
-            status = Status.EXTRACTED if self.embedder is not None else Status.INDEXED
             self._batcher.add(_Settle(
-                item, status,
+                item, self._extracted_status(),
                 {"pages": result.pages, "chunk_count": len(chunks), "error": None,
                  "error_type": None, "extractor": result.extractor,
-                 "extractor_version": result.extractor_version,
-                 "embed_model": None if self.embedder is not None else "none"},
+                 "extractor_version": result.extractor_version, **self._embed_fields()},
                 chunks=chunks, promote_model=self._promote_model()))
             self.progress.pages += result.pages or 0
             self.progress.chunks += len(chunks)
@@ -343,6 +343,13 @@ class Runner:
         if status is Status.FAILED:
             self.progress.recent_failures = [
                 *self.progress.recent_failures[-4:], f"{item.source}: {reason}"]
+
+    def _extracted_status(self) -> Status:
+        # Keyword-only knowledge bases have nothing more to do after extraction.
+        return Status.EXTRACTED if self.embedder is not None else Status.INDEXED
+
+    def _embed_fields(self) -> dict[str, object]:
+        return {"embed_model": None if self.embedder is not None else "none"}
 
     def _promote_model(self) -> str | None:
         return self.model if self.embedder is not None else None
@@ -413,7 +420,7 @@ class Runner:
             log.info("item %s: lease lost before its result was written; dropped",
                      op.item.source)
             return
-        if op.copy_from is not None and op.status is Status.EXTRACTED:
+        if op.copy_from is not None and op.status is not Status.PENDING:
             count = self.index.copy_chunks(txn, op.copy_from, op.item.id, op.item.collection)
             txn.execute("UPDATE items SET chunk_count = ? WHERE id = ?", (count, op.item.id))
         elif op.status in (Status.EXTRACTED, Status.INDEXED, Status.SKIPPED, Status.FAILED):
@@ -466,7 +473,7 @@ class Runner:
         self.progress.elapsed = time.monotonic() - self._started
         self.progress.stopping = self._stop.is_set()
         self.progress.rss_bytes = tree_rss()
-        if self.embedder is not None:
+        if self.embed:
             self.progress.embed_backlog = len(self._embedding)
         if self.on_progress is not None:
             self.on_progress(self.progress)

@@ -1,0 +1,130 @@
+"""E-mail messages (``.eml``, RFC 5322) with the standard library's ``email`` package.
+
+The first segment holds the envelope (From, To, Cc, Date, Subject) and the attachment
+names; the body follows: the text/plain part, or the HTML part when there is no plain
+one. Attachments themselves are items of their own, processed elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.errors
+from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage, Message
+from pathlib import Path
+
+from gristmill.errors import LimitExceeded, Unsupported
+from gristmill.extract.base import Limits, Segment
+from gristmill.extract.html import html_to_segments
+from gristmill.extract.text import detect_encoding, plain_segments
+
+__all__ = ["EXTRACTORS", "EmailExtractor"]
+
+_ENVELOPE = ("From", "To", "Cc", "Date", "Subject")
+_MAX_HEADING_CHARS = 200
+# Header values the email package cannot parse raise these on access.
+_HEADER_ERRORS = (email.errors.MessageError, ValueError, IndexError, TypeError)
+
+
+class EmailExtractor:
+    """RFC 5322 messages; ``heading`` is the subject."""
+
+    name = "email"
+    version = 1
+    extensions = frozenset({".eml"})
+
+    def extract(self, path: Path, limits: Limits) -> Iterator[Segment]:
+        """Yield the envelope, then the body text.
+
+        Raises:
+            LimitExceeded: more text than ``limits.max_text_chars``.
+            Unsupported: the file is empty.
+        """
+        data = path.read_bytes()
+        if not data.strip():
+            raise Unsupported("empty file")
+        message = _parse(data)
+        subject = " ".join(_header(message, "Subject").split())[:_MAX_HEADING_CHARS] or None
+        total = 0
+        for segment in _segments(message):
+            total += len(segment.text)
+            if total > limits.max_text_chars:
+                raise LimitExceeded(
+                    f"message text exceeds {limits.max_text_chars:,} characters "
+                    "(max_text_chars)"
+                )
+            yield dataclasses.replace(segment, heading=subject)
+        if not total:
+            raise Unsupported("no text in message")
+
+
+def _parse(data: bytes) -> EmailMessage:
+    # Some tools save messages as UTF-16 text, where the parser would find no headers;
+    # re-encoded as UTF-8 they read as usual (their parts then declare UTF-8 anyway).
+    if b"\x00" in data[:1024]:
+        encoding, bom = detect_encoding(data[: 1024 * 1024])
+        data = data[bom:].decode(encoding, errors="replace").encode("utf-8")
+    parsed = email.message_from_bytes(data, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)  # policy.default builds EmailMessage
+    return parsed
+
+
+def _segments(message: EmailMessage) -> Iterator[Segment]:
+    lines = [f"{name}: {value}" for name in _ENVELOPE if (value := _header(message, name))]
+    body_parts = _body_parts(message)
+    names = [
+        name
+        for part in message.walk()
+        if part not in body_parts and (name := _filename(part))
+    ]
+    if names:
+        lines.append("Attachments: " + ", ".join(names))
+    if lines:
+        yield Segment("\n".join(lines))
+    for part in body_parts:
+        text = _text_content(part)
+        if part.get_content_subtype() == "html":
+            yield from html_to_segments(text)
+        else:
+            yield from plain_segments([text])
+
+
+def _body_parts(message: EmailMessage) -> list[Message]:
+    """The part holding the body: plain text preferred, else HTML; none for a bare MIME."""
+    body = message.get_body(preferencelist=("plain", "html"))
+    return [body] if body is not None else []
+
+
+def _header(message: EmailMessage, name: str) -> str:
+    try:
+        value = message.get(name)
+    except _HEADER_ERRORS:
+        # A header the parser chokes on is still worth showing as it was written.
+        raw = next((v for k, v in message.raw_items() if k.lower() == name.lower()), "")
+        return " ".join(str(raw).split())
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def _filename(part: Message) -> str:
+    try:
+        return part.get_filename() or ""
+    except _HEADER_ERRORS:
+        return ""
+
+
+def _text_content(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    charset = part.get_content_charset() or ""
+    try:
+        return payload.decode(charset or "ascii")
+    except (LookupError, UnicodeDecodeError):
+        # An unknown or wrong charset label, common in old mail: detect instead.
+        encoding, bom = detect_encoding(payload[: 1024 * 1024])
+        return payload[bom:].decode(encoding, errors="replace")
+
+
+EXTRACTORS = [EmailExtractor()]

@@ -1,0 +1,199 @@
+"""Ingest through the library: resume, change detection, removal, filters, dedup."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from docs import make_pdf
+
+from gristmill.errors import ConfigError, SourceError
+from gristmill.knowledge_base import KnowledgeBase
+
+
+def _kb(tmp_path: Path, **settings: object) -> KnowledgeBase:
+    settings.setdefault("embedder", "none")
+    settings.setdefault("workers", 2)
+    return KnowledgeBase.open(tmp_path / "home", **settings)
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _sources(kb: KnowledgeBase, query: str) -> list[str]:
+    return [Path(h.source).name for h in kb.search(query, mode="keyword", k=50)]
+
+
+def test_ingest_makes_every_file_searchable_with_page_numbers(tmp_path: Path) -> None:
+    """Text and PDF files become searchable; PDF hits carry their page number."""
+    src = tmp_path / "src"
+    _write(src, "notes.txt", "The heron stands in the shallow water.")
+    make_pdf(src / "paper.pdf", ["Introduction about kingfishers.", "Results about herons."])
+    with _kb(tmp_path) as kb:
+        report = kb.ingest([src])
+        assert report.items["indexed"] == 2 and report.failed == 0
+        hits = kb.search("herons", mode="keyword")
+        assert {Path(h.source).name for h in hits} == {"notes.txt", "paper.pdf"}
+        pdf_hit = next(h for h in hits if h.source.endswith("paper.pdf"))
+        assert pdf_hit.page == 2
+
+
+def test_rerun_skips_unchanged_and_reprocesses_changed(tmp_path: Path) -> None:
+    """A re-run touches nothing unchanged and re-indexes a changed file's new text."""
+    src = tmp_path / "src"
+    _write(src, "a.txt", "alpha original wording")
+    _write(src, "b.txt", "bravo stays the same")
+    with _kb(tmp_path) as kb:
+        kb.ingest([src])
+        again = kb.ingest([src])
+        assert (again.discovered.new, again.discovered.changed) == (0, 0)
+        assert again.discovered.unchanged == 2
+        time.sleep(0.01)
+        _write(src, "a.txt", "alpha rewritten completely")
+        third = kb.ingest([src])
+        assert third.discovered.changed == 1
+        assert _sources(kb, "rewritten") == ["a.txt"]
+        assert _sources(kb, "original") == []
+        assert kb.status()["chunks"] == 2
+
+
+def test_touched_file_with_same_bytes_is_not_reprocessed(tmp_path: Path) -> None:
+    """A new mtime with identical bytes keeps the existing chunks (no re-extraction)."""
+    src = tmp_path / "src"
+    path = _write(src, "a.txt", "charlie content")
+    with _kb(tmp_path) as kb:
+        kb.ingest([src])
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+        report = kb.ingest([src])
+        assert report.discovered.unchanged == 1 and report.discovered.changed == 0
+
+
+def test_removed_file_loses_its_chunks(tmp_path: Path) -> None:
+    """A file deleted from the source disappears from search on the next run."""
+    src = tmp_path / "src"
+    _write(src, "keep.txt", "delta keeps")
+    gone = _write(src, "gone.txt", "echo vanishes")
+    with _kb(tmp_path) as kb:
+        kb.ingest([src])
+        gone.unlink()
+        report = kb.ingest([src])
+        assert report.discovered.removed == 1
+        assert _sources(kb, "vanishes") == []
+        assert kb.status()["items"]["indexed"] == 1
+
+
+def test_capped_run_removes_nothing(tmp_path: Path) -> None:
+    """--max-files does not look everywhere, so it never deletes unseen items."""
+    src = tmp_path / "src"
+    for i in range(5):
+        _write(src, f"f{i}.txt", f"foxtrot number {i}")
+    with _kb(tmp_path) as kb:
+        kb.ingest([src])
+        report = kb.ingest([src], max_files=2)
+        assert report.discovered.seen == 2 and report.discovered.removed == 0
+        assert kb.status()["items"]["indexed"] == 5
+
+
+def test_include_and_exclude_patterns(tmp_path: Path) -> None:
+    """Only included names are ingested, excluded ones never, and hidden folders are skipped."""
+    src = tmp_path / "src"
+    _write(src, "a.md", "golf markdown")
+    _write(src, "b.txt", "golf text")
+    _write(src, "drafts/c.md", "golf draft")
+    _write(src, ".git/d.md", "golf hidden")
+    with _kb(tmp_path) as kb:
+        kb.ingest([src], include=["*.md"], exclude=["drafts/*"])
+        assert _sources(kb, "golf") == ["a.md"]
+
+
+def test_identical_files_share_chunks_and_vectors_are_not_duplicated(tmp_path: Path) -> None:
+    """Two copies of a file are both searchable; their text is embedded once."""
+    src = tmp_path / "src"
+    _write(src, "one.txt", "hotel identical content for both copies")
+    _write(src, "two.txt", "hotel identical content for both copies")
+    with _kb(tmp_path, embedder="minilm") as kb:
+        kb.ingest([src])
+        assert sorted(_sources(kb, "hotel")) == ["one.txt", "two.txt"]
+        status = kb.status()
+        assert status["items"]["indexed"] == 2
+        assert status["chunks"] == 2 and status["vectors"] == 1
+
+
+def test_keyword_only_kb_gets_vectors_when_an_embedder_is_turned_on(tmp_path: Path) -> None:
+    """Items indexed with embedder none are embedded by a later run with minilm."""
+    src = tmp_path / "src"
+    _write(src, "a.txt", "india the quick brown fox jumps over the lazy dog")
+    with _kb(tmp_path) as kb:
+        kb.ingest([src])
+        assert "vectors" not in kb.status()
+    with _kb(tmp_path, embedder="minilm") as kb:
+        kb.ingest([src])
+        status = kb.status()
+        assert status["items"]["indexed"] == 1 and status["vectors"] == 1
+        hits = kb.search("a fast auburn fox leaping", mode="vector")
+        assert hits and hits[0].source.endswith("a.txt")
+
+
+def test_two_phase_ingest_then_embed(tmp_path: Path) -> None:
+    """With embed=False items are keyword-searchable but `extracted`; embed_pending
+    finishes them."""
+    src = tmp_path / "src"
+    _write(src, "a.txt", "juliet speaks of stars")
+    with _kb(tmp_path, embedder="minilm") as kb:
+        kb.ingest([src], embed=False)
+        assert kb.status()["items"]["extracted"] == 1
+        assert _sources(kb, "stars") == ["a.txt"]
+        kb.embed_pending()
+        assert kb.status()["items"]["indexed"] == 1
+
+
+def test_collections_are_separate(tmp_path: Path) -> None:
+    """Search in one collection never returns another's chunks."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    _write(a, "x.txt", "kilo in collection a")
+    _write(b, "y.txt", "kilo in collection b")
+    with _kb(tmp_path) as kb:
+        kb.ingest([a], collection="ca")
+        kb.ingest([b], collection="cb")
+        assert [Path(h.source).name for h in kb.search("kilo", collection="ca")] == ["x.txt"]
+        assert set(kb.status()["collections"]) == {"ca", "cb"}
+
+
+def test_failed_items_can_be_retried(tmp_path: Path) -> None:
+    """reset_failed re-queues failures; a fixed file is then indexed."""
+    src = tmp_path / "src"
+    broken = src / "doc.pdf"
+    src.mkdir()
+    broken.write_bytes(b"%PDF-1.4 not really a pdf")
+    with _kb(tmp_path) as kb:
+        kb.ingest([src])
+        assert kb.status()["items"]["failed"] == 1
+        assert kb.errors()[0].examples[0]["source"] == str(broken)
+        assert kb.reset_failed() == 1
+        report = kb.ingest([src])
+        assert report.items["failed"] == 1  # still broken: fails again, not stuck
+
+
+def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
+    """A source path that does not exist raises SourceError naming it."""
+    with _kb(tmp_path) as kb, pytest.raises(SourceError, match="does not exist"):
+        kb.ingest([tmp_path / "nope"])
+
+
+def test_hostile_queries_are_safe(tmp_path: Path) -> None:
+    """Quotes, FTS operators and unicode in queries never raise."""
+    src = tmp_path / "src"
+    _write(src, "a.txt", "lima NEAR the café")
+    with _kb(tmp_path) as kb:
+        kb.ingest([src])
+        for query in ['"', 'lima AND', "NEAR(", "*", "café:", "()", "", "日本語", "a OR"]:
+            kb.search(query)
+        assert _sources(kb, 'café" OR') == ["a.txt"]
+        with pytest.raises(ConfigError):
+            kb.search("x", k=0)
