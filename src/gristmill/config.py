@@ -80,7 +80,11 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(200, ge=16, le=512, description="Target chunk size in tokens.")
     flush_ops: int = Field(500, ge=1, description="Batcher: flush after this many rows.")
     flush_seconds: float = Field(1.0, gt=0, description="Batcher: flush at least this often.")
-    embed_batch: int = Field(64, ge=1, le=4096, description="Chunks per embedding call.")
+    embed_batch: int = Field(
+        64, ge=1, le=4096,
+        description="Chunks handed to the embedding stage at once (committed together).")
+    embed_batch_tokens: int = Field(
+        4096, ge=256, description="Padded tokens per model call; bounds its memory.")
     embed_threads: int | None = Field(
         None, ge=1, description="onnxruntime intra-op threads (default: all cores)."
     )

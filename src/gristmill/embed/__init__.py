@@ -39,5 +39,5 @@ def make_embedder(settings: Settings) -> Embedder | None:
         return None
     from gristmill.embed.minilm import MiniLM
 
-    return MiniLM(model_path=settings.model_path, batch_size=settings.embed_batch,
+    return MiniLM(model_path=settings.model_path, batch_tokens=settings.embed_batch_tokens,
                   threads=settings.embed_threads)

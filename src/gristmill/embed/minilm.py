@@ -66,10 +66,10 @@ class MiniLM:
     model_id = MODEL_ID
     dim = DIM
 
-    def __init__(self, model_path: Path | None = None, batch_size: int = 64,
+    def __init__(self, model_path: Path | None = None, batch_tokens: int = 4096,
                  threads: int | None = None) -> None:
         self._path = model_file(model_path)
-        self._batch_size = batch_size
+        self._batch_tokens = max(batch_tokens, MAX_TOKENS)
         self._threads = threads
         self._session = None
         self._tokenizer = None
@@ -103,12 +103,26 @@ class MiniLM:
         if not texts:
             return out
         ids = self.tokenize(texts)
-        # Sorting by length before batching keeps padding (wasted FLOPs) small.
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        for start in range(0, len(order), self._batch_size):
-            batch = order[start:start + self._batch_size]
+        for batch in self.batches(ids):
             out[batch] = self.run_batch([ids[i] for i in batch])
         return out
+
+    def batches(self, ids: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Indexes of ``ids`` grouped into model calls of at most ``batch_tokens`` padded
+        tokens. Sorting by length first keeps padding (wasted FLOPs) small; the token cap
+        bounds the attention buffers, whose size, not the model's, sets peak memory."""
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for i in order:
+            # Ascending order: the newcomer is the longest, so it sets the padded width.
+            if current and (len(current) + 1) * len(ids[i]) > self._batch_tokens:
+                batches.append(current)
+                current = []
+            current.append(i)
+        if current:
+            batches.append(current)
+        return batches
 
     def run_batch(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
         """Embed one batch of token-id lists (padded here to the longest)."""

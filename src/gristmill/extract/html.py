@@ -39,14 +39,17 @@ _BLOCKS = frozenset(
      "option", "table", "tbody", "thead", "tfoot", "tr", "td", "th", *_HEADINGS}
 )
 _CELLS = frozenset({"td", "th"})
+_MAX_PROBED_TABLE_DEPTH = 8
 
 # lexbor checks "is a <p> in button scope" by walking the open-element stack at every
 # block start tag, so parse time grows with the square of nesting depth (200,000 nested
 # divs take 90 s). Browsers cap the depth (Chrome at 512) and so do we: tags nested
 # deeper are dropped before parsing, which keeps their text.
 _MAX_DEPTH = 4096
+# "<" is not allowed unquoted inside a tag, so a "<" with no ">" after it costs a scan to
+# the next "<", not to the end of the document (which would make the scan quadratic).
 _TAG = re.compile(
-    r"<!--(?:.*?-->|.*\Z)|<(/?)([A-Za-z][^\s/>]*)(?:[^>\"']|\"[^\"]*\"|'[^']*')*>", re.S
+    r"<!--(?:.*?-->|.*\Z)|<(/?)([A-Za-z][^\s/<>]*)(?:[^<>\"']|\"[^\"]*\"|'[^']*')*>", re.S
 )
 _VOID = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
@@ -209,6 +212,8 @@ class _Writer:
 
     def end_paragraph(self) -> str:
         """Close the open paragraph; returns its text ("" when it had none)."""
+        if not self._line:
+            return ""  # the common case: a block boundary right after another
         raw = "".join(self._line)
         self._line.clear()
         if self._verbatim:
@@ -240,9 +245,14 @@ class _Writer:
 
 
 class _Table:
-    """A data table being written as Markdown rows."""
+    """An open ``<table>`` and how it is written.
 
-    def __init__(self) -> None:
+    ``data`` tables become Markdown rows; ``layout`` tables (page scaffolding) read as
+    plain blocks; ``inline`` tables sit inside a data cell and are folded into it.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
         self.rows = 0  # rows written so far
         self.cells = 0  # cells opened in the current row
         self.row_mark = 0  # where the current row starts in the open paragraph
@@ -254,13 +264,18 @@ class _Walk:
     def __init__(self) -> None:
         self.content = 0  # open <article>/<main> elements
         self.pre = 0  # open <pre> elements
-        # Open tables, innermost last; None marks a layout table, read as plain blocks.
-        self.tables: list[_Table | None] = []
+        self.tables: list[_Table] = []  # open tables, innermost last
 
     @property
-    def table(self) -> _Table | None:
-        """The innermost open data table, if the innermost table is one."""
-        return self.tables[-1] if self.tables else None
+    def data_table(self) -> _Table | None:
+        """The innermost open table when it is a data table."""
+        top = self.tables[-1] if self.tables else None
+        return top if top is not None and top.kind == "data" else None
+
+    @property
+    def in_cell(self) -> bool:
+        """True inside a data table, where a row must stay on one line."""
+        return bool(self.tables) and self.tables[-1].kind != "layout"
 
 
 def _walk(root: LexborNode, writer: _Writer) -> Iterator[Segment]:
@@ -270,7 +285,8 @@ def _walk(root: LexborNode, writer: _Writer) -> Iterator[Segment]:
     depth = 1
     while node is not None and depth > 0:
         descend = _enter(node, writer, state)
-        yield from _boundary_segments(node, writer, entering=True)
+        if writer.size >= _MAX_SEGMENT_CHARS or node.tag in _HEADINGS:
+            yield from _boundary_segments(node, writer, entering=True)
         child = node.child if descend else None
         if child is not None:
             node, depth = child, depth + 1
@@ -279,7 +295,8 @@ def _walk(root: LexborNode, writer: _Writer) -> Iterator[Segment]:
         while node is not None and depth > 0:
             if descend:
                 _leave(node, writer, state)
-                yield from _boundary_segments(node, writer, entering=False)
+                if writer.size >= _MAX_SEGMENT_CHARS or node.tag in _HEADINGS:
+                    yield from _boundary_segments(node, writer, entering=False)
             sibling = node.next
             if sibling is not None:
                 node = sibling
@@ -307,19 +324,18 @@ def _enter(node: LexborNode, writer: _Writer, state: _Walk) -> bool:
         return False
     if _skipped(node, tag, state):
         return False
-    table = state.table
+    table = state.data_table
     if tag in _CONTENT:
         state.content += 1
     elif tag == "pre":
         state.pre += 1
-    if tag == "br":
-        if table is None:
-            writer.break_line()
+    if tag == "table":
+        kind = _table_kind(node, state)
+        if kind == "inline":
+            writer.text(" ")
         else:
-            writer.text(" ")  # a Markdown row must stay on one line
-    elif tag == "table":
-        writer.end_paragraph()
-        state.tables.append(None if _is_layout(node) else _Table())
+            writer.end_paragraph()
+        state.tables.append(_Table(kind))
     elif table is not None and tag == "tr":
         table.row_mark = writer.mark()
         table.cells = 0
@@ -328,25 +344,27 @@ def _enter(node: LexborNode, writer: _Writer, state: _Walk) -> bool:
     elif table is not None and tag in _CELLS:
         writer.text("| " if table.cells == 0 else " | ")
         table.cells += 1
-    elif tag in _BLOCKS:
-        if table is None:
-            writer.end_paragraph()
+    elif tag == "br" or tag in _BLOCKS:
+        if state.in_cell:
+            writer.text(" ")  # a line break inside a Markdown row would end the row
+        elif tag == "br":
+            writer.break_line()
         else:
-            writer.text(" ")  # a block inside a cell: keep the cell on its row
+            writer.end_paragraph()
     return True
 
 
 def _leave(node: LexborNode, writer: _Writer, state: _Walk) -> None:
     tag = node.tag or ""
-    table = state.table
+    table = state.data_table
     if tag in _CONTENT:
         state.content -= 1
     elif tag == "pre":
         state.pre -= 1
     if tag == "table":
-        if state.tables:
-            state.tables.pop()
-        writer.end_paragraph()
+        closed = state.tables.pop() if state.tables else None
+        if closed is None or closed.kind != "inline":
+            writer.end_paragraph()
     elif table is not None and tag == "tr":
         if not writer.has_text_since(table.row_mark):
             writer.truncate(table.row_mark)  # spacer rows carry no text
@@ -357,19 +375,24 @@ def _leave(node: LexborNode, writer: _Writer, state: _Walk) -> None:
             # Markdown wants a rule under the header row.
             writer.break_line()
             writer.text("| --- " * max(table.cells, 1) + "|")
-    elif tag in _BLOCKS and table is None:
+    elif tag in _BLOCKS and not state.in_cell:
         writer.end_paragraph()
 
 
-def _is_layout(table: LexborNode) -> bool:
-    # Tables that hold tables, hold one row, or say they are presentational lay a page
-    # out; writing them as Markdown rows would put whole articles on one line.
+def _table_kind(table: LexborNode, state: _Walk) -> str:
+    if state.in_cell:
+        return "inline"
     if table.attributes.get("role") in ("presentation", "none"):
-        return True
-    if len(table.css("table")) > 1:  # the selector matches the table itself too
-        return True
-    # A single row is a box around content, not a grid of values.
-    return len(table.css("tr")) < 2
+        return "layout"
+    # Tables nested this deep inside layout tables are layout too; not probing them keeps
+    # the subtree queries below from growing with the square of the nesting.
+    if len(state.tables) >= _MAX_PROBED_TABLE_DEPTH:
+        return "layout"
+    # Tables that hold tables or a single row lay a page out (a box around content, not
+    # a grid of values); as Markdown rows they would put whole articles on one line.
+    if len(table.css("table")) > 1 or len(table.css("tr")) < 2:  # "table" matches itself
+        return "layout"
+    return "data"
 
 
 def _boundary_segments(node: LexborNode, writer: _Writer, *, entering: bool) -> Iterator[Segment]:

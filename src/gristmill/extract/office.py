@@ -56,11 +56,11 @@ class DocxExtractor:
         _check_package(path, limits, "Word document")
         try:
             document = docx.Document(str(path))
-        except (DocxPackageNotFound, ValueError) as exc:
+        except (DocxPackageNotFound, KeyError, ValueError) as exc:
             raise ExtractionError(f"not a readable Word document: {exc}") from exc
         styles = {style.style_id: style.name or "" for style in document.styles}
         sections = _Sections(limits)
-        for block in _body_blocks(document.element.body, document):
+        for block in _body_blocks(document.element.body):
             if block.tag == qn("w:tbl"):
                 sections.add(_docx_table(block, document))
                 continue
@@ -97,7 +97,7 @@ class PptxExtractor:
         _check_package(path, limits, "PowerPoint presentation")
         try:
             deck = pptx.Presentation(str(path))
-        except (PptxPackageNotFound, ValueError) as exc:
+        except (PptxPackageNotFound, KeyError, ValueError) as exc:
             raise ExtractionError(f"not a readable PowerPoint presentation: {exc}") from exc
         total = 0
         for number, slide in enumerate(deck.slides, start=1):
@@ -215,7 +215,7 @@ class _Sections:
 # --- Word ------------------------------------------------------------------------------
 
 
-def _body_blocks(body: Any, document: Any) -> Iterator[Any]:
+def _body_blocks(body: Any) -> Iterator[Any]:
     """Body paragraphs and tables in order, including those inside content controls."""
     pending = list(reversed(body))
     while pending:

@@ -102,9 +102,7 @@ class TextExtractor:
 
     name = "text"
     version = 1
-    extensions = frozenset(
-        {".txt", ".text", ".md", ".markdown", ".rst", ".log", ".org"}
-    )
+    extensions = frozenset({".txt", ".text", ".md", ".markdown", ".rst", ".log", ".org"})
 
     def extract(self, path: Path, limits: Limits) -> Iterator[Segment]:
         """Yield the text in segments of at most about 1 MB, cut at whitespace.
@@ -160,8 +158,8 @@ class DelimitedExtractor:
 
 def _open_text(path: Path, limits: Limits, newline: str | None = None) -> IO[str]:
     size = path.stat().st_size
-    # Every character takes at least one byte... and at most four, so this many bytes
-    # cannot hold fewer characters than the limit.
+    # No encoding spends more than four bytes on a character, so a file this big is over
+    # the limit whatever it turns out to hold; refuse it before reading a byte.
     if size // 4 > limits.max_text_chars:
         raise LimitExceeded(
             f"text file of {size:,} bytes exceeds {limits.max_text_chars:,} characters "
@@ -251,7 +249,8 @@ def _cut_point(text: str, limit: int) -> int:
     return limit
 
 
-# --- Headed text (Markdown, reST, Org) ---------------------------------------------------
+# --- Headed text (Markdown, reST, Org) --------------------------------------------------
+
 
 class _FenceState:
     """Whether the reader is inside a fenced code block, where ``#`` is not a heading."""
@@ -275,7 +274,7 @@ class _FenceState:
 
 # Given a line, the section's lines before it and the fence state: how many of those lines
 # belong to the heading and its text, or None when the line makes no heading.
-HeadingFinder = Callable[[str, list[str], _FenceState], tuple[int, str] | None]
+_HeadingFinder = Callable[[str, list[str], _FenceState], tuple[int, str] | None]
 
 _ATX = re.compile(r"^ {0,3}#{1,6}(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
@@ -311,12 +310,16 @@ def _org_heading(line: str, before: list[str], fences: _FenceState) -> tuple[int
 
 def _is_text_line(line: str) -> bool:
     stripped = line.strip()
-    return bool(stripped) and not _RST_ADORNMENT.match(stripped) and not stripped.startswith(
-        ("#", ">", "- ", "* ", "|")
+    # Headings, quotes, list items and table rows are not titles that an underline
+    # could belong to.
+    return (
+        bool(stripped)
+        and not _RST_ADORNMENT.match(stripped)
+        and not stripped.startswith(("#", ">", "- ", "* ", "|"))
     )
 
 
-_HEADING_FINDERS: dict[str, HeadingFinder] = {
+_HEADING_FINDERS: dict[str, _HeadingFinder] = {
     ".md": _markdown_heading,
     ".markdown": _markdown_heading,
     ".rst": _rst_heading,
@@ -325,7 +328,7 @@ _HEADING_FINDERS: dict[str, HeadingFinder] = {
 
 
 def _sectioned_segments(
-    lines: Iterable[tuple[str, bool]], finder: HeadingFinder
+    lines: Iterable[tuple[str, bool]], finder: _HeadingFinder
 ) -> Iterator[Segment]:
     heading: str | None = None
     buffer: list[str] = []  # lines of the current section, its heading lines included

@@ -158,6 +158,7 @@ class Runner:
         self._in_flight: dict[Future[WorkResult], Item] = {}
         self._embedding: dict[str, set[int]] = {}  # text hash -> items waiting on it
         self._embed_cursor = 0
+        self._done_at_start: int | None = None
         self._embed_failed: set[str] = set()
         self._batcher: Batcher[_Op] = Batcher(
             self._write, on_dead=self._dead, max_rows=settings.flush_ops,
@@ -175,7 +176,7 @@ class Runner:
         self.catalog.reap_expired()
         if self.embedder is not None and self.extract:
             self.catalog.demote_for_model(self.model)
-        self.progress.total = self._scope_total()
+        self._report()  # the baseline: items already finished before this run
         executor = self._executor() if self.extract else None
         stage = EmbedStage(self.embedder) if self.embed and self.embedder else None
         restore = _install_signal_handlers(self.stop)
@@ -225,9 +226,12 @@ class Runner:
             if now - last_report > _PROGRESS_EVERY:
                 self._report()
                 last_report = now
-            if not self._in_flight and claimed == 0 and (stage is None or not stage.busy):
-                if self._finished(executor is not None, stage):
-                    return
+            if self._in_flight or claimed:
+                continue
+            if self.progress.searchable_at is None:
+                self._note_searchable(executor is not None)
+            if (stage is None or not stage.busy) and self._finished(executor is not None, stage):
+                return
 
     def _finished(self, extracting: bool, stage: EmbedStage | None) -> bool:
         """True when nothing is left to claim, to embed or to write."""
@@ -239,8 +243,6 @@ class Runner:
                 wait_for = max(0.0, (earliest or 0) - time.time())
                 self._stop.wait(min(wait_for, 1.0))
                 return False
-        if self.progress.searchable_at is None:
-            self.progress.searchable_at = time.monotonic() - self._started
         if stage is not None:
             backlog = self.index.pending_chunks(self.model, 0, len(self._embed_failed) + 1)
             if any(row.text_hash not in self._embed_failed for row in backlog):
@@ -249,6 +251,13 @@ class Runner:
             self._batcher.add(_Sweep(self.model))
             self._batcher.flush()
         return True
+
+    def _note_searchable(self, extracting: bool) -> None:
+        """Record when extraction finished: everything is keyword-searchable from then."""
+        if extracting and self.catalog.has_pending(self.collection, self.roots)[0]:
+            return
+        self._batcher.flush()
+        self.progress.searchable_at = time.monotonic() - self._started
 
     def _fill_window(self, executor: LocalExecutor) -> int:
         room = (self.settings.window or 1) - len(self._in_flight)
@@ -357,7 +366,7 @@ class Runner:
     # -- embedding ---------------------------------------------------------------
 
     def _feed(self, stage: EmbedStage) -> None:
-        batch = self.settings.embed_batch * 4
+        batch = self.settings.embed_batch
         while stage.has_room:
             rows = self.index.pending_chunks(self.model, self._embed_cursor, batch)
             if not rows:
@@ -437,17 +446,10 @@ class Runner:
 
     def _count_done(self, ops: Sequence[_Op]) -> None:
         for op in ops:
-            if not isinstance(op, _Settle):
-                continue
-            if op.status is Status.PENDING:
-                continue
-            self.progress.done += 1
-            if op.status is Status.SKIPPED:
+            if isinstance(op, _Settle) and op.status is Status.SKIPPED:
                 self.progress.skipped += 1
-            elif op.status is Status.FAILED:
+            elif isinstance(op, _Settle) and op.status is Status.FAILED:
                 self.progress.failed += 1
-            else:
-                self.progress.extracted += 1
 
     def _release_unfinished(self) -> None:
         if not self._in_flight:
@@ -462,14 +464,29 @@ class Runner:
 
     # -- reporting ---------------------------------------------------------------
 
-    def _scope_total(self) -> int:
-        marks = ",".join("?" * len(self.roots))
-        return int(self.catalog.db.conn.execute(
-            f"SELECT count(*) FROM items WHERE collection = ? AND root IN ({marks}) "
-            f"AND status NOT IN ('indexed', 'skipped', 'failed')",
-            (self.collection, *self.roots)).fetchone()[0])
+    def _scope_counts(self) -> dict[str, int]:
+        """Items by status among those this run is responsible for."""
+        if self.extract:
+            marks = ",".join("?" * len(self.roots))
+            where = f"WHERE collection = ? AND root IN ({marks})"
+            params: tuple[object, ...] = (self.collection, *self.roots)
+        else:
+            where, params = "", ()  # the embedding stage alone serves every collection
+        counts = {status.value: 0 for status in Status}
+        for status, n in self.catalog.db.conn.execute(
+                f"SELECT status, count(*) FROM items {where} GROUP BY status", params):
+            counts[status] = n
+        return counts
 
     def _report(self, force: bool = False) -> None:
+        counts = self._scope_counts()
+        finished = counts["indexed"] + counts["skipped"] + counts["failed"]
+        if self._done_at_start is None:
+            self._done_at_start = finished
+            self.progress.total = sum(counts.values()) - finished
+        self.progress.done = finished - self._done_at_start
+        self.progress.indexed = counts["indexed"]
+        self.progress.extracted = counts["extracted"]
         self.progress.elapsed = time.monotonic() - self._started
         self.progress.stopping = self._stop.is_set()
         self.progress.rss_bytes = tree_rss()
