@@ -51,12 +51,6 @@ def test_long_prose_is_split_into_chunks_near_the_budget(target: int) -> None:
     assert max(estimate_tokens(c.text) for c in chunks) <= target + 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: chunk_segments does not count the '\\n\\n' joining paragraphs nor the "
-    "rounding of per-piece estimates, so a chunk can exceed the budget by a few tokens "
-    "(see the report; remove this marker once fixed)",
-)
 def test_no_chunk_exceeds_the_token_budget() -> None:
     """Every chunk's estimated tokens are at most the target, whatever the paragraph mix."""
     rng = random.Random(1)

@@ -148,11 +148,6 @@ def test_bad_dotenv_value_raises_config_error() -> None:
         Settings.load()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a malformed gristmill.toml escapes as tomllib.TOMLDecodeError "
-    "(see the report; remove this marker once Settings.load wraps it)",
-)
 def test_malformed_toml_raises_config_error() -> None:
     """A gristmill.toml that is not valid TOML raises ConfigError, not a parser error."""
     write_toml("workers = \n")

@@ -52,13 +52,13 @@ def chunk_segments(segments: Iterable[Segment], target_tokens: int = 200) -> Ite
     """Pack segments into chunks of at most about ``target_tokens`` tokens."""
     seq = 0
     buffer: list[str] = []
-    used = 0
+    words = chars = 0  # of "\n\n".join(buffer), so the estimate is exact, not summed
     where: tuple[int | None, str | None] = (None, None)
 
     def flush() -> Iterator[Chunk]:
-        nonlocal seq, buffer, used
+        nonlocal seq, buffer, words, chars
         text = "\n\n".join(buffer).strip()
-        buffer, used = [], 0
+        buffer, words, chars = [], 0, 0
         if text and _HAS_WORD.search(text):
             yield Chunk(seq, text, text_hash(text), where[0], where[1])
             seq += 1
@@ -69,11 +69,14 @@ def chunk_segments(segments: Iterable[Segment], target_tokens: int = 200) -> Ite
             yield from flush()
             where = here
         for piece in _pieces(segment.text, target_tokens):
-            cost = estimate_tokens(piece)
-            if buffer and used + cost > target_tokens:
+            more_words, more_chars = len(piece.split()), len(piece) + (2 if buffer else 0)
+            if buffer and max(int((words + more_words) * 1.3),
+                              (chars + more_chars) // 4) > target_tokens:
                 yield from flush()
+                more_chars = len(piece)
             buffer.append(piece)
-            used += cost
+            words += more_words
+            chars += more_chars
     yield from flush()
 
 

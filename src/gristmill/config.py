@@ -8,6 +8,7 @@ Precedence, highest first: CLI flags (or keyword arguments to :meth:`Settings.lo
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,7 +63,7 @@ class Settings(BaseSettings):
     )
     item_timeout: float = Field(300.0, gt=0, description="Seconds before a worker is killed.")
     lease_seconds: float = Field(120.0, gt=1, description="Lease on a claimed item.")
-    max_tasks_per_worker: int = Field(200, ge=1, description="Recycle a worker after N items.")
+    max_tasks_per_worker: int = Field(100, ge=1, description="Recycle a worker after N items.")
     worker_max_rss_mb: int = Field(
         1024, ge=64, description="Recycle a worker whose RSS is above this between items."
     )
@@ -118,6 +119,9 @@ class Settings(BaseSettings):
         given = {k: v for k, v in overrides.items() if v is not None}
         try:
             return cls(**given)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"gristmill.toml is not valid TOML: {exc}. Fix the file."
+                              ) from None
         except ValidationError as exc:
             err = exc.errors()[0]
             name = ".".join(str(p) for p in err["loc"]) or "settings"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
 import subprocess
@@ -237,11 +238,6 @@ def test_unreadable_file_fails_with_a_reason(catalog: Catalog, db: Database) -> 
         "failed", "cannot read: Permission denied")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an item that failed hashing keeps its size/mtime, so the next pass calls "
-    "it unchanged and never re-reads it (see the report; remove this marker once fixed)",
-)
 def test_unreadable_file_is_retried_once_readable(catalog: Catalog, db: Database) -> None:
     """A file unreadable at discovery is hashed and queued on the next pass once readable."""
     def denied(source: str) -> str:
@@ -460,8 +456,6 @@ def test_renewed_lease_is_not_reaped(catalog: Catalog) -> None:
 
 def test_lease_owner_token_names_this_host_and_process() -> None:
     """The owner token is host:pid:start-time of the calling process."""
-    import os
-
     host, pid, started = lease_owner_token().rsplit(":", 2)
     assert (host, int(pid)) == (socket.gethostname(), os.getpid())
     assert float(started) > 0

@@ -126,9 +126,11 @@ class Catalog:
             except OSError as exc:
                 counts.skipped += 1  # counted as seen; its status is `failed`
                 reason = f"cannot read: {exc.strerror or exc}"
+                # No size/mtime (as _SET_PROBLEM does): the next pass must re-read it,
+                # not call it unchanged; chmod fixes a file without touching its mtime.
                 if old is None:
-                    writes.append((_INSERT, (collection, facts.source, root, facts.size,
-                                             facts.mtime_ns, None, Status.FAILED.value,
+                    writes.append((_INSERT, (collection, facts.source, root, None, None,
+                                             None, Status.FAILED.value,
                                              reason, "unreadable", run_id, now, now)))
                 else:
                     writes.append((_SET_PROBLEM, (Status.FAILED.value, reason, "unreadable",

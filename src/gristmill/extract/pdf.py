@@ -49,7 +49,6 @@ class PdfExtractor:
         document = _open(path)
         try:
             total = 0
-            found = False
             for index in range(len(document)):
                 text = _page_text(document, index)
                 total += len(text)
@@ -59,9 +58,8 @@ class PdfExtractor:
                         "(max_text_chars)"
                     )
                 if text:
-                    found = True
                     yield Segment(text, page=index + 1)
-            if not found:
+            if not total:
                 raise Unsupported("no text layer (scanned PDF; OCR not enabled)")
         finally:
             document.close()

@@ -18,7 +18,14 @@ import numpy as np
 
 from gristmill.catalog.database import Database
 
-__all__ = ["Hit", "PendingChunk", "SqliteIndex", "StoredChunk", "fts_query"]
+__all__ = [
+    "Hit",
+    "PendingChunk",
+    "SqliteIndex",
+    "StoredChunk",
+    "fts_query",
+    "reciprocal_rank_fusion",
+]
 
 _RRF_K = 60  # the constant from Cormack et al. (2009); insensitive in practice
 _TOKEN = re.compile(r"\w+", re.UNICODE)

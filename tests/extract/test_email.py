@@ -1,0 +1,94 @@
+"""E-mail extraction: envelope first, then the body; the subject is the heading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from docs import make_eml
+from gristmill.errors import Unsupported
+from gristmill.extract.base import Limits, Segment
+from gristmill.extract.email import EmailExtractor
+
+
+def extract(path: Path) -> list[Segment]:
+    return list(EmailExtractor().extract(path, Limits()))
+
+
+def test_envelope_then_plain_body(tmp_path: Path) -> None:
+    """The first segment holds From/To/Cc/Date/Subject, the next the plain body."""
+    path = make_eml(tmp_path / "a.eml", "Quarterly report", "Numbers are up.\n\nCheers, Ada")
+    envelope, body = extract(path)
+    assert envelope.text == (
+        "From: Ada Lovelace <ada@example.org>\n"
+        "To: Charles Babbage <charles@example.org>\n"
+        "Cc: Mary Somerville <mary@example.org>\n"
+        "Date: Tue, 02 Jan 2024 03:04:05 +0000\n"
+        "Subject: Quarterly report"
+    )
+    assert body.text == "Numbers are up.\n\nCheers, Ada"
+    assert {envelope.heading, body.heading} == {"Quarterly report"}
+
+
+def test_plain_part_is_preferred_over_html(tmp_path: Path) -> None:
+    """With both alternatives present only the plain text is used (no duplicate text)."""
+    path = make_eml(tmp_path / "a.eml", "Hi", "plain version", "<p>html version</p>")
+    assert [s.text for s in extract(path)[1:]] == ["plain version"]
+
+
+def test_html_only_mail_is_converted(tmp_path: Path) -> None:
+    """A message with only an HTML body is converted to text; the subject stays heading."""
+    html = "<html><head><title>Newsletter</title></head><body><h1>News</h1><p>Big news.</p>"
+    path = make_eml(tmp_path / "a.eml", "Weekly", "", html, plain=False)
+    body = extract(path)[1:]
+    assert [(s.heading, s.text) for s in body] == [("Weekly", "News\n\nBig news.")]
+
+
+def test_attachments_are_listed_by_name(tmp_path: Path) -> None:
+    """Attachment file names appear in the envelope; their content is not inlined."""
+    path = make_eml(
+        tmp_path / "a.eml",
+        "Files",
+        "See attached.",
+        attachments={"report.pdf": b"%PDF-1.4 fake", "data.csv": b"a,b\n1,2\n"},
+    )
+    envelope, body = extract(path)
+    assert envelope.text.endswith("Attachments: report.pdf, data.csv")
+    assert body.text == "See attached."
+
+
+def test_encoded_subject_is_decoded(tmp_path: Path) -> None:
+    """A non-ASCII subject (RFC 2047 encoded on the wire) is decoded in the heading."""
+    path = make_eml(tmp_path / "a.eml", "Grüße ☃ aus Köln", "Hallo")
+    assert b"=?utf-8?" in path.read_bytes()
+    assert extract(path)[0].heading == "Grüße ☃ aus Köln"
+
+
+def test_message_saved_as_utf16_is_read(tmp_path: Path) -> None:
+    """A message file saved as UTF-16 text still yields its headers and body."""
+    original = make_eml(tmp_path / "a.eml", "Wide", "Body text").read_bytes()
+    path = tmp_path / "wide.eml"
+    path.write_bytes(original.decode("ascii").encode("utf-16"))
+    envelope, body = extract(path)
+    assert envelope.heading == "Wide"
+    assert body.text == "Body text"
+
+
+def test_wrong_charset_label_falls_back_to_detection(tmp_path: Path) -> None:
+    """A body whose charset label is unknown is decoded by detection, not dropped."""
+    raw = (
+        "From: a@example.org\nSubject: Odd\nContent-Type: text/plain; charset=x-unknown\n"
+        "Content-Transfer-Encoding: 8bit\n\nCafé déjà vu, naïve façade.\n"
+    ).encode()
+    path = tmp_path / "a.eml"
+    path.write_bytes(raw)
+    assert extract(path)[1].text == "Café déjà vu, naïve façade."
+
+
+def test_empty_file_is_unsupported(tmp_path: Path) -> None:
+    """An empty .eml is skipped as empty."""
+    path = tmp_path / "empty.eml"
+    path.write_bytes(b"  \n\n")
+    with pytest.raises(Unsupported, match="empty file"):
+        extract(path)

@@ -1,0 +1,333 @@
+"""The embedded index: safe keyword search, idempotent writes, exact vector search, fusion."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gristmill.index.sqlite as index_module
+from gristmill.catalog import Database
+from gristmill.index import SqliteIndex, StoredChunk, fts_query, reciprocal_rank_fusion
+
+MODEL = "test-model"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(tmp_path / "gristmill.db")
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def index(db: Database) -> SqliteIndex:
+    return SqliteIndex(db)
+
+
+def add_item(db: Database, source: str, collection: str = "docs") -> int:
+    now = time.time()
+    with db.transaction() as txn:
+        cursor = txn.execute(
+            "INSERT INTO items (collection, source, root, status, created_at, updated_at) "
+            "VALUES (?, ?, '/r', 'extracted', ?, ?)", (collection, source, now, now))
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def put_chunks(db: Database, item_id: int, texts: list[str], collection: str = "docs") -> None:
+    with db.transaction() as txn:
+        SqliteIndex.replace_chunks(txn, item_id, collection, [
+            StoredChunk(seq, text, f"hash-{text}", seq + 1, None)
+            for seq, text in enumerate(texts)])
+
+
+def chunk_ids(db: Database, item_id: int) -> list[int]:
+    return [i for (i,) in db.conn.execute(
+        "SELECT id FROM chunks WHERE item_id = ? ORDER BY seq", (item_id,))]
+
+
+def fts_matches(db: Database, word: str) -> int:
+    return int(db.conn.execute(
+        "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (f'"{word}"',)
+    ).fetchone()[0])
+
+
+def assert_fts_matches_content(db: Database) -> None:
+    # rank = 1 makes FTS5 compare its index with the external content table too.
+    db.conn.execute("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)")
+
+
+# -- fts_query ---------------------------------------------------------------------
+
+
+def test_fts_query_quotes_each_word_and_ors_them() -> None:
+    """Every word of the user's query is searched for literally, any of them matching."""
+    assert fts_query("grind the corn") == '"grind" OR "the" OR "corn"'
+
+
+def test_fts_query_turns_operators_into_words() -> None:
+    """FTS5 operators typed by a user (AND, NEAR, *, :, ^) are plain words, not syntax."""
+    assert fts_query('heading:intro AND NEAR(a b) corn* ^x "q') == (
+        '"heading" OR "intro" OR "AND" OR "NEAR" OR "a" OR "b" OR "corn" OR "x" OR "q"')
+
+
+def test_fts_query_dedupes_and_bounds_tokens() -> None:
+    """Repeated words are searched once, and a huge query is cut to 64 words."""
+    assert fts_query("corn corn CORN") == '"corn" OR "CORN"'
+    huge = fts_query(" ".join(f"w{i}" for i in range(500)))
+    assert huge is not None and huge.count(" OR ") == 63
+
+
+def test_fts_query_of_nothing_searchable_is_none() -> None:
+    """An empty or punctuation-only query has no words and yields None (no search)."""
+    assert fts_query("") is None
+    assert fts_query("  !!! ... --- ()") is None
+
+
+HOSTILE = [
+    "", " ", '"', '""', "'", "a\"b", "AND", "OR", "NOT", "a AND", "OR b", "NEAR", "NEAR(a b, 2)",
+    "*", "corn*", "text:corn", "heading : x", ":", "(((", ")", "(a OR b", "^corn", "-corn",
+    "+", "{text heading}: corn", "'; DROP TABLE chunks; --", "\x00", "ünïcödé 東京 Ωμέγα",
+    "emoji 🌽🌾", "!!!", "...", "%_", "\\", "a" * 5000, "x " * 1000,
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE)
+def test_hostile_queries_never_raise(index: SqliteIndex, db: Database, query: str) -> None:
+    """Any string a user types into search returns results or nothing, never an error."""
+    put_chunks(db, add_item(db, "/r/a.txt"), ["corn and wheat: the AND of NEAR grains"])
+    results = index.keyword(query, None, 10)
+    assert isinstance(results, list)
+
+
+def test_operator_words_are_found_as_words(index: SqliteIndex, db: Database) -> None:
+    """Searching for 'AND' finds text containing the word 'and' instead of failing."""
+    put_chunks(db, add_item(db, "/r/a.txt"), ["salt and pepper"])
+    assert len(index.keyword("AND", None, 10)) == 1
+
+
+def test_unicode_words_are_searchable(index: SqliteIndex, db: Database) -> None:
+    """Accented words match without their accents (remove_diacritics)."""
+    put_chunks(db, add_item(db, "/r/a.txt"), ["the naïve café"])
+    assert len(index.keyword("naive cafe", None, 10)) == 1
+
+
+# -- writing -----------------------------------------------------------------------
+
+
+def test_replace_chunks_is_idempotent(index: SqliteIndex, db: Database) -> None:
+    """Applying the same chunks twice (a resumed run) leaves one copy in chunks and FTS."""
+    item = add_item(db, "/r/a.txt")
+    texts = ["first millstone chunk", "second millstone chunk", "third millstone chunk"]
+    put_chunks(db, item, texts)
+    put_chunks(db, item, texts)
+    assert db.conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 3
+    assert db.conn.execute("SELECT count(*) FROM chunks_fts").fetchone()[0] == 3
+    assert fts_matches(db, "millstone") == 3
+    assert len(index.keyword("millstone", None, 10)) == 3
+    assert_fts_matches_content(db)
+
+
+def test_replace_chunks_drops_old_chunks(index: SqliteIndex, db: Database) -> None:
+    """Re-extracting a changed file replaces its chunks; old text is no longer found."""
+    item = add_item(db, "/r/a.txt")
+    put_chunks(db, item, ["obsolete barley text", "more barley"])
+    put_chunks(db, item, ["fresh rye text"])
+    assert index.chunk_count() == 1
+    assert index.keyword("barley", None, 10) == []
+    assert fts_matches(db, "barley") == 0
+    assert len(index.keyword("rye", None, 10)) == 1
+    assert_fts_matches_content(db)
+
+
+def test_replace_chunks_touches_only_its_item(index: SqliteIndex, db: Database) -> None:
+    """Replacing one item's chunks leaves every other item's chunks in place."""
+    first, second = add_item(db, "/r/a.txt"), add_item(db, "/r/b.txt")
+    put_chunks(db, first, ["alpha text"])
+    put_chunks(db, second, ["beta text"])
+    put_chunks(db, first, ["gamma text"])
+    assert len(index.keyword("beta", None, 10)) == 1
+
+
+def test_copy_chunks_gives_a_twin_the_same_chunks(index: SqliteIndex, db: Database) -> None:
+    """An identical file reuses the chunks of its twin instead of being re-extracted."""
+    original, twin = add_item(db, "/r/a.txt"), add_item(db, "/r/copy.txt", "other")
+    put_chunks(db, original, ["one", "two"])
+    with db.transaction() as txn:
+        assert SqliteIndex.copy_chunks(txn, original, twin, "other") == 2
+    assert index.chunk_count("other") == 2
+
+
+def test_store_vectors_first_writer_wins(index: SqliteIndex, db: Database) -> None:
+    """Storing a vector for a text that already has one keeps the first (cache semantics)."""
+    with db.transaction() as txn:
+        SqliteIndex.store_vectors(txn, MODEL, ["h"], np.array([[1.0, 0.0]]))
+        SqliteIndex.store_vectors(txn, MODEL, ["h"], np.array([[0.0, 1.0]]))
+    blob = db.conn.execute("SELECT vector FROM embeddings").fetchone()[0]
+    assert np.frombuffer(blob, dtype=np.float32).tolist() == [1.0, 0.0]
+    assert index.has_vector(MODEL, "h") and not index.has_vector("other", "h")
+    assert index.vector_count(MODEL) == 1
+
+
+def test_pending_chunks_lists_chunks_without_vectors(index: SqliteIndex, db: Database) -> None:
+    """The embed backlog is chunks of extracted items whose text has no vector yet."""
+    item = add_item(db, "/r/a.txt")
+    put_chunks(db, item, ["has vector", "needs vector"])
+    with db.transaction() as txn:
+        SqliteIndex.store_vectors(txn, MODEL, ["hash-has vector"], np.ones((1, 2)))
+    pending = index.pending_chunks(MODEL, 0, 10)
+    assert [p.text for p in pending] == ["needs vector"]
+    assert index.pending_chunks(MODEL, pending[0].chunk_id, 10) == []
+
+
+# -- keyword -----------------------------------------------------------------------
+
+
+def test_keyword_ranks_the_matching_chunk_first(index: SqliteIndex, db: Database) -> None:
+    """The chunk about the query's subject comes first, with a positive score."""
+    item = add_item(db, "/r/a.txt")
+    put_chunks(db, item, [
+        "the weather was fine and the harvest was early",
+        "a waterwheel turns the millstone that grinds the grain",
+        "grain prices fell in the spring",
+    ])
+    ids = chunk_ids(db, item)
+    results = index.keyword("millstone grinds", None, 10)
+    assert results[0][0] == ids[1]
+    assert results[0][1] > 0
+    scores = [score for _, score in results]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_keyword_respects_limit(index: SqliteIndex, db: Database) -> None:
+    """At most `limit` results come back."""
+    put_chunks(db, add_item(db, "/r/a.txt"), [f"corn number {i}" for i in range(20)])
+    assert len(index.keyword("corn", None, 5)) == 5
+
+
+def test_keyword_filters_by_collection(index: SqliteIndex, db: Database) -> None:
+    """Searching one collection never returns another collection's chunks."""
+    mine = add_item(db, "/r/a.txt", "mine")
+    theirs = add_item(db, "/r/a.txt", "theirs")
+    put_chunks(db, mine, ["shared wording"], "mine")
+    put_chunks(db, theirs, ["shared wording"], "theirs")
+    assert [cid for cid, _ in index.keyword("shared", "mine", 10)] == chunk_ids(db, mine)
+    assert len(index.keyword("shared", None, 10)) == 2
+
+
+def test_hits_attach_source_and_keep_order(index: SqliteIndex, db: Database) -> None:
+    """hits() returns results in the given order with source, text and page attached."""
+    item = add_item(db, "/r/report.pdf")
+    put_chunks(db, item, ["page one text", "page two text"])
+    first, second = chunk_ids(db, item)
+    hits = index.hits([(second, 2.0), (first, 1.0), (999_999, 0.5)])
+    assert [(h.chunk_id, h.page, h.source, h.score) for h in hits] == [
+        (second, 2, "/r/report.pdf", 2.0), (first, 1, "/r/report.pdf", 1.0)]
+    assert {"source", "score", "text"} <= set(hits[0].to_dict())
+    assert index.hits([]) == []
+
+
+# -- vector ------------------------------------------------------------------------
+
+
+def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def index_vectors(db: Database, vectors: np.ndarray, collection: str = "docs",
+                  model: str = MODEL) -> list[int]:
+    item = add_item(db, f"/r/{collection}-{len(vectors)}.txt", collection)
+    texts = [f"{collection} vector {i}" for i in range(len(vectors))]
+    put_chunks(db, item, texts, collection)
+    with db.transaction() as txn:
+        SqliteIndex.store_vectors(txn, model, [f"hash-{t}" for t in texts], vectors)
+    return chunk_ids(db, item)
+
+
+def test_vector_returns_exact_cosine_order(index: SqliteIndex, db: Database) -> None:
+    """Handmade unit vectors come back nearest first with their cosine similarity."""
+    angles = np.radians([0, 80, 10, 45, 170])
+    vectors = np.stack([np.cos(angles), np.sin(angles), np.zeros(5)], axis=1)
+    ids = index_vectors(db, vectors.astype(np.float32))
+    results = index.vector(np.array([1.0, 0.0, 0.0]), MODEL, None, 3)
+    assert [cid for cid, _ in results] == [ids[0], ids[2], ids[3]]
+    assert [score for _, score in results] == pytest.approx(
+        np.cos(np.radians([0, 10, 45])).tolist(), abs=1e-6)
+
+
+def test_vector_scan_across_many_blocks_is_exact(
+    index: SqliteIndex, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With more rows than one scan block, the top k is still the exact top k."""
+    monkeypatch.setattr(index_module, "_SCAN_BLOCK", 7)
+    vectors = unit_vectors(100, 8, seed=1)
+    ids = index_vectors(db, vectors)
+    query = unit_vectors(1, 8, seed=2)[0]
+    expected = np.argsort(-(vectors @ query))[:10]
+    results = index.vector(query, MODEL, None, 10)
+    assert [cid for cid, _ in results] == [ids[i] for i in expected]
+    assert [s for _, s in results] == pytest.approx((vectors @ query)[expected].tolist(),
+                                                    abs=1e-6)
+
+
+def test_vector_limit_above_row_count_returns_all(
+    index: SqliteIndex, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asking for more results than there are vectors returns every one, best first."""
+    monkeypatch.setattr(index_module, "_SCAN_BLOCK", 3)
+    vectors = unit_vectors(8, 4, seed=3)
+    index_vectors(db, vectors)
+    results = index.vector(vectors[5], MODEL, None, 50)
+    assert len(results) == 8
+    assert results[0][1] == pytest.approx(1.0, abs=1e-6)
+    scores = [s for _, s in results]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_vector_filters_by_collection_and_model(index: SqliteIndex, db: Database) -> None:
+    """Vector search sees only the asked collection and only the asked model's vectors."""
+    vectors = unit_vectors(5, 4, seed=4)
+    mine = index_vectors(db, vectors, "mine")
+    index_vectors(db, vectors, "theirs")
+    index_vectors(db, unit_vectors(5, 4, seed=5), "mine-other-model", model="other")
+    results = index.vector(vectors[0], MODEL, "mine", 10)
+    assert {cid for cid, _ in results} == set(mine)
+    assert len(index.vector(vectors[0], MODEL, None, 100)) == 10
+
+
+def test_vector_search_of_empty_index_is_empty(index: SqliteIndex) -> None:
+    """Searching before anything is embedded returns nothing rather than failing."""
+    assert index.vector(np.ones(4, dtype=np.float32), MODEL, None, 5) == []
+
+
+# -- fusion ------------------------------------------------------------------------
+
+
+def test_rrf_sums_reciprocal_ranks() -> None:
+    """Each list adds 1/(60 + rank) per chunk; chunks in both lists rise to the top."""
+    keyword = [(1, 9.0), (2, 5.0)]
+    vector = [(2, 0.9), (3, 0.8)]
+    fused = reciprocal_rank_fusion([keyword, vector], 10)
+    assert [cid for cid, _ in fused] == [2, 1, 3]
+    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused[1][1] == pytest.approx(1 / 61)
+    assert fused[2][1] == pytest.approx(1 / 62)
+
+
+def test_rrf_ignores_raw_scores() -> None:
+    """Only ranks matter, so BM25 and cosine scores on different scales fuse fairly."""
+    small = reciprocal_rank_fusion([[(1, 0.001), (2, 0.0001)]], 10)
+    large = reciprocal_rank_fusion([[(1, 1e9), (2, 5.0)]], 10)
+    assert small == large
+
+
+def test_rrf_breaks_ties_by_chunk_id_and_applies_limit() -> None:
+    """Equal fused scores order by chunk id, and at most `limit` come back."""
+    fused = reciprocal_rank_fusion([[(5, 1.0)], [(3, 1.0)], [(4, 1.0)]], 2)
+    assert [cid for cid, _ in fused] == [3, 4]
+    assert reciprocal_rank_fusion([], 5) == []
