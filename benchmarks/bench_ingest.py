@@ -78,7 +78,7 @@ def _embedding_vs_floor(folder: Path, work: Path, max_chunks: int, rounds: int
             kb.db.conn.execute("DELETE FROM embeddings")
             placeholders = ",".join("?" * len(keep))
             kb.db.conn.execute(
-                f"UPDATE items SET status = 'extracted' WHERE status = 'indexed'")
+                "UPDATE items SET status = 'extracted' WHERE status = 'indexed'")
             kb.db.conn.execute(
                 f"DELETE FROM chunks WHERE text NOT IN ({placeholders})", list(keep))
             started = time.perf_counter()

@@ -23,7 +23,9 @@ def env_for(home: Path, embedder: str = "none", **settings: str) -> dict[str, st
     return env
 
 
-def gristmill(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def gristmill(
+    *args: str, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run ``gristmill ARGS`` to completion."""
     return subprocess.run([sys.executable, "-m", "gristmill", *args], env=env, text=True,
                           capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from docs import make_docx, make_encrypted_pdf, make_html, make_pdf, make_zip_bomb
 from process_tools import env_for, gristmill, gristmill_json
 

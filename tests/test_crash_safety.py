@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from corpus import build, marker
 from process_tools import env_for, gristmill, gristmill_json, start
 

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from docs import make_pdf
 
+from docs import make_pdf
 from gristmill.errors import ConfigError, SourceError
 from gristmill.knowledge_base import KnowledgeBase
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from corpus import build
 from process_tools import PeakTreeRss, env_for, start
 
