@@ -88,6 +88,22 @@ def test_removed_file_loses_its_chunks(tmp_path: Path) -> None:
         assert kb.status()["items"]["indexed"] == 1
 
 
+def test_file_replaced_by_a_fifo_loses_its_chunks(tmp_path: Path) -> None:
+    """An indexed path that stops being a regular file is skipped with a reason and its
+    old text no longer comes up in search."""
+    src = tmp_path / "src"
+    path = _write(src, "notes.txt", "papa was here")
+    with _kb(tmp_path) as kb:
+        kb.ingest([src])
+        assert _sources(kb, "papa") == ["notes.txt"]
+        path.unlink()
+        os.mkfifo(path)
+        kb.ingest([src])
+        assert _sources(kb, "papa") == []
+        assert kb.status()["items"]["skipped"] == 1 and kb.status()["chunks"] == 0
+        assert "named pipe" in kb.errors()[0].examples[0]["error"]
+
+
 def test_capped_run_removes_nothing(tmp_path: Path) -> None:
     """--max-files does not look everywhere, so it never deletes unseen items."""
     src = tmp_path / "src"

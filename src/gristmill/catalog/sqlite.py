@@ -116,6 +116,7 @@ class Catalog:
                 else:
                     writes.append((_SET_PROBLEM, (Status.SKIPPED.value, facts.skip_reason,
                                                   "not a regular file", run_id, now, old[0])))
+                    writes.append((_DROP_CHUNKS, (old[0],)))  # no stale text in search
                 continue
             if old is not None and old[1] == facts.size and old[2] == facts.mtime_ns:
                 counts.unchanged += 1
@@ -135,6 +136,7 @@ class Catalog:
                 else:
                     writes.append((_SET_PROBLEM, (Status.FAILED.value, reason, "unreadable",
                                                   run_id, now, old[0])))
+                    writes.append((_DROP_CHUNKS, (old[0],)))
                 continue
             if old is None:
                 counts.new += 1
@@ -370,6 +372,7 @@ _CHANGED = (
     "status = 'pending', attempts = 0, crashes = 0, not_before = NULL, error = NULL, "
     "error_type = NULL, lease_owner = NULL, lease_expires = NULL WHERE id = ?"
 )
+_DROP_CHUNKS = "DELETE FROM chunks WHERE item_id = ?"
 _SET_PROBLEM = (
     "UPDATE items SET status = ?, error = ?, error_type = ?, seen_run = ?, updated_at = ?, "
     "sha256 = NULL, size = NULL, mtime_ns = NULL, lease_owner = NULL, lease_expires = NULL "

@@ -26,13 +26,12 @@ from pptx.shapes.group import GroupShape
 from gristmill.errors import ExtractionError, LimitExceeded, Unsupported
 from gristmill.extract._archive import check_zip
 from gristmill.extract.base import Limits, Segment
-from gristmill.extract.text import markdown_table_row
+from gristmill.extract.text import markdown_table_blocks, markdown_table_row
 
 __all__ = ["EXTRACTORS", "DocxExtractor", "PptxExtractor", "XlsxExtractor"]
 
 _MAX_SEGMENT_CHARS = 1024 * 1024
 _MAX_HEADING_CHARS = 200
-_ROWS_PER_SEGMENT = 200
 # Password-protected OOXML is not a zip but an OLE compound file wrapping the encrypted
 # package; legacy .doc/.xls/.ppt renamed to the new suffix look the same.
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -141,7 +140,7 @@ class XlsxExtractor:
         try:
             total = 0
             for number, sheet in enumerate(workbook.worksheets, start=1):
-                for text in _sheet_blocks(sheet):
+                for text in markdown_table_blocks(_sheet_rows(sheet)):
                     total = _count(total, text, limits)
                     yield Segment(text, page=number, heading=sheet.title)
         finally:
@@ -284,28 +283,15 @@ def _quiet_openpyxl() -> Iterator[None]:
         yield
 
 
-def _sheet_blocks(sheet: Any) -> Iterator[str]:
+def _sheet_rows(sheet: Any) -> Iterator[list[str]]:
     rows = iter(sheet.iter_rows(values_only=True))
-    header: list[str] | None = None
-    emitted = done = False
-    while not done:
-        block: list[list[str]] = []
-        # The filter must not stay installed while the caller runs between blocks.
+    while True:
+        # The filter must not stay installed while the caller runs between rows.
         with _quiet_openpyxl():
-            for row in rows:
-                if cells := _cells(row):
-                    block.append(cells)
-                    if len(block) >= _ROWS_PER_SEGMENT:
-                        break
-            else:
-                done = True
-        if header is None and block:
-            header, block = block[0], block[1:]
-        if block:
-            yield _markdown_table([header or [], *block])
-            emitted = True
-    if header is not None and not emitted:
-        yield _markdown_table([header])
+            row = next(rows, None)
+        if row is None:
+            return
+        yield _cells(row)
 
 
 def _cells(row: Iterable[Any]) -> list[str]:

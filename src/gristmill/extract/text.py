@@ -25,6 +25,7 @@ __all__ = [
     "DelimitedExtractor",
     "TextExtractor",
     "detect_encoding",
+    "markdown_table_blocks",
     "markdown_table_row",
     "plain_segments",
     "sniff_bom",
@@ -375,31 +376,42 @@ def _dialect(sample: str, default: type[csv.Dialect]) -> type[csv.Dialect]:
 
 
 def _table_segments(rows: Iterable[list[str]], limits: Limits) -> Iterator[Segment]:
+    total = 0
+    found = False
+    for block in markdown_table_blocks(rows):
+        found = True
+        total += len(block)
+        if total > limits.max_text_chars:
+            raise _over_limit(limits)
+        yield Segment(block)
+    if not found:
+        raise Unsupported("empty file")
+
+
+def markdown_table_blocks(rows: Iterable[list[str]]) -> Iterator[str]:
+    """Markdown tables of at most 200 rows (or ~1 MB) each, every one starting with the
+    first row as its header, so each block reads as a table on its own. Blank rows are
+    dropped; rows are consumed lazily, so a million-row sheet is never held whole."""
     header: str | None = None
     rule = ""
     block: list[str] = []
-    size = total = 0
+    size = 0
     yielded = False
     for row in rows:
         if not any(cell.strip() for cell in row):
             continue
         line = markdown_table_row(row)
-        total += len(line)
-        if total > limits.max_text_chars:
-            raise _over_limit(limits)
         if header is None:
             header, rule = line, markdown_table_row(["---"] * len(row))
             continue
         block.append(line)
         size += len(line)
         if len(block) >= _ROWS_PER_SEGMENT or size >= _MAX_SEGMENT_CHARS:
-            yield Segment("\n".join([header, rule, *block]))
+            yield "\n".join([header, rule, *block])
             yielded = True
             block, size = [], 0
-    if header is None:
-        raise Unsupported("empty file")
-    if block or not yielded:
-        yield Segment("\n".join([header, rule, *block]))
+    if header is not None and (block or not yielded):
+        yield "\n".join([header, rule, *block])
 
 
 def markdown_table_row(cells: Iterable[str]) -> str:

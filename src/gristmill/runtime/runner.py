@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -412,10 +413,7 @@ class Runner:
                     self.catalog.promote(txn, op.model)
         self._count_done(ops)
 
-    def _apply_settle(self, txn: object, op: _Settle) -> None:
-        import sqlite3
-
-        assert isinstance(txn, sqlite3.Connection)
+    def _apply_settle(self, txn: sqlite3.Connection, op: _Settle) -> None:
         fields = dict(op.fields)
         if op.copy_from is not None:
             twin = txn.execute(

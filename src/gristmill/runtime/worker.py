@@ -155,12 +155,18 @@ class _Capped(Iterable[Segment]):
         self.truncated = False
 
     def __iter__(self) -> Iterator[Segment]:
-        for segment in self._segments:
-            if segment.page is not None:
-                self.pages = max(self.pages or 0, segment.page)
-            if len(segment.text) > self._left:
-                self.truncated = True
-                yield Segment(segment.text[:self._left], segment.page, segment.heading)
-                return
-            self._left -= len(segment.text)
-            yield segment
+        try:
+            for segment in self._segments:
+                if segment.page is not None:
+                    self.pages = max(self.pages or 0, segment.page)
+                if len(segment.text) > self._left:
+                    self.truncated = True
+                    yield Segment(segment.text[:self._left], segment.page, segment.heading)
+                    return
+                self._left -= len(segment.text)
+                yield segment
+        finally:
+            # Stopping early must still run the extractor's cleanup (open PDF, zip file).
+            close = getattr(self._segments, "close", None)
+            if close is not None:
+                close()
