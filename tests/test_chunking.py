@@ -105,6 +105,36 @@ def test_three_megabyte_word_is_cut_into_bounded_pieces() -> None:
     assert "".join(c.text for c in chunks) == word
 
 
+def test_a_page_long_paragraph_is_cut_at_sentence_ends() -> None:
+    """A PDF page is often one paragraph: it is cut after full sentences, into chunks
+    that fill the budget, not into one chunk per sentence or mid-sentence."""
+    rng = random.Random(11)
+    sentences = [" ".join(rng.choice(WORDS[:6]) for _ in range(rng.randint(8, 20))) + "."
+                 for _ in range(120)]
+    chunks = chunks_of(Segment("\n".join(sentences)), target=100)
+    assert len(chunks) > 3
+    assert all(c.text.endswith(".") for c in chunks)
+    assert all(estimate_tokens(c.text) <= 100 for c in chunks)
+    assert min(estimate_tokens(c.text) for c in chunks[:-1]) >= 50
+
+
+def test_an_abbreviation_early_in_a_run_on_sentence_is_not_a_chunk_of_its_own() -> None:
+    """'Fig.' near the start of a long unpunctuated passage does not become a stub."""
+    text = "Fig. 3 shows " + " ".join(["grain"] * 400)
+    chunks = chunks_of(Segment(text), target=100)
+    assert estimate_tokens(chunks[0].text) >= 50
+    assert " ".join(c.text for c in chunks).split() == text.split()
+
+
+def test_unusual_whitespace_is_counted_as_word_breaks() -> None:
+    """Em spaces, ideographic spaces and form feeds separate words like spaces do, so
+    they cannot smuggle a chunk past the budget."""
+    text = "\u2003".join(["word"] * 300) + "\u3000" + "\f".join(["more"] * 300)
+    chunks = chunks_of(Segment(text), target=50)
+    assert max(estimate_tokens(c.text) for c in chunks) <= 50
+    assert sum(len(c.text.split()) for c in chunks) == 600
+
+
 def test_punctuation_only_text_makes_no_chunk() -> None:
     """Rules, dots and bullets with no word characters are not worth a chunk or a vector."""
     assert chunks_of(Segment("-----\n\n* * *\n\n...."), Segment("§ ¶ •", page=2)) == []

@@ -81,8 +81,10 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(200, ge=16, le=512, description="Target chunk size in tokens.")
     flush_ops: int = Field(500, ge=1, description="Batcher: flush after this many rows.")
     flush_seconds: float = Field(1.0, gt=0, description="Batcher: flush at least this often.")
+    # 256, not 64: texts are length-sorted within a unit before they are cut into model
+    # calls, and a larger unit pads less (measured: 9.8 % padding at 64, 3 % at 256).
     embed_batch: int = Field(
-        64, ge=1, le=4096,
+        256, ge=1, le=4096,
         description="Chunks handed to the embedding stage at once (committed together).")
     embed_batch_tokens: int = Field(
         4096, ge=256, description="Padded tokens per model call; bounds its memory.")

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TaskProgressColumn, Tex
 from rich.progress import Progress as Bar
 from rich.text import Text
 
-from gristmill.runtime import Progress
+from gristmill.runtime.runner import Progress
 
 __all__ = ["TerminalProgress", "format_duration"]
 

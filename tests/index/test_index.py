@@ -160,6 +160,49 @@ def test_copy_chunks_gives_a_twin_the_same_chunks(index: SqliteIndex, db: Databa
     with db.transaction() as txn:
         assert SqliteIndex.copy_chunks(txn, original, twin, "other") == 2
     assert index.chunk_count("other") == 2
+    assert len(index.keyword("two", "other", 10)) == 1
+    assert_fts_matches_content(db)
+
+
+def test_deleting_an_item_removes_its_text_from_the_fts_index(
+        index: SqliteIndex, db: Database) -> None:
+    """A file dropped from the catalog (ON DELETE CASCADE) is no longer found."""
+    kept, dropped = add_item(db, "/r/a.txt"), add_item(db, "/r/b.txt")
+    put_chunks(db, kept, ["wheat kept"])
+    put_chunks(db, dropped, ["wheat dropped", "spelt dropped"])
+    with db.transaction() as txn:
+        txn.execute("DELETE FROM items WHERE id = ?", (dropped,))
+    assert fts_matches(db, "wheat") == 1 and fts_matches(db, "spelt") == 0
+    assert_fts_matches_content(db)
+
+
+def test_a_schema_1_database_upgrades_without_double_indexing(tmp_path: Path) -> None:
+    """A home made before migration 2 (FTS rows written by trigger) keeps its index
+    consistent after the upgrade, for old rows and new ones."""
+    import sqlite3
+
+    from gristmill.catalog.database import MIGRATIONS
+
+    path = tmp_path / "gristmill.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    MIGRATIONS[0](conn)
+    conn.execute("PRAGMA user_version = 1")
+    now = time.time()
+    conn.execute("INSERT INTO items (id, collection, source, root, status, created_at, "
+                 "updated_at) VALUES (1, 'docs', '/r/old.txt', '/r', 'extracted', ?, ?)",
+                 (now, now))
+    conn.execute("INSERT INTO chunks (item_id, collection, seq, text, text_hash) "
+                 "VALUES (1, 'docs', 0, 'ancient oats', 'h-old')")
+    conn.close()
+    db = Database(path)
+    try:
+        assert db.schema_version == len(MIGRATIONS) >= 2
+        put_chunks(db, add_item(db, "/r/new.txt"), ["modern oats"])
+        assert fts_matches(db, "oats") == 2
+        assert db.conn.execute("SELECT count(*) FROM chunks_fts").fetchone()[0] == 2
+        assert_fts_matches_content(db)
+    finally:
+        db.close()
 
 
 def test_store_vectors_first_writer_wins(index: SqliteIndex, db: Database) -> None:

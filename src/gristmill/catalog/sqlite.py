@@ -36,11 +36,21 @@ class DiscoveryCounts:
     unchanged: int = 0
     skipped: int = 0
     removed: int = 0
+    outdated: int = 0  # done by an older extractor version, or skipped as unsupported
 
     @property
     def seen(self) -> int:
         """Items found in the source this pass."""
         return self.new + self.changed + self.unchanged + self.skipped
+
+    def __iadd__(self, other: DiscoveryCounts) -> DiscoveryCounts:
+        self.new += other.new
+        self.changed += other.changed
+        self.unchanged += other.unchanged
+        self.skipped += other.skipped
+        self.removed += other.removed
+        self.outdated += other.outdated
+        return self
 
 
 def lease_owner_token() -> str:
@@ -155,6 +165,38 @@ class Catalog:
                 txn.execute(sql, params)
         return counts
 
+    def requeue_outdated(
+        self, collection: str, roots: Sequence[str], versions: dict[str, int],
+        reads: Callable[[str], bool],
+    ) -> int:
+        """Send back to ``pending`` the items under ``roots`` whose extractor has a newer
+        version than the one that produced them, and the items skipped as an unsupported
+        type that some extractor now reads. Their chunks stay searchable until the new
+        extraction replaces them. Returns how many were re-queued."""
+        marks = ",".join("?" * len(roots))
+        ids: list[int] = []
+        if versions:
+            table = ",".join(["(?, ?)"] * len(versions))
+            ids += [row[0] for row in self.db.conn.execute(
+                f"""WITH current (name, version) AS (VALUES {table})
+                    SELECT i.id FROM items i JOIN current c ON c.name = i.extractor
+                    WHERE i.collection = ? AND i.root IN ({marks})
+                      AND i.extractor_version < c.version
+                      AND i.status IN ('extracted', 'indexed', 'skipped', 'failed')""",
+                [*(x for pair in versions.items() for x in pair), collection, *roots])]
+        ids += [item_id for item_id, source in self.db.conn.execute(
+            f"SELECT id, source FROM items WHERE collection = ? AND root IN ({marks}) "
+            f"AND status = 'skipped' AND extractor IS NULL AND error_type = 'unsupported'",
+            (collection, *roots)) if reads(source)]
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            with self.db.transaction() as txn:
+                txn.execute(
+                    f"UPDATE items SET status = 'pending', attempts = 0, crashes = 0, "
+                    f"not_before = NULL, error = NULL, error_type = NULL, updated_at = ? "
+                    f"WHERE id IN ({','.join('?' * len(part))})", (time.time(), *part))
+        return len(ids)
+
     def remove_unseen(
         self, collection: str, root: str, run_id: int, in_scope: Callable[[str], bool]
     ) -> int:
@@ -181,13 +223,16 @@ class Catalog:
     # -- leases ------------------------------------------------------------------
 
     def claim(
-        self, owner: str, collection: str, roots: Sequence[str], limit: int, lease_seconds: float
+        self, owner: str, collection: str, roots: Sequence[str], limit: int,
+        lease_seconds: float, *, run_id: int | None = None,
     ) -> list[Item]:
-        """Lease up to ``limit`` pending items of these roots to ``owner``."""
+        """Lease up to ``limit`` pending items of these roots to ``owner`` (only items
+        seen by discovery run ``run_id``, when given)."""
         if limit <= 0:
             return []
         now = time.time()
         marks = ",".join("?" * len(roots))
+        seen, seen_params = _seen_by(run_id)
         with self.db.transaction() as txn:
             rows = txn.execute(
                 f"""UPDATE items SET status = 'processing', lease_owner = ?,
@@ -195,10 +240,11 @@ class Catalog:
                     WHERE id IN (
                         SELECT id FROM items
                         WHERE status = 'pending' AND collection = ? AND root IN ({marks})
-                          AND (not_before IS NULL OR not_before <= ?)
+                          AND (not_before IS NULL OR not_before <= ?){seen}
                         ORDER BY id LIMIT ?)
                     RETURNING id, collection, source, size, sha256, attempts, crashes""",
-                (owner, now + lease_seconds, now, collection, *roots, now, limit),
+                (owner, now + lease_seconds, now, collection, *roots, now, *seen_params,
+                 limit),
             ).fetchall()
         return [Item(*row) for row in sorted(rows)]
 
@@ -230,13 +276,17 @@ class Catalog:
                     part)
         return len(stale)
 
-    def has_pending(self, collection: str, roots: Sequence[str]) -> tuple[bool, float | None]:
-        """Whether pending items remain, and the earliest ``not_before`` among them."""
+    def has_pending(
+        self, collection: str, roots: Sequence[str], *, run_id: int | None = None,
+    ) -> tuple[bool, float | None]:
+        """Whether pending items remain (seen by run ``run_id``, when given), and the
+        earliest ``not_before`` among them."""
         marks = ",".join("?" * len(roots))
+        seen, seen_params = _seen_by(run_id)
         count, earliest = self.db.conn.execute(
             f"SELECT count(*), min(coalesce(not_before, 0)) FROM items "
-            f"WHERE status = 'pending' AND collection = ? AND root IN ({marks})",
-            (collection, *roots)).fetchone()
+            f"WHERE status = 'pending' AND collection = ? AND root IN ({marks}){seen}",
+            (collection, *roots, *seen_params)).fetchone()
         return count > 0, earliest
 
     # -- settling (called inside the batcher's transaction) ----------------------
@@ -335,6 +385,19 @@ class Catalog:
         with self.db.transaction() as txn:
             return txn.execute(sql, params).rowcount
 
+    def reset_skipped(self, collection: str | None = None) -> int:
+        """Re-queue skipped files (not what discovery skipped as not a regular file):
+        after installing a tool a format needs, for instance LibreOffice."""
+        sql = ("UPDATE items SET status = 'pending', attempts = 0, crashes = 0, "
+               "not_before = NULL, error = NULL, error_type = NULL "
+               "WHERE status = 'skipped' AND sha256 IS NOT NULL")
+        params: tuple[object, ...] = ()
+        if collection is not None:
+            sql += " AND collection = ?"
+            params = (collection,)
+        with self.db.transaction() as txn:
+            return txn.execute(sql, params).rowcount
+
     # -- jobs --------------------------------------------------------------------
 
     def start_job(self, collection: str, sources: Sequence[str], owner: str) -> int:
@@ -378,3 +441,9 @@ _SET_PROBLEM = (
     "sha256 = NULL, size = NULL, mtime_ns = NULL, lease_owner = NULL, lease_expires = NULL "
     "WHERE id = ?"
 )
+
+
+def _seen_by(run_id: int | None) -> tuple[str, tuple[int, ...]]:
+    """SQL that keeps items the discovery of ``run_id`` has seen (none: no filter)."""
+    return ("", ()) if run_id is None else (" AND seen_run = ?", (run_id,))
+

@@ -6,6 +6,7 @@ page is loaded, so a 2,000-page report costs the memory of its largest page.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +29,7 @@ _LOAD_ERRORS = {
 }
 
 # pdfium marks line-end hyphens and other layout artefacts with C0 control characters.
-_CONTROLS = {code: None for code in range(0x20) if chr(code) not in "\t\n"}
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f]+")  # all C0 controls but \t and \n
 
 
 class PdfExtractor:
@@ -95,8 +96,13 @@ def _page_text(document: pdfium.PdfDocument, index: int) -> str:
 
 
 def _clean(raw: str) -> str:
-    text = raw.replace("\r\n", "\n").replace("\r", "\n").translate(_CONTROLS)
-    return "\n".join(line.rstrip() for line in text.split("\n")).strip()
+    # pdfium ends lines with "\r\n". Other control characters (hyphen marks, a stray
+    # \r) are dropped; a search first, because most pages have none and a search is
+    # cheaper than a substitution.
+    text = raw.replace("\r\n", "\n")
+    if _CONTROLS.search(text):
+        text = _CONTROLS.sub("", text)
+    return text.strip()
 
 
 EXTRACTORS = [PdfExtractor()]

@@ -105,15 +105,18 @@ class SqliteIndex:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             ((item_id, collection, c.seq, c.text, c.text_hash, c.page, c.heading)
              for c in chunks))
+        _index_item_text(txn, item_id)
 
     @staticmethod
     def copy_chunks(txn: sqlite3.Connection, from_item: int, to_item: int, collection: str) -> int:
         """Give ``to_item`` the chunks of an item with identical bytes; returns the count."""
         txn.execute("DELETE FROM chunks WHERE item_id = ?", (to_item,))
-        return txn.execute(
+        copied = txn.execute(
             "INSERT INTO chunks (item_id, collection, seq, text, text_hash, page, heading) "
             "SELECT ?, ?, seq, text, text_hash, page, heading FROM chunks WHERE item_id = ? "
             "ORDER BY seq", (to_item, collection, from_item)).rowcount
+        _index_item_text(txn, to_item)
+        return copied
 
     @staticmethod
     def store_vectors(
@@ -229,3 +232,14 @@ def reciprocal_rank_fusion(
         for rank, (chunk_id, _) in enumerate(ranking, start=1):
             fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (_RRF_K + rank)
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+
+
+def _index_item_text(txn: sqlite3.Connection, item_id: int) -> None:
+    """Add an item's freshly inserted chunks to the FTS index, in one statement.
+
+    Not a row trigger: FTS5 flushes its pending terms at every statement savepoint, so
+    a trigger writes one tiny segment per chunk (see migration 002).
+    """
+    txn.execute("INSERT INTO chunks_fts (rowid, text, heading) "
+                "SELECT id, text, heading FROM chunks WHERE item_id = ?", (item_id,))
+

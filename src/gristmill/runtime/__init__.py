@@ -1,5 +1,5 @@
-"""Running work: the runner (window, leases, retries), its workers and executors."""
+"""Running work: the runner (window, leases, retries), its workers and executors.
 
-from gristmill.runtime.runner import Progress, Runner, tree_rss
-
-__all__ = ["Progress", "Runner", "tree_rss"]
+Nothing is imported here: worker processes import :mod:`gristmill.runtime.worker` and
+should not pay for the runner's catalog, index and embedding imports.
+"""

@@ -140,6 +140,7 @@ class Runner:
         job_id: int,
         extract: bool = True,
         embed: bool = True,
+        discovering: Callable[[], bool] = lambda: False,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -153,6 +154,7 @@ class Runner:
         self.owner = owner
         self.job_id = job_id
         self.extract = extract
+        self.discovering = discovering  # True while discovery may still add items
         self.on_progress = on_progress
         self.progress = Progress()
         self._stop = threading.Event()
@@ -165,6 +167,8 @@ class Runner:
             self._write, on_dead=self._dead, max_rows=settings.flush_ops,
             max_delay=settings.flush_seconds, weigh=_weigh)
         self._started = time.monotonic()
+        # Claims are limited to what this run's discovery has seen (job 0: embed-only).
+        self._run_id = job_id or None
 
     # -- public ------------------------------------------------------------------
 
@@ -237,8 +241,12 @@ class Runner:
     def _finished(self, extracting: bool, stage: EmbedStage | None) -> bool:
         """True when nothing is left to claim, to embed or to write."""
         self._batcher.flush()
+        if extracting and self.discovering():
+            self._stop.wait(_TICK / 5)  # the next batch of files is on its way
+            return False
         if extracting:
-            pending, earliest = self.catalog.has_pending(self.collection, self.roots)
+            pending, earliest = self.catalog.has_pending(self.collection, self.roots,
+                                                         run_id=self._run_id)
             if pending:
                 # Only items waiting out a retry backoff remain: sleep toward them.
                 wait_for = max(0.0, (earliest or 0) - time.time())
@@ -255,7 +263,8 @@ class Runner:
 
     def _note_searchable(self, extracting: bool) -> None:
         """Record when extraction finished: everything is keyword-searchable from then."""
-        if extracting and self.catalog.has_pending(self.collection, self.roots)[0]:
+        if extracting and (self.discovering() or self.catalog.has_pending(
+                self.collection, self.roots, run_id=self._run_id)[0]):
             return
         self._batcher.flush()
         self.progress.searchable_at = time.monotonic() - self._started
@@ -265,7 +274,7 @@ class Runner:
         if room <= 0:
             return 0
         items = self.catalog.claim(self.owner, self.collection, self.roots, room,
-                                   self.settings.lease_seconds)
+                                   self.settings.lease_seconds, run_id=self._run_id)
         for item in items:
             twin = self.catalog.twin(item.sha256, self.model) if item.sha256 else None
             if twin is not None and twin != item.id:
@@ -481,7 +490,8 @@ class Runner:
         finished = counts["indexed"] + counts["skipped"] + counts["failed"]
         if self._done_at_start is None:
             self._done_at_start = finished
-            self.progress.total = sum(counts.values()) - finished
+        # Recomputed each time: discovery keeps adding items while the run goes on.
+        self.progress.total = sum(counts.values()) - self._done_at_start
         self.progress.done = finished - self._done_at_start
         self.progress.indexed = counts["indexed"]
         self.progress.extracted = counts["extracted"]

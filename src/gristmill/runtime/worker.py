@@ -14,11 +14,11 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from gristmill.chunking import Chunk, chunk_segments
-from gristmill.config import Settings
 from gristmill.errors import (
     ItemError,
     TransientError,
@@ -26,6 +26,9 @@ from gristmill.errors import (
     translate_extraction_error,
 )
 from gristmill.extract import Limits, Segment, extractor_for
+
+if TYPE_CHECKING:  # the settings machinery (pydantic) stays out of worker processes
+    from gristmill.config import Settings
 
 __all__ = ["RECYCLE_EXIT_CODE", "WorkOptions", "WorkResult", "init_worker", "process_item"]
 
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 RECYCLE_EXIT_CODE = 75
 
 _max_rss_bytes = 0
+_self: psutil.Process | None = None  # built once: psutil.Process() reads /proc each time
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +75,9 @@ class WorkResult:
 
 def init_worker(log_path: str, max_rss_mb: int, memory_limit_mb: int) -> None:
     """Pool initializer: logging, memory limits, and signals left to the driver."""
-    global _max_rss_bytes
+    global _max_rss_bytes, _self
     _max_rss_bytes = max_rss_mb * 1024 * 1024
+    _self = psutil.Process()
     # Ctrl-C reaches the whole process group; the driver decides how to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if memory_limit_mb > 0:
@@ -93,7 +98,7 @@ def init_worker(log_path: str, max_rss_mb: int, memory_limit_mb: int) -> None:
 
 def process_item(source: str, options: WorkOptions) -> WorkResult:
     """Extract and chunk one file. Never raises for a problem with the file itself."""
-    if _max_rss_bytes and psutil.Process().memory_info().rss > _max_rss_bytes:
+    if _max_rss_bytes and _self is not None and _self.memory_info().rss > _max_rss_bytes:
         # Retire before starting: memory left behind by earlier items (fragmentation,
         # library caches) goes back to the OS with the process.
         os._exit(RECYCLE_EXIT_CODE)

@@ -1,0 +1,153 @@
+"""Discovery: walking the sources into the catalog, beside extraction.
+
+A walk of a large pile is not free: every new or changed file is read once for its
+sha256, which for gigabytes of PDFs takes longer than extracting the first hundreds of
+them. So discovery runs in its own thread with its own database connection and commits
+a batch of files at a time; the runner claims items as soon as they are committed.
+Batches start at 16 files and double up to 500, so the workers get their first files
+within milliseconds while most of a large walk still commits in few transactions. Only
+items seen by this run are claimed, so a file that has left the source is never
+extracted while discovery has not yet reached the point of noticing it is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from gristmill.catalog import Catalog, Database, DiscoveryCounts, FileFacts
+from gristmill.sources import Matcher, sha256_file, walk
+
+__all__ = ["Discovery", "dry_run_counts"]
+
+_FIRST_BATCH = 16
+_MAX_BATCH = 500
+
+
+class Discovery:
+    """One run's walk of its sources, in a background thread.
+
+    ``start()`` returns at once; ``running`` tells the runner whether more items may
+    still appear; ``join()`` waits for the end and returns the counts (or raises what
+    stopped the walk).
+    """
+
+    def __init__(self, database_path: Path, collection: str, roots: Sequence[str],
+                 matcher: Matcher, run_id: int, max_files: int | None,
+                 skip: Sequence[Path] = ()) -> None:
+        self._path = database_path
+        self._collection = collection
+        self._roots = list(roots)
+        self._matcher = matcher
+        self._run_id = run_id
+        self._max_files = max_files
+        self._skip = list(skip)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self.counts = DiscoveryCounts()
+        self._thread = threading.Thread(target=self._run, name="gristmill-discovery",
+                                        daemon=True)
+
+    def start(self) -> None:
+        """Begin walking in the background."""
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        """Whether the walk may still add items."""
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop after the current batch; what was committed stays."""
+        self._stop.set()
+
+    def join(self) -> DiscoveryCounts:
+        """Wait for the walk to end; re-raise whatever ended it early."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.counts
+
+    def _run(self) -> None:
+        db = Database(self._path)
+        try:
+            self._walk(Catalog(db))
+        except BaseException as exc:  # handed to join(), which re-raises it
+            self._error = exc
+        finally:
+            db.close()
+
+    def _walk(self, catalog: Catalog) -> None:
+        left = self._max_files
+        for root in self._roots:
+            complete = True
+            for batch in _batches(walk(Path(root), self._matcher, self._skip), left):
+                if self._stop.is_set():
+                    return  # an interrupted walk is incomplete: nothing is removed
+                self.counts += catalog.record_discovered(
+                    self._collection, root, batch, self._run_id, sha256_file)
+                if left is not None:
+                    left -= len(batch)
+                    if left <= 0:
+                        complete = False
+                        break
+            # Removal needs a complete listing: a capped walk did not look everywhere.
+            if complete:
+                self.counts.removed += catalog.remove_unseen(
+                    self._collection, root, self._run_id,
+                    lambda source, root=root: self._matcher(_relative(source, root)))
+            if left is not None and left <= 0:
+                return
+
+
+def dry_run_counts(db: Database, collection: str, roots: Sequence[str], matcher: Matcher,
+                   max_files: int | None, skip: Sequence[Path] = ()) -> DiscoveryCounts:
+    """What a walk would find (new, changed, unchanged, skipped), writing nothing."""
+    counts = DiscoveryCounts()
+    left = max_files
+    for root in roots:
+        for batch in _batches(walk(Path(root), matcher, list(skip)), left):
+            for facts in batch:
+                row = db.conn.execute(
+                    "SELECT size, mtime_ns FROM items WHERE collection = ? AND source = ?",
+                    (collection, facts.source)).fetchone()
+                if facts.skip_reason is not None:
+                    counts.skipped += 1
+                elif row is None:
+                    counts.new += 1
+                elif tuple(row) == (facts.size, facts.mtime_ns):
+                    counts.unchanged += 1
+                else:
+                    counts.changed += 1
+            if left is not None:
+                left -= len(batch)
+                if left <= 0:
+                    return counts
+    return counts
+
+
+def _relative(source: str, root: str) -> str:
+    return os.path.relpath(source, root).replace(os.sep, "/") if source != root else \
+        os.path.basename(source)
+
+
+def _batches(facts: Iterator[FileFacts], limit: int | None) -> Iterator[list[FileFacts]]:
+    """Cut the walk into batches of 16, 32, ... up to ``_MAX_BATCH`` files, and at most
+    ``limit`` files in all."""
+    size = _FIRST_BATCH
+    batch: list[FileFacts] = []
+    for item in facts:
+        batch.append(item)
+        if limit is not None and len(batch) >= limit:
+            yield batch
+            return
+        if len(batch) >= size:
+            yield batch
+            if limit is not None:
+                limit -= len(batch)
+            batch = []
+            size = min(size * 2, _MAX_BATCH)
+    if batch:
+        yield batch
