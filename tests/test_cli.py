@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
+
+import pytest
 
 from process_tools import env_for, gristmill, gristmill_json
 
@@ -94,6 +98,26 @@ def test_reset_failed_and_retry_failed(tmp_path: Path) -> None:
     again = gristmill_json("ingest", str(src), "--collection", "other", "--retry-failed",
                            env=env)
     assert again["items"]["indexed"] == 1
+
+
+@pytest.mark.skipif(shutil.which("soffice") is None and not os.environ.get("CI"),
+                    reason="LibreOffice is not installed (CI installs it)")
+def test_reset_skipped_after_installing_a_missing_tool(tmp_path: Path) -> None:
+    """An RTF skipped because LibreOffice was missing is read after `reset --skipped`."""
+    env = env_for(tmp_path / "home")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "memo.rtf").write_text(r"{\rtf1\ansi {\b Tidal} mill memo about weirs.}\par}",
+                                  encoding="ascii")
+    without = {**env, "PATH": str(tmp_path / "no-tools")}
+    first = gristmill_json("ingest", str(src), env=without)
+    assert first["items"]["skipped"] == 1
+    assert "LibreOffice is not installed" in gristmill_json("errors", env=env)[0]["pattern"]
+    done = gristmill("reset", "--skipped", env=env)
+    assert done.returncode == 0 and "Re-queued 1 skipped" in done.stdout
+    assert gristmill_json("ingest", str(src), env=env)["items"]["indexed"] == 1
+    hits = gristmill_json("search", "weirs", "--mode", "keyword", env=env)
+    assert [Path(h["source"]).name for h in hits] == ["memo.rtf"]
 
 
 def test_help_lists_the_commands_with_examples() -> None:

@@ -213,3 +213,114 @@ def test_hostile_queries_are_safe(tmp_path: Path) -> None:
         assert _sources(kb, 'café" OR') == ["a.txt"]
         with pytest.raises(ConfigError):
             kb.search("x", k=0)
+
+
+def test_extraction_starts_before_a_slow_walk_ends(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers get the first files while discovery is still hashing the rest, so a
+    large pile on a slow disk is searchable piece by piece, not after the whole walk."""
+    import sqlite3
+
+    import gristmill.discovery
+
+    src = tmp_path / "src"
+    for i in range(120):
+        _write(src, f"f{i:03d}.txt", f"document number {i} about millstones")
+    real_hash = gristmill.discovery.sha256_file
+
+    def slow_hash(path: str) -> str:
+        time.sleep(0.02)  # 120 files: a 2.4 s walk
+        return real_hash(path)
+
+    monkeypatch.setattr(gristmill.discovery, "sha256_file", slow_hash)
+    with _kb(tmp_path) as kb:
+        report = kb.ingest([src])
+        assert report.items["indexed"] == 120
+    db = sqlite3.connect(tmp_path / "home" / "gristmill.db")
+    first_done, last_found = db.execute(
+        "SELECT (SELECT min(updated_at) FROM items WHERE status = 'indexed'), "
+        "(SELECT max(created_at) FROM items)").fetchone()
+    db.close()
+    assert first_done < last_found - 1.0
+
+
+def test_a_pending_file_removed_from_the_source_is_never_attempted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An item left pending by an earlier run whose file is gone is dropped by the next
+    walk, not handed to a worker that would fail on it while the walk goes on."""
+    import gristmill.discovery
+
+    real_walk = gristmill.discovery.walk
+
+    def slow_walk(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        for facts in real_walk(*args, **kwargs):  # type: ignore[arg-type]
+            time.sleep(0.05)  # the runner is claiming long before the walk ends
+            yield facts
+
+    monkeypatch.setattr(gristmill.discovery, "walk", slow_walk)
+    src = tmp_path / "src"
+    for i in range(40):
+        _write(src, f"f{i:02d}.txt", f"kept file {i}")
+    gone = _write(src, "a-gone.txt", "this file will vanish")
+    with _kb(tmp_path) as kb:
+        # As if an earlier run discovered everything and was killed before extracting.
+        from gristmill.catalog import FileFacts
+        from gristmill.sources import sha256_file
+
+        facts = [FileFacts(str(p), p.stat().st_size, p.stat().st_mtime_ns)
+                 for p in sorted(src.iterdir())]
+        earlier = kb.catalog.start_job("default", [str(src)], "someone-else")
+        kb.catalog.record_discovered("default", str(src), facts, earlier, sha256_file)
+        gone.unlink()
+        report = kb.ingest([src])
+        assert report.discovered.removed == 1
+        assert report.items == {**report.items, "indexed": 40, "failed": 0}
+        assert report.failures == [] and report.failed == 0  # not even a transient one
+        assert kb.errors() == []
+
+
+def test_bumping_an_extractor_version_redoes_only_its_items(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After an upgrade that bumps the text extractor, the next run re-extracts the text
+    files and leaves the PDF alone (its chunks keep their ids)."""
+    import gristmill.extract
+
+    src = tmp_path / "src"
+    _write(src, "a.txt", "first text about sluices")
+    _write(src, "b.md", "# Notes\n\nsecond text about sluices")
+    make_pdf(src / "c.pdf", ["a page about sluices"])
+
+    def chunk_ids(kb: KnowledgeBase) -> dict[str, list[int]]:
+        ids: dict[str, list[int]] = {}
+        for source, chunk_id in kb.db.conn.execute(
+                "SELECT i.source, c.id FROM chunks c JOIN items i ON i.id = c.item_id"):
+            ids.setdefault(Path(source).name, []).append(chunk_id)
+        return ids
+
+    with _kb(tmp_path) as kb:
+        kb.ingest([src])
+        before = chunk_ids(kb)
+        assert kb.ingest([src]).discovered.outdated == 0
+        monkeypatch.setitem(gristmill.extract._BUILTIN_VERSIONS, "text", 99)
+        report = kb.ingest([src])
+        after = chunk_ids(kb)
+        assert report.discovered.outdated == 2
+        assert report.items["indexed"] == 3
+        assert after["c.pdf"] == before["c.pdf"]
+        assert set(after["a.txt"]).isdisjoint(before["a.txt"])
+        assert set(after["b.md"]).isdisjoint(before["b.md"])
+        assert {Path(h.source).name for h in kb.search("sluices", mode="keyword")} == {
+            "a.txt", "b.md", "c.pdf"}
+
+
+def test_progress_total_counts_files_discovered_during_the_run(tmp_path: Path) -> None:
+    """Discovery runs beside extraction, so the progress total grows with it and ends
+    equal to what was done: the ETA and the bar never stall at 'n/0'."""
+    src = tmp_path / "src"
+    for i in range(60):
+        _write(src, f"f{i:02d}.txt", f"file {i} about hoppers")
+    seen = []
+    with _kb(tmp_path) as kb:
+        kb.ingest([src], on_progress=lambda p: seen.append((p.done, p.total)))
+    assert seen[-1] == (60, 60)
+    assert all(done <= total for done, total in seen if total)

@@ -116,7 +116,8 @@ def _print_ingest_summary(report: Any) -> None:
     items = report.items
     out.print(
         f"Collection [bold]{report.collection}[/bold]: discovered {d.seen} "
-        f"({d.new} new, {d.changed} changed, {d.unchanged} unchanged, {d.removed} removed) "
+        f"({d.new} new, {d.changed} changed, {d.unchanged} unchanged, {d.removed} removed"
+        f"{f', {d.outdated} redone by newer extractors' if d.outdated else ''}) "
         f"in {format_duration(report.seconds)}; searchable after "
         f"{format_duration(report.seconds_to_searchable)}.")
     out.print(
@@ -208,6 +209,8 @@ def errors(collection: CollectionOpt = None, json_out: JsonOpt = False, home: Ho
 @app.command()
 def reset(
     failed: Annotated[bool, typer.Option("--failed", help="Re-queue failed items.")] = False,
+    skipped: Annotated[bool, typer.Option(
+        "--skipped", help="Re-queue skipped files (e.g. after installing LibreOffice).")] = False,
     collection: CollectionOpt = None,
     home: Home = None,
     embedder: EmbedderOpt = None,
@@ -216,12 +219,16 @@ def reset(
 
     Example: gristmill reset --failed && gristmill ingest ~/papers
     """
-    if not failed:
-        err.print("Nothing to reset: pass --failed to re-queue failed items.")
+    if not (failed or skipped):
+        err.print("Nothing to reset: pass --failed and/or --skipped.")
         raise typer.Exit(2)
     with _kb(home, embedder) as kb:
-        n = kb.reset_failed(collection)
-        out.print(f"Re-queued {n} failed item(s); run `gristmill ingest` on their source.")
+        if failed:
+            n = kb.reset_failed(collection)
+            out.print(f"Re-queued {n} failed item(s); run `gristmill ingest` on their source.")
+        if skipped:
+            n = kb.reset_skipped(collection)
+            out.print(f"Re-queued {n} skipped file(s); run `gristmill ingest` on their source.")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,26 +14,28 @@ import logging
 import logging.handlers
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from gristmill.catalog import Catalog, Database, DiscoveryCounts, FileFacts, lease_owner_token
+from gristmill.catalog import Catalog, Database, DiscoveryCounts, lease_owner_token
 from gristmill.config import Settings
+from gristmill.discovery import Discovery, dry_run_counts
 from gristmill.embed import Embedder, make_embedder
 from gristmill.errors import ConfigError, SourceError
+from gristmill.extract import current_versions, reads
 from gristmill.index import Hit, SqliteIndex, reciprocal_rank_fusion
 from gristmill.ops import ErrorGroup, group_problems
-from gristmill.runtime import Progress, Runner
-from gristmill.sources import Matcher, sha256_file, walk
+from gristmill.runtime.executors.local import start_fork_server
+from gristmill.runtime.runner import Progress, Runner
+from gristmill.sources import Matcher
 
 __all__ = ["IngestReport", "KnowledgeBase", "SearchMode"]
 
 log = logging.getLogger(__name__)
 
 SearchMode = Literal["hybrid", "keyword", "vector"]
-_DISCOVERY_BATCH = 500
 _CANDIDATES = 50  # per ranking fed to rank fusion
 
 
@@ -131,23 +133,39 @@ class KnowledgeBase:
         embedder = self.embedder  # fail early on a missing model
         owner = lease_owner_token()
         matcher = Matcher(tuple(include), tuple(exclude))
+        skip = [self.settings.home]  # never ingest our own database and logs
         if dry_run:
-            counts = self._discover(collection, roots, matcher, 0, max_files, dry_run=True)
+            counts = dry_run_counts(self.db, collection, roots, matcher, max_files, skip)
             return IngestReport(0, collection, counts, self.catalog.counts(collection), 0, 0, 0,
                                 time.monotonic() - started, None, dry_run=True)
+        start_fork_server()  # its imports overlap discovery
         job_id = self.catalog.start_job(collection, roots, owner)
-        counts = self._discover(collection, roots, matcher, job_id, max_files)
         if retry_failed:
             self.catalog.reset_failed(collection)
+        discovery = Discovery(self.settings.database_path, collection, roots, matcher, job_id,
+                              max_files, skip)
+        # Items an older extractor version produced, or skipped as a type nothing read
+        # then, are redone; discovery then sees them like any unchanged file.
+        discovery.counts.outdated = self.catalog.requeue_outdated(
+            collection, roots, current_versions(), lambda source: reads(Path(source)))
         runner = Runner(self.settings, self.catalog, self.index, embedder,
                         collection=collection, roots=roots, owner=owner, job_id=job_id,
-                        embed=embed, on_progress=on_progress)
+                        embed=embed, discovering=lambda: discovery.running,
+                        on_progress=on_progress)
         state = "failed"
+        discovery.start()
         try:
             progress = runner.run()
             state = "succeeded" if progress.finished else "interrupted"
         finally:
-            self.catalog.finish_job(job_id, state, {"discovered": asdict(counts)})
+            discovery.stop()
+            try:
+                counts = discovery.join()  # re-raises what stopped the walk
+            except BaseException:
+                state = "failed"
+                raise
+            finally:
+                self.catalog.finish_job(job_id, state, {"discovered": asdict(discovery.counts)})
         return IngestReport(
             job_id=job_id, collection=collection, discovered=counts,
             items=self.catalog.counts(collection), chunks=self.index.chunk_count(collection),
@@ -164,52 +182,6 @@ class KnowledgeBase:
                         collection="", roots=[""], owner=lease_owner_token(), job_id=0,
                         extract=False, on_progress=on_progress)
         return runner.run()
-
-    def _discover(
-        self, collection: str, roots: Sequence[str], matcher: Matcher, run_id: int,
-        max_files: int | None, *, dry_run: bool = False,
-    ) -> DiscoveryCounts:
-        total = DiscoveryCounts()
-        left = max_files
-        for root in roots:
-            complete = True
-            for batch in _batches(walk(Path(root), matcher, [self.settings.home]), left):
-                if dry_run:
-                    counts = self._dry_counts(collection, batch)
-                else:
-                    counts = self.catalog.record_discovered(collection, root, batch, run_id,
-                                                            sha256_file)
-                for name in ("new", "changed", "unchanged", "skipped"):
-                    setattr(total, name, getattr(total, name) + getattr(counts, name))
-                if left is not None:
-                    left -= len(batch)
-                    if left <= 0:
-                        complete = False
-                        break
-            # Removal needs a complete listing: a capped walk did not look everywhere.
-            if complete and not dry_run:
-                total.removed += self.catalog.remove_unseen(
-                    collection, root, run_id,
-                    lambda source, root=root: matcher(_relative(source, root)))
-            if left is not None and left <= 0:
-                break
-        return total
-
-    def _dry_counts(self, collection: str, batch: Sequence[FileFacts]) -> DiscoveryCounts:
-        counts = DiscoveryCounts()
-        for facts in batch:
-            row = self.db.conn.execute(
-                "SELECT size, mtime_ns FROM items WHERE collection = ? AND source = ?",
-                (collection, facts.source)).fetchone()
-            if facts.skip_reason is not None:
-                counts.skipped += 1
-            elif row is None:
-                counts.new += 1
-            elif tuple(row) == (facts.size, facts.mtime_ns):
-                counts.unchanged += 1
-            else:
-                counts.changed += 1
-        return counts
 
     # -- search ------------------------------------------------------------------
 
@@ -272,26 +244,10 @@ class KnowledgeBase:
         """Re-queue failed items for the next ingest; returns how many."""
         return self.catalog.reset_failed(collection)
 
-
-def _relative(source: str, root: str) -> str:
-    return os.path.relpath(source, root).replace(os.sep, "/") if source != root else \
-        os.path.basename(source)
-
-
-def _batches(facts: Iterator[FileFacts], limit: int | None) -> Iterator[list[FileFacts]]:
-    batch: list[FileFacts] = []
-    for item in facts:
-        batch.append(item)
-        if limit is not None and len(batch) >= limit:
-            yield batch
-            return
-        if len(batch) >= _DISCOVERY_BATCH:
-            yield batch
-            if limit is not None:
-                limit -= len(batch)
-            batch = []
-    if batch:
-        yield batch
+    def reset_skipped(self, collection: str | None = None) -> int:
+        """Re-queue skipped files for the next ingest (after installing a tool a format
+        needs, such as LibreOffice); returns how many."""
+        return self.catalog.reset_skipped(collection)
 
 
 def _configure_logging(settings: Settings) -> None:

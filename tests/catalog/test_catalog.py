@@ -572,3 +572,43 @@ def test_jobs_are_recorded(catalog: Catalog, db: Database) -> None:
     assert db.conn.execute("SELECT state, sources, summary FROM jobs WHERE id = ?",
                            (job_id,)).fetchone() == (
         "done", '["/data", "s3://b/p"]', '{"indexed": 3}')
+
+
+def _settle_as(db: Database, source: str, status: str, extractor: str | None,
+               version: int | None, error_type: str | None = None) -> None:
+    with db.transaction() as txn:
+        txn.execute("UPDATE items SET status = ?, extractor = ?, extractor_version = ?, "
+                    "error_type = ?, attempts = 2 WHERE source = ?",
+                    (status, extractor, version, error_type, f"{ROOT}/{source}"))
+
+
+def test_items_of_an_older_extractor_version_are_requeued(
+        catalog: Catalog, db: Database) -> None:
+    """Bumping one extractor's version redoes exactly the items it produced, whatever
+    their outcome, and only under the roots of the run."""
+    discover(catalog, "a.pdf", "b.pdf", "c.txt", "d.pdf", "e.pdf")
+    _settle_as(db, "a.pdf", "indexed", "pdf", 1)
+    _settle_as(db, "b.pdf", "skipped", "pdf", 1, "unsupported")  # e.g. no text layer
+    _settle_as(db, "c.txt", "indexed", "text", 1)
+    _settle_as(db, "d.pdf", "indexed", "pdf", 2)  # already by the new version
+    _settle_as(db, "e.pdf", "failed", "pdf", 1, "ExtractionError")
+    assert catalog.requeue_outdated("docs", ["/elsewhere"], {"pdf": 2}, lambda s: True) == 0
+    assert catalog.requeue_outdated("docs", [ROOT], {"pdf": 2, "text": 1},
+                                    lambda s: True) == 3
+    assert {s: status_of(db, f"{ROOT}/{s}")
+            for s in ("a.pdf", "b.pdf", "c.txt", "d.pdf", "e.pdf")} == {
+        "a.pdf": "pending", "b.pdf": "pending", "c.txt": "indexed", "d.pdf": "indexed",
+        "e.pdf": "pending"}
+    assert row(db, f"{ROOT}/e.pdf", "attempts", "error_type") == (0, None)
+
+
+def test_files_of_a_type_that_became_readable_are_requeued(
+        catalog: Catalog, db: Database) -> None:
+    """A file skipped as an unsupported type is picked up once an extractor reads it."""
+    discover(catalog, "data.json", "image.xyz")
+    _settle_as(db, "data.json", "skipped", None, None, "unsupported")
+    _settle_as(db, "image.xyz", "skipped", None, None, "unsupported")
+    readable = catalog.requeue_outdated("docs", [ROOT], {}, lambda s: s.endswith(".json"))
+    assert readable == 1
+    assert (status_of(db, f"{ROOT}/data.json"), status_of(db, f"{ROOT}/image.xyz")) == (
+        "pending", "skipped")

@@ -6,50 +6,94 @@ Built-in extractors register themselves the same way a plugin would, with
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from gristmill.extract.base import Extractor, Limits, Segment
 
-__all__ = ["Extractor", "Limits", "Segment", "extractor_for", "register", "registered"]
+__all__ = ["Extractor", "Limits", "Segment", "current_versions", "extractor_for", "reads",
+           "register", "registered"]
 
 _BY_EXTENSION: dict[str, Extractor] = {}
-_LOADED = False
+_PLUGINS: dict[str, Extractor] = {}  # registered with register(), by name
+_LOADED: set[str] = set()
+
+# Which built-in module reads which extensions. Modules are imported on the first file
+# that needs them: each pulls in a heavy library (pdfium, lxml, openpyxl: ~0.3 s for the
+# office family), and a worker that only meets PDFs should not pay for the others. A
+# test checks this table against what each module declares.
+_BUILTIN_HOMES: dict[str, str] = {
+    ".pdf": "pdf",
+    **dict.fromkeys([".docx", ".docm", ".pptx", ".pptm", ".xlsx", ".xlsm"], "office"),
+    ".epub": "epub",
+    **dict.fromkeys([".html", ".htm", ".xhtml"], "html"),
+    **dict.fromkeys([".txt", ".text", ".md", ".markdown", ".rst", ".log", ".org",
+                     ".csv", ".tsv"], "text"),
+    ".eml": "email",
+    ".msg": "msg",
+    **dict.fromkeys([".json", ".jsonl", ".ndjson", ".xml"], "data"),
+    ".ipynb": "notebook",
+    **dict.fromkeys([".doc", ".rtf", ".odt", ".xls", ".ods", ".ppt", ".odp"], "legacy"),
+}
+
+# The version of each built-in extractor, known without importing it. Bumping one (in the
+# class and here; a test checks they agree) makes the next run re-process exactly the
+# items that extractor produced: see Catalog.requeue_outdated.
+_BUILTIN_VERSIONS: dict[str, int] = {
+    "pdf": 1, "docx": 1, "pptx": 1, "xlsx": 1, "epub": 1, "html": 1, "text": 1, "csv": 1,
+    "email": 1, "msg": 1, "json": 1, "jsonl": 1, "xml": 1, "ipynb": 1,
+    # LibreOffice conversions, named for the application; bump with docx/xlsx/pptx.
+    "writer": 1, "calc": 1, "impress": 1,
+}
 
 
 def register(extractor: Extractor) -> None:
-    """Make ``extractor`` handle its extensions, replacing any earlier claim."""
+    """Make ``extractor`` handle its extensions, replacing any earlier claim (built-in
+    ones included, whether or not they have been loaded yet)."""
     for ext in extractor.extensions:
         _BY_EXTENSION[ext.lower()] = extractor
+    _PLUGINS[extractor.name] = extractor
 
 
 def registered() -> dict[str, Extractor]:
     """A copy of the extension -> extractor table."""
-    _load_builtins()
+    for module in sorted(set(_BUILTIN_HOMES.values())):
+        _load_builtin(module)
     return dict(_BY_EXTENSION)
+
+
+def current_versions() -> dict[str, int]:
+    """Extractor name -> version, for the built-ins and every registered extractor."""
+    return {**_BUILTIN_VERSIONS, **{name: e.version for name, e in _PLUGINS.items()}}
+
+
+def reads(path: Path) -> bool:
+    """Whether some extractor reads ``path``, without importing any of them."""
+    suffixes = Path(path.name.lower()).suffixes
+    return any("".join(suffixes[i:]) in _BY_EXTENSION or "".join(suffixes[i:]) in
+               _BUILTIN_HOMES for i in range(len(suffixes)))
 
 
 def extractor_for(path: Path) -> Extractor | None:
     """The extractor for ``path``, chosen by suffix (``.tar.gz``-style double suffixes
     first), or ``None`` when no family reads it."""
-    _load_builtins()
     name = path.name.lower()
     suffixes = Path(name).suffixes
     for i in range(len(suffixes)):
         ext = "".join(suffixes[i:])
+        if ext not in _BY_EXTENSION and ext in _BUILTIN_HOMES:
+            _load_builtin(_BUILTIN_HOMES[ext])
         if ext in _BY_EXTENSION:
             return _BY_EXTENSION[ext]
     return None
 
 
-def _load_builtins() -> None:
-    # Imported lazily: each family pulls in a heavy library (pdfium, lxml, ...), and
-    # the driver process never needs them, only the workers do.
-    global _LOADED
-    if _LOADED:
+def _load_builtin(module_name: str) -> None:
+    if module_name in _LOADED:
         return
-    _LOADED = True
-    from gristmill.extract import email, epub, html, office, pdf, text
-
-    for module in (pdf, office, epub, html, text, email):
-        for extractor in module.EXTRACTORS:
-            register(extractor)
+    _LOADED.add(module_name)
+    module = importlib.import_module(f"gristmill.extract.{module_name}")
+    for extractor in module.EXTRACTORS:
+        for ext in extractor.extensions:
+            # A plugin registered earlier keeps its claim over the built-in.
+            _BY_EXTENSION.setdefault(ext, extractor)
