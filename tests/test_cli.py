@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -124,6 +125,34 @@ def test_help_lists_the_commands_with_examples() -> None:
     """`gristmill --help` lists every command, and each command's help has an example."""
     env = env_for(Path("unused"))
     top = gristmill("--help", env=env)
-    for command in ("ingest", "search", "status", "errors", "reset"):
+    for command in ("ingest", "search", "status", "errors", "reset", "doctor"):
         assert command in top.stdout
         assert "Example:" in gristmill(command, "--help", env=env).stdout
+
+
+def test_doctor_names_what_is_missing_and_fails_only_on_required_parts(tmp_path: Path) -> None:
+    """Without Tesseract or LibreOffice on PATH, doctor warns and names the packages but
+    exits 0; a model file that is not the pinned one is an error (exit 1)."""
+    env = {**env_for(tmp_path / "home", embedder="minilm"), "PATH": str(tmp_path / "none")}
+    done = gristmill("doctor", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    checks = {c["name"]: c for c in json.loads(done.stdout)}
+    assert [c["level"] for c in checks.values()] == ["ok", "ok", "ok", "warning", "warning"]
+    assert "apt-get install tesseract-ocr tesseract-ocr-eng" in checks["ocr"]["detail"]
+    assert "libreoffice-writer-nogui" in checks["libreoffice"]["detail"]
+    fake = tmp_path / "model.onnx"
+    fake.write_bytes(b"not a model")
+    broken = gristmill("doctor", env={**env, "GRISTMILL_MODEL_PATH": str(fake)})
+    assert broken.returncode == 1
+    assert "error  embedder:" in broken.stdout and "not the pinned" in broken.stdout
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None and not os.environ.get("CI"),
+                    reason="Tesseract is not installed (CI installs it)")
+def test_doctor_checks_the_ocr_languages_asked_for(tmp_path: Path) -> None:
+    env = env_for(tmp_path / "home")
+    ok = {c["name"]: c for c in gristmill_json("doctor", "--ocr-lang", "eng+deu", env=env)}
+    assert ok["ocr"]["level"] == "ok" and "eng+deu" in ok["ocr"]["detail"]
+    missing = {c["name"]: c for c in gristmill_json("doctor", "--ocr-lang", "zzz", env=env)}
+    assert missing["ocr"]["level"] == "warning"
+    assert "apt-get install tesseract-ocr-zzz" in missing["ocr"]["detail"]

@@ -85,6 +85,9 @@ def ingest(
                                                help="Try failed items again.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run",
                                           help="Only report what would be done.")] = False,
+    ocr_lang: Annotated[str | None, typer.Option(
+        "--ocr-lang", help="OCR languages, Tesseract codes joined by + (eng+deu) "
+        "[env: GRISTMILL_OCR_LANG; default eng].", show_default=False)] = None,
     json_out: JsonOpt = False,
     home: Home = None,
     embedder: EmbedderOpt = None,
@@ -93,7 +96,7 @@ def ingest(
 
     Example: gristmill ingest ~/papers --collection papers --include '*.pdf'
     """
-    with _kb(home, embedder, workers=workers) as kb:
+    with _kb(home, embedder, workers=workers, ocr_lang=ocr_lang) as kb:
         with TerminalProgress(err, embedding=kb.settings.embedder != "none") as progress:
             report = kb.ingest(sources, collection=collection, include=include or (),
                                exclude=exclude or (), max_files=max_files,
@@ -229,6 +232,42 @@ def reset(
         if skipped:
             n = kb.reset_skipped(collection)
             out.print(f"Re-queued {n} skipped file(s); run `gristmill ingest` on their source.")
+
+
+@app.command()
+def doctor(
+    ocr_lang: Annotated[str | None, typer.Option(
+        "--ocr-lang", help="OCR languages to check [env: GRISTMILL_OCR_LANG].",
+        show_default=False)] = None,
+    json_out: JsonOpt = False,
+    home: Home = None,
+    embedder: EmbedderOpt = None,
+) -> None:
+    """Check this machine: home folder, SQLite, model, OCR, LibreOffice.
+
+    Exits 1 when a required part is broken; a missing optional part (OCR, LibreOffice)
+    is a warning naming the package to install.
+
+    Example: gristmill doctor --ocr-lang eng+deu
+    """
+    from gristmill.config import Settings
+    from gristmill.ops.doctor import run_checks
+
+    try:
+        settings = Settings.load(home=home, embedder=embedder, ocr_lang=ocr_lang)
+    except GristmillError as exc:
+        _fail(exc)
+    checks = run_checks(settings)
+    if json_out:
+        _print_json([check.to_dict() for check in checks])
+    else:
+        colours = {"ok": "green", "warning": "yellow", "error": "red"}
+        for check in checks:
+            colour = colours[check.level]
+            out.print(f"[{colour}]{check.level:>7}[/{colour}]  {check.name}: {check.detail}",
+                      highlight=False)
+    if any(check.level == "error" for check in checks):
+        raise typer.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(
         50_000_000, ge=1000, description="Text kept per item; the rest is cut with a note."
     )
+    ocr_lang: str = Field(
+        "eng", pattern=r"^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)?(\+[A-Za-z0-9_]+(/[A-Za-z0-9_]+)?)*$",
+        description="Tesseract languages for OCR, joined by `+` (`eng+deu`); each needs "
+        "its tesseract-ocr-LANG package.")
+    ocr_dpi: int = Field(300, ge=72, le=600,
+                         description="Resolution scanned PDF pages are rendered at for OCR.")
     chunk_tokens: int = Field(200, ge=16, le=512, description="Target chunk size in tokens.")
     flush_ops: int = Field(500, ge=1, description="Batcher: flush after this many rows.")
     flush_seconds: float = Field(1.0, gt=0, description="Batcher: flush at least this often.")

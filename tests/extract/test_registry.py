@@ -13,6 +13,7 @@ from gristmill.extract import (
     epub,
     extractor_for,
     html,
+    image,
     legacy,
     msg,
     notebook,
@@ -22,10 +23,12 @@ from gristmill.extract import (
     text,
 )
 
-MODULES = (pdf, office, epub, html, text, email, msg, data, notebook, legacy)
+MODULES = (pdf, office, epub, html, text, email, msg, data, notebook, legacy, image)
 
 EXPECTED = {
     ".pdf": "pdf",
+    **dict.fromkeys([".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"],
+                    "image"),
     ".docx": "docx",
     ".pptx": "pptx",
     ".xlsx": "xlsx",

@@ -34,14 +34,16 @@ _BUILTIN_HOMES: dict[str, str] = {
     **dict.fromkeys([".json", ".jsonl", ".ndjson", ".xml"], "data"),
     ".ipynb": "notebook",
     **dict.fromkeys([".doc", ".rtf", ".odt", ".xls", ".ods", ".ppt", ".odp"], "legacy"),
+    **dict.fromkeys([".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"],
+                    "image"),
 }
 
 # The version of each built-in extractor, known without importing it. Bumping one (in the
 # class and here; a test checks they agree) makes the next run re-process exactly the
 # items that extractor produced: see Catalog.requeue_outdated.
 _BUILTIN_VERSIONS: dict[str, int] = {
-    "pdf": 1, "docx": 1, "pptx": 1, "xlsx": 1, "epub": 1, "html": 1, "text": 1, "csv": 1,
-    "email": 1, "msg": 1, "json": 1, "jsonl": 1, "xml": 1, "ipynb": 1,
+    "pdf": 2, "image": 1, "docx": 1, "pptx": 1, "xlsx": 1, "epub": 1, "html": 1,
+    "text": 1, "csv": 1, "email": 1, "msg": 1, "json": 1, "jsonl": 1, "xml": 1, "ipynb": 1,
     # LibreOffice conversions, named for the application; bump with docx/xlsx/pptx.
     "writer": 1, "calc": 1, "impress": 1,
 }

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Extractor", "Limits", "Segment"]
+__all__ = ["Extractor", "Limits", "OcrOptions", "Segment", "ocr_options", "use_ocr_options"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,41 @@ class Limits:
     max_unpacked_bytes: int = 1024 * 1024 * 1024
     max_compression_ratio: float = 200.0
     max_archive_members: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class OcrOptions:
+    """How extractors that read pixels (images, scanned PDF pages) run OCR.
+
+    Attributes:
+        languages: Tesseract language codes joined by ``+`` (``"eng+deu"``).
+        dpi: resolution scanned PDF pages are rendered at for OCR.
+        parallel: pages of one item read at once, and Tesseract processes running at
+            once across every worker sharing ``slots_dir``.
+        slots_dir: folder of lock files the workers of one run share to hold to
+            ``parallel`` Tesseract processes in all; ``None`` reads pages one by one.
+    """
+
+    languages: str = "eng"
+    dpi: int = 300
+    parallel: int = 1
+    slots_dir: Path | None = None
+
+
+# Set by the worker before each item (use_ocr_options); extractors read it with
+# ocr_options(). Kept here, not in the OCR module, so setting it imports no imaging code.
+_ocr_options = OcrOptions()
+
+
+def use_ocr_options(options: OcrOptions) -> None:
+    """Make ``options`` what :func:`ocr_options` returns in this process."""
+    global _ocr_options
+    _ocr_options = options
+
+
+def ocr_options() -> OcrOptions:
+    """The OCR options of this process (defaults until :func:`use_ocr_options`)."""
+    return _ocr_options
 
 
 @runtime_checkable

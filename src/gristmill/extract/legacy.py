@@ -33,14 +33,15 @@ from gristmill.extract._archive import check_zip
 from gristmill.extract.base import Extractor, Limits, Segment
 from gristmill.extract.office import DocxExtractor, PptxExtractor, XlsxExtractor
 
-__all__ = ["CONVERT_TIMEOUT_S", "EXTRACTORS", "CalcExtractor", "ImpressExtractor",
+__all__ = ["CONVERT_TIMEOUT_S", "EXTRACTORS", "PACKAGES", "CalcExtractor", "ImpressExtractor",
            "WriterExtractor"]
 
 #: Seconds one conversion may take before LibreOffice is killed. Below the default
 #: ``item_timeout`` (300 s) so the worker reports it instead of being killed itself.
 CONVERT_TIMEOUT_S = 120.0
 
-_PACKAGES = "libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui"
+#: The Debian packages that bring soffice without a desktop.
+PACKAGES = "libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui"
 _ENCRYPTED = "encrypted document: a password is needed"
 
 # LibreOffice reserves far more address space than it touches: converting a 600 KB .ppt
@@ -144,7 +145,7 @@ def _find_soffice() -> str:
     for program in ("soffice", "libreoffice"):
         if found := shutil.which(program):
             return found
-    raise Unsupported(f"LibreOffice is not installed (no soffice on PATH): install {_PACKAGES}")
+    raise Unsupported(f"LibreOffice is not installed (no soffice on PATH): install {PACKAGES}")
 
 
 def _convert(soffice: str, path: Path, target: str, tmp: Path) -> Path:

@@ -33,7 +33,7 @@ from gristmill.config import Settings
 from gristmill.embed import Embedder
 from gristmill.index import SqliteIndex, StoredChunk
 from gristmill.runtime.embed_stage import EmbedStage, EmbedWork
-from gristmill.runtime.executors import LocalExecutor
+from gristmill.runtime.executors.local import HARD_TIMEOUT_FACTOR, LocalExecutor
 from gristmill.runtime.worker import RECYCLE_EXIT_CODE, WorkOptions, WorkResult
 
 __all__ = ["Progress", "Runner", "tree_rss"]
@@ -41,6 +41,7 @@ __all__ = ["Progress", "Runner", "tree_rss"]
 log = logging.getLogger(__name__)
 
 _TICK = 0.2  # seconds the loop waits for a future before doing its other chores
+_OVERDUE_EVERY = 1.0  # seconds between looks for stuck workers
 _PROGRESS_EVERY = 0.5
 _RETRY_BASE_DELAY = 2.0
 
@@ -207,16 +208,19 @@ class Runner:
     # -- the loop ----------------------------------------------------------------
 
     def _loop(self, executor: LocalExecutor | None, stage: EmbedStage | None) -> None:
-        last_renew = last_report = time.monotonic()
+        last_renew = last_report = next_overdue = time.monotonic()
         while not self._stop.is_set():
             claimed = self._fill_window(executor) if executor is not None else 0
             if stage is not None:
                 self._feed(stage)
+            if executor is not None and self._in_flight and time.monotonic() > next_overdue:
+                executor.overdue()
+                next_overdue = time.monotonic() + _OVERDUE_EVERY
             if self._in_flight:
                 finished, _ = wait(list(self._in_flight), timeout=_TICK,
                                    return_when=FIRST_COMPLETED)
                 for future in finished:
-                    self._settle(future)
+                    self._settle(future, executor)
             elif stage is not None and stage.busy:
                 time.sleep(0.05)
             if stage is not None:
@@ -290,16 +294,20 @@ class Runner:
 
     # -- settling extraction results ----------------------------------------------
 
-    def _settle(self, future: Future[WorkResult]) -> None:
+    def _settle(self, future: Future[WorkResult], executor: LocalExecutor | None) -> None:
         item = self._in_flight.pop(future)
         self.progress.in_flight = len(self._in_flight)
         try:
             result = future.result()
         except FutureTimeout:
-            self._crashed(item, f"timed out after {self.settings.item_timeout:.0f} s")
+            hard = self.settings.item_timeout * HARD_TIMEOUT_FACTOR
+            self._crashed(item, f"timed out after {hard:.0f} s")
             return
         except ProcessExpired as exc:
-            if exc.exitcode == RECYCLE_EXIT_CODE:
+            if executor is not None and executor.timed_out(future):
+                self._crashed(item, f"timed out: no progress for "
+                              f"{self.settings.item_timeout:.0f} s (item_timeout)")
+            elif exc.exitcode == RECYCLE_EXIT_CODE:
                 self._requeue(item, {})  # the worker retired over its RSS limit
             else:
                 self._crashed(item, _death_reason(exc.exitcode))

@@ -26,6 +26,7 @@ from gristmill.errors import (
     translate_extraction_error,
 )
 from gristmill.extract import Limits, Segment, extractor_for
+from gristmill.extract.base import OcrOptions, use_ocr_options
 
 if TYPE_CHECKING:  # the settings machinery (pydantic) stays out of worker processes
     from gristmill.config import Settings
@@ -41,6 +42,13 @@ RECYCLE_EXIT_CODE = 75
 _max_rss_bytes = 0
 _self: psutil.Process | None = None  # built once: psutil.Process() reads /proc each time
 
+# This worker's progress file (see LocalExecutor): it holds the token of the item being
+# worked on, and its mtime is the last sign of progress. The driver kills a worker whose
+# item made no progress for item_timeout seconds.
+_beat_path: str | None = None
+_last_beat = 0.0
+_BEAT_EVERY = 1.0  # seconds between progress marks, at most
+
 
 @dataclass(frozen=True, slots=True)
 class WorkOptions:
@@ -49,13 +57,18 @@ class WorkOptions:
     chunk_tokens: int
     max_file_bytes: int
     limits: Limits
+    ocr: OcrOptions = field(default_factory=OcrOptions)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkOptions:
         """The options the settings imply."""
+        # One OCR slot per worker, shared by all of them: a lone scan gets every core,
+        # many scans at once still run one Tesseract per core.
+        ocr = OcrOptions(languages=settings.ocr_lang, dpi=settings.ocr_dpi,
+                         parallel=settings.workers, slots_dir=settings.home / "run" / "ocr")
         return cls(chunk_tokens=settings.chunk_tokens,
                    max_file_bytes=settings.max_file_mb * 1024 * 1024,
-                   limits=Limits(max_text_chars=settings.max_text_chars))
+                   limits=Limits(max_text_chars=settings.max_text_chars), ocr=ocr)
 
 
 @dataclass(slots=True)
@@ -73,11 +86,13 @@ class WorkResult:
     truncated: bool = False
 
 
-def init_worker(log_path: str, max_rss_mb: int, memory_limit_mb: int) -> None:
-    """Pool initializer: logging, memory limits, and signals left to the driver."""
-    global _max_rss_bytes, _self
+def init_worker(log_path: str, max_rss_mb: int, memory_limit_mb: int,
+                beats_dir: str | None = None) -> None:
+    """Pool initializer: logging, memory limits, progress file, signals left to the driver."""
+    global _max_rss_bytes, _self, _beat_path
     _max_rss_bytes = max_rss_mb * 1024 * 1024
     _self = psutil.Process()
+    _beat_path = os.path.join(beats_dir, str(os.getpid())) if beats_dir else None
     # Ctrl-C reaches the whole process group; the driver decides how to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if memory_limit_mb > 0:
@@ -96,19 +111,53 @@ def init_worker(log_path: str, max_rss_mb: int, memory_limit_mb: int) -> None:
         root.setLevel(logging.INFO)
 
 
-def process_item(source: str, options: WorkOptions) -> WorkResult:
-    """Extract and chunk one file. Never raises for a problem with the file itself."""
+def process_item(source: str, options: WorkOptions, token: int = 0) -> WorkResult:
+    """Extract and chunk one file. Never raises for a problem with the file itself.
+
+    ``token`` names this attempt in the worker's progress file.
+    """
     if _max_rss_bytes and _self is not None and _self.memory_info().rss > _max_rss_bytes:
         # Retire before starting: memory left behind by earlier items (fragmentation,
         # library caches) goes back to the OS with the process.
         os._exit(RECYCLE_EXIT_CODE)
+    _announce(token)
     started = time.perf_counter()
     result = _extract(Path(source), options)
     result.seconds = time.perf_counter() - started
     return result
 
 
+def _announce(token: int) -> None:
+    """Write the attempt's token to the progress file; its mtime starts the clock."""
+    global _last_beat
+    if _beat_path is None:
+        return
+    try:
+        fd = os.open(_beat_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, str(token).encode())
+        finally:
+            os.close(fd)
+        _last_beat = time.monotonic()
+    except OSError:  # no progress file: the driver's hard timeout still applies
+        log.warning("cannot write progress file %s", _beat_path, exc_info=True)
+
+
+def _beat() -> None:
+    """Mark progress (a page done): the item is slow, not stuck."""
+    global _last_beat
+    now = time.monotonic()
+    if _beat_path is None or now - _last_beat < _BEAT_EVERY:
+        return
+    _last_beat = now
+    try:
+        os.utime(_beat_path)
+    except OSError:
+        pass
+
+
 def _extract(path: Path, options: WorkOptions) -> WorkResult:
+    use_ocr_options(options.ocr)
     extractor = extractor_for(path)
     if extractor is None:
         suffix = path.suffix.lower() or "(no extension)"
@@ -162,6 +211,7 @@ class _Capped(Iterable[Segment]):
     def __iter__(self) -> Iterator[Segment]:
         try:
             for segment in self._segments:
+                _beat()
                 if segment.page is not None:
                     self.pages = max(self.pages or 0, segment.page)
                 if len(segment.text) > self._left:

@@ -1,0 +1,106 @@
+"""``gristmill doctor``: whether this machine can do everything the settings ask.
+
+Each check names what it looked at and, when something is missing, the command that
+fixes it. Optional parts (OCR, LibreOffice) only cost the formats that need them, so a
+missing one is a warning; a broken required part (the home folder, the embedding model
+the settings name, SQLite without FTS5) is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Literal
+
+from gristmill.errors import GristmillError
+
+if TYPE_CHECKING:
+    from gristmill.config import Settings
+
+__all__ = ["Check", "run_checks"]
+
+Level = Literal["ok", "warning", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One finding.
+
+    Attributes:
+        name: what was checked (``"ocr"``).
+        level: ``ok``, ``warning`` (some formats will be skipped) or ``error``.
+        detail: what was found, and what to do when it is not ``ok``.
+    """
+
+    name: str
+    level: Level
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        """For ``--json``."""
+        return asdict(self)
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Every check, in the order a person would fix them."""
+    return [_home(settings), _sqlite(), _embedder(settings), _ocr(settings), _libreoffice()]
+
+
+def _home(settings: Settings) -> Check:
+    home = settings.home.resolve()
+    existing = next((p for p in (home, *home.parents) if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        return Check("home", "error", f"{home} cannot be created or written: choose another "
+                     "with --home or GRISTMILL_HOME")
+    free = shutil.disk_usage(existing).free
+    state = "exists" if home.exists() else "will be created"
+    return Check("home", "ok", f"{home} ({state}; {free / 2**30:.1f} GiB free)")
+
+
+def _sqlite() -> Check:
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute("CREATE VIRTUAL TABLE t USING fts5(x)")
+    except sqlite3.OperationalError:
+        return Check("sqlite", "error", f"SQLite {sqlite3.sqlite_version} has no FTS5: use a "
+                     "Python built with a standard SQLite (python.org, Debian, conda)")
+    finally:
+        db.close()
+    return Check("sqlite", "ok", f"SQLite {sqlite3.sqlite_version} with FTS5")
+
+
+def _embedder(settings: Settings) -> Check:
+    if settings.embedder == "none":
+        return Check("embedder", "ok", "none: keyword search only")
+    from gristmill.embed.minilm import model_file
+
+    try:
+        path = model_file(settings.model_path)
+    except GristmillError as exc:
+        return Check("embedder", "error", str(exc))
+    return Check("embedder", "ok", f"{settings.embedder}: {path} (sha256 verified)")
+
+
+def _ocr(settings: Settings) -> Check:
+    from gristmill.extract.ocr import doctor
+
+    found = doctor(settings.ocr_lang)
+    if found.ok:
+        return Check("ocr", "ok", f"Tesseract {found.version or '(unknown version)'} at "
+                     f"{found.binary}; languages {settings.ocr_lang} of "
+                     f"{', '.join(found.languages)}")
+    return Check("ocr", "warning", f"{found.problem} (until then images and scanned PDF "
+                 "pages are skipped)")
+
+
+def _libreoffice() -> Check:
+    from gristmill.extract.legacy import PACKAGES
+
+    for program in ("soffice", "libreoffice"):
+        if found := shutil.which(program):
+            return Check("libreoffice", "ok", f"{found} (reads .doc .xls .ppt .rtf .odt .ods "
+                         ".odp)")
+    return Check("libreoffice", "warning", f"LibreOffice is not installed: install "
+                 f"{PACKAGES} (until then .doc .xls .ppt .rtf .odt .ods .odp are skipped)")
