@@ -92,3 +92,34 @@ def test_empty_file_is_unsupported(tmp_path: Path) -> None:
     path.write_bytes(b"  \n\n")
     with pytest.raises(Unsupported, match="empty file"):
         extract(path)
+
+
+def test_attachments_are_members_with_unique_names(tmp_path: Path) -> None:
+    """Attachments (and a forwarded message, whole) are the message's members; inline
+    pictures are not; repeated names get a number; unpack gives the exact bytes."""
+    from email.message import EmailMessage
+
+    forwarded = EmailMessage()
+    forwarded["Subject"] = "Older thread"
+    forwarded.set_content("the older thread's text")
+    forwarded.add_attachment(b"nested", maintype="text", subtype="plain", filename="deep.txt")
+    message = EmailMessage()
+    message["Subject"] = "Outer"
+    message.set_content("body text")
+    message.add_related(b"\x89PNG logo", maintype="image", subtype="png", cid="<logo>",
+                        disposition="inline", filename="logo.png")
+    message.add_attachment(b"first", maintype="text", subtype="plain", filename="a.txt")
+    message.add_attachment(b"second", maintype="text", subtype="plain", filename="a.txt")
+    message.add_attachment(forwarded)
+    path = tmp_path / "m.eml"
+    path.write_bytes(message.as_bytes())
+    extractor = EmailExtractor()
+    names = [m.name for m in extractor.members(path, Limits())]
+    assert names == ["a.txt", "a (2).txt", "forwarded.eml"]
+    extractor.unpack(path, "a (2).txt", tmp_path / "out", Limits())
+    assert (tmp_path / "out").read_bytes() == b"second"
+    extractor.unpack(path, "forwarded.eml", tmp_path / "fwd.eml", Limits())
+    inner = [m.name for m in extractor.members(tmp_path / "fwd.eml", Limits())]
+    assert inner == ["deep.txt"]
+    assert "older thread" in " ".join(s.text for s in extractor.extract(tmp_path / "fwd.eml",
+                                                                        Limits()))

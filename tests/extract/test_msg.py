@@ -445,6 +445,29 @@ def test_attachments_are_listed_by_name_and_size(tmp_path: Path) -> None:
     assert "zqsecret" not in envelope.text + body.text
 
 
+def test_attached_files_are_members_and_unpack_exactly(tmp_path: Path) -> None:
+    """Attached files become members (same names get a number); an embedded message is
+    not a file and is not one."""
+    pdf = b"%PDF-1.4 zqsecret " * 400
+    path = make_msg(
+        tmp_path / "a.msg",
+        {SUBJECT: "Files", BODY: "See attached."},
+        attachments=[
+            {ATTACH_LONG_FILENAME: "report.pdf", ATTACH_METHOD: 1, ATTACH_DATA: pdf},
+            {ATTACH_FILENAME: "report.pdf", ATTACH_METHOD: 1, ATTACH_DATA: b"second"},
+            {DISPLAY_NAME: "Minutes", ATTACH_METHOD: 5, ATTACH_SIZE: 2048,
+             ATTACH_EMBEDDED: {MESSAGE_CLASS: "IPM.Note", SUBJECT: "Fwd: minutes"}},
+        ],
+    )
+    extractor = MsgExtractor()
+    assert [(m.name, m.size) for m in extractor.members(path, Limits())] == [
+        ("report.pdf", len(pdf)), ("report (2).pdf", 6)]
+    extractor.unpack(path, "report.pdf", tmp_path / "out.pdf", Limits())
+    assert (tmp_path / "out.pdf").read_bytes() == pdf
+    with pytest.raises(ExtractionError, match="no attachment 'Minutes'"):
+        extractor.unpack(path, "Minutes", tmp_path / "x", Limits())
+
+
 def test_envelope_alone_is_text(tmp_path: Path) -> None:
     """A message with no body still yields its envelope (as an .eml does)."""
     path = make_msg(tmp_path / "a.msg", {SUBJECT: "Lunch?", BODY: "  \r\n"})

@@ -8,6 +8,7 @@ import pytest
 
 from gristmill.extract import (
     Extractor,
+    archive,
     data,
     email,
     epub,
@@ -23,7 +24,8 @@ from gristmill.extract import (
     text,
 )
 
-MODULES = (pdf, office, epub, html, text, email, msg, data, notebook, legacy, image)
+MODULES = (pdf, office, epub, html, text, email, msg, data, notebook, legacy, image,
+           archive)
 
 EXPECTED = {
     ".pdf": "pdf",
@@ -37,6 +39,7 @@ EXPECTED = {
     ".htm": "html",
     ".xhtml": "html",
     ".eml": "email",
+    ".zip": "zip",
     ".msg": "msg",
     ".json": "json",
     **dict.fromkeys([".ndjson", ".jsonl"], "jsonl"),

@@ -123,6 +123,17 @@ def _m002_fts_rows_written_by_index(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TRIGGER IF EXISTS chunks_ai")
 
 
+@migration
+def _m003_child_items(conn: sqlite3.Connection) -> None:
+    # Attachments and archive members are items of their own, under their container:
+    # `member` is the name inside the parent; deleting a parent deletes its children
+    # (and, through chunks' own cascade, their chunks and full-text rows).
+    conn.execute("ALTER TABLE items ADD COLUMN parent_id INTEGER "
+                 "REFERENCES items (id) ON DELETE CASCADE")
+    conn.execute("ALTER TABLE items ADD COLUMN member TEXT")
+    conn.execute("CREATE INDEX items_parent ON items (parent_id)")
+
+
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     # executescript() would COMMIT the migration's transaction first; run the
     # statements one by one instead (complete_statement knows trigger bodies).

@@ -31,7 +31,12 @@ class Status(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """A claimed item, as handed to a worker."""
+    """A claimed item, as handed to a worker.
+
+    A child item (an attachment, an archive member) has ``source`` like
+    ``mail.eml!/report.pdf``; ``path`` is then the file on disk that holds it and
+    ``members`` the names that lead from that file to it.
+    """
 
     id: int
     collection: str
@@ -40,3 +45,11 @@ class Item:
     sha256: str | None
     attempts: int
     crashes: int
+    parent_id: int | None = None
+    path: str = ""
+    members: tuple[str, ...] = ()
+
+    @property
+    def disk_path(self) -> str:
+        """The file a worker opens: the item itself, or the file holding it."""
+        return self.path or self.source

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import sqlite3
@@ -127,6 +128,7 @@ class Catalog:
                     writes.append((_SET_PROBLEM, (Status.SKIPPED.value, facts.skip_reason,
                                                   "not a regular file", run_id, now, old[0])))
                     writes.append((_DROP_CHUNKS, (old[0],)))  # no stale text in search
+                    writes.append((_DROP_CHILDREN, (old[0],)))
                 continue
             if old is not None and old[1] == facts.size and old[2] == facts.mtime_ns:
                 counts.unchanged += 1
@@ -147,6 +149,7 @@ class Catalog:
                     writes.append((_SET_PROBLEM, (Status.FAILED.value, reason, "unreadable",
                                                   run_id, now, old[0])))
                     writes.append((_DROP_CHUNKS, (old[0],)))
+                    writes.append((_DROP_CHILDREN, (old[0],)))
                 continue
             if old is None:
                 counts.new += 1
@@ -204,12 +207,14 @@ class Catalog:
 
         Only called after a complete discovery pass; ``in_scope`` keeps items that the
         current include/exclude patterns leave out of the pass (they were not looked for).
+        Child items are never seen by discovery: they go with their container.
         """
         gone = [
             item_id
             for item_id, source in self.db.conn.execute(
                 "SELECT id, source FROM items WHERE collection = ? AND root = ? "
-                "AND (seen_run IS NULL OR seen_run != ?)", (collection, root, run_id))
+                "AND parent_id IS NULL AND (seen_run IS NULL OR seen_run != ?)",
+                (collection, root, run_id))
             if in_scope(source)
         ]
         for start in range(0, len(gone), 500):
@@ -242,11 +247,48 @@ class Catalog:
                         WHERE status = 'pending' AND collection = ? AND root IN ({marks})
                           AND (not_before IS NULL OR not_before <= ?){seen}
                         ORDER BY id LIMIT ?)
-                    RETURNING id, collection, source, size, sha256, attempts, crashes""",
+                    RETURNING id, collection, source, size, sha256, attempts, crashes,
+                              parent_id""",
                 (owner, now + lease_seconds, now, collection, *roots, now, *seen_params,
                  limit),
             ).fetchall()
-        return [Item(*row) for row in sorted(rows)]
+        return [self._located(Item(*row)) for row in sorted(rows)]
+
+    def _located(self, item: Item) -> Item:
+        """``item`` with the file holding it and the member names down to it (children)."""
+        if item.parent_id is None:
+            return item
+        chain = self.db.conn.execute(
+            """WITH RECURSIVE up (id, parent_id, member, source, level) AS (
+                   SELECT id, parent_id, member, source, 0 FROM items WHERE id = ?
+                   UNION ALL
+                   SELECT i.id, i.parent_id, i.member, i.source, up.level + 1
+                   FROM items i JOIN up ON i.id = up.parent_id)
+               SELECT source, member FROM up ORDER BY level DESC""", (item.id,)).fetchall()
+        return dataclasses.replace(item, path=chain[0][0],
+                                   members=tuple(member for _, member in chain[1:]))
+
+    @staticmethod
+    def replace_children(txn: sqlite3.Connection, parent: Item,
+                         children: Sequence[tuple[str, int | None, str | None]],
+                         run_id: int | None) -> None:
+        """Drop the children ``parent`` had (their own children and chunks with them)
+        and record these: ``(name, size, problem)`` each, ``pending`` unless a problem
+        makes it ``failed`` at once."""
+        txn.execute(_DROP_CHILDREN, (parent.id,))
+        if not children:
+            return
+        now = time.time()
+        txn.executemany(
+            """INSERT INTO items (collection, source, root, size, status, error, error_type,
+                                  parent_id, member, seen_run, created_at, updated_at)
+               SELECT collection, ?, root, ?, ?, ?, ?, id, ?, ?, ?, ? FROM items
+               WHERE id = ?
+               ON CONFLICT (collection, source) DO NOTHING""",
+            [(f"{parent.source}!/{name}", size,
+              Status.FAILED.value if problem else Status.PENDING.value, problem,
+              "ExtractionError" if problem else None, name, run_id, now, now, parent.id)
+             for name, size, problem in children])
 
     def renew_leases(self, owner: str, lease_seconds: float) -> None:
         """Push back the expiry of every lease ``owner`` holds (its heartbeat)."""
@@ -377,7 +419,7 @@ class Catalog:
         """Re-queue failed items, forgetting their attempts and crashes."""
         sql = ("UPDATE items SET status = 'pending', attempts = 0, crashes = 0, "
                "not_before = NULL, error = NULL, error_type = NULL "
-               "WHERE status = 'failed' AND sha256 IS NOT NULL")
+               "WHERE status = 'failed' AND (sha256 IS NOT NULL OR parent_id IS NOT NULL)")
         params: tuple[object, ...] = ()
         if collection is not None:
             sql += " AND collection = ?"
@@ -390,7 +432,7 @@ class Catalog:
         after installing a tool a format needs, for instance LibreOffice."""
         sql = ("UPDATE items SET status = 'pending', attempts = 0, crashes = 0, "
                "not_before = NULL, error = NULL, error_type = NULL "
-               "WHERE status = 'skipped' AND sha256 IS NOT NULL")
+               "WHERE status = 'skipped' AND (sha256 IS NOT NULL OR parent_id IS NOT NULL)")
         params: tuple[object, ...] = ()
         if collection is not None:
             sql += " AND collection = ?"
@@ -436,6 +478,7 @@ _CHANGED = (
     "error_type = NULL, lease_owner = NULL, lease_expires = NULL WHERE id = ?"
 )
 _DROP_CHUNKS = "DELETE FROM chunks WHERE item_id = ?"
+_DROP_CHILDREN = "DELETE FROM items WHERE parent_id = ?"  # cascades to theirs and chunks
 _SET_PROBLEM = (
     "UPDATE items SET status = ?, error = ?, error_type = ?, seen_run = ?, updated_at = ?, "
     "sha256 = NULL, size = NULL, mtime_ns = NULL, lease_owner = NULL, lease_expires = NULL "
@@ -444,6 +487,8 @@ _SET_PROBLEM = (
 
 
 def _seen_by(run_id: int | None) -> tuple[str, tuple[int, ...]]:
-    """SQL that keeps items the discovery of ``run_id`` has seen (none: no filter)."""
-    return ("", ()) if run_id is None else (" AND seen_run = ?", (run_id,))
+    """SQL that keeps items the discovery of ``run_id`` has seen (none: no filter), and
+    child items, which discovery never sees (their container was seen to make them)."""
+    return (("", ()) if run_id is None
+            else (" AND (seen_run = ? OR parent_id IS NOT NULL)", (run_id,)))
 

@@ -30,6 +30,7 @@ _BUILTIN_HOMES: dict[str, str] = {
     **dict.fromkeys([".txt", ".text", ".md", ".markdown", ".rst", ".log", ".org",
                      ".csv", ".tsv"], "text"),
     ".eml": "email",
+    ".zip": "archive",
     ".msg": "msg",
     **dict.fromkeys([".json", ".jsonl", ".ndjson", ".xml"], "data"),
     ".ipynb": "notebook",
@@ -43,7 +44,8 @@ _BUILTIN_HOMES: dict[str, str] = {
 # items that extractor produced: see Catalog.requeue_outdated.
 _BUILTIN_VERSIONS: dict[str, int] = {
     "pdf": 2, "image": 1, "docx": 1, "pptx": 1, "xlsx": 1, "epub": 1, "html": 1,
-    "text": 1, "csv": 1, "email": 1, "msg": 1, "json": 1, "jsonl": 1, "xml": 1, "ipynb": 1,
+    "text": 1, "csv": 1, "email": 2, "zip": 1, "msg": 2, "json": 1, "jsonl": 1, "xml": 1,
+    "ipynb": 1,
     # LibreOffice conversions, named for the application; bump with docx/xlsx/pptx.
     "writer": 1, "calc": 1, "impress": 1,
 }

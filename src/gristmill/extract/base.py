@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Extractor", "Limits", "OcrOptions", "Segment", "ocr_options", "use_ocr_options"]
+__all__ = ["Container", "Extractor", "Limits", "Member", "OcrOptions", "Segment", "ocr_options",
+           "unique_name", "use_ocr_options"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,10 @@ class Limits:
     max_unpacked_bytes: int = 1024 * 1024 * 1024
     max_compression_ratio: float = 200.0
     max_archive_members: int = 100_000
+    # Containers (e-mail, .zip): members become items of their own, nested this deep at
+    # most (a zip in a zip in a message is depth 3), this many per container.
+    max_depth: int = 3
+    max_children: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,64 @@ def use_ocr_options(options: OcrOptions) -> None:
 def ocr_options() -> OcrOptions:
     """The OCR options of this process (defaults until :func:`use_ocr_options`)."""
     return _ocr_options
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A file inside an item (an e-mail attachment, an archive member), to become an item
+    of its own: a child, searchable as ``container!/name``.
+
+    Attributes:
+        name: unique within its container; its suffix chooses the child's extractor.
+        size: bytes, when the container declares it.
+        problem: why the member cannot be read (an encrypted zip entry): the child is
+            recorded as failed with this reason, never unpacked.
+    """
+
+    name: str
+    size: int | None = None
+    problem: str | None = None
+
+
+def unique_name(name: str, seen: set[str]) -> str:
+    """``name``, or ``name (2).ext``, ``(3)``... if ``seen`` has it; adds the result to
+    ``seen`` (two attachments called report.pdf are two members)."""
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or not stem:
+        stem, suffix, dot = name, "", ""
+    candidate, n = name, 1
+    while candidate in seen:
+        n += 1
+        candidate = f"{stem} ({n}){dot}{suffix}"
+    seen.add(candidate)
+    return candidate
+
+
+@runtime_checkable
+class Container(Protocol):
+    """An extractor whose items hold other files (see :class:`Member`).
+
+    Members are unpacked on demand, one at a time, by the worker that processes the
+    child, so nothing is spooled to disk between runs and a child can be redone as long
+    as its container is unchanged.
+    """
+
+    def members(self, path: Path, limits: Limits) -> Iterator[Member]:
+        """The files inside ``path``, in a stable order.
+
+        Raises:
+            gristmill.errors.LimitExceeded: a zip bomb, or too many members.
+        """
+        ...
+
+    def unpack(self, path: Path, name: str, target: Path, limits: Limits) -> None:
+        """Write the bytes of member ``name`` of ``path`` to ``target``.
+
+        Raises:
+            gristmill.errors.ExtractionError: no such member, or it cannot be read.
+            gristmill.errors.LimitExceeded: the member is too large.
+        """
+        ...
 
 
 @runtime_checkable

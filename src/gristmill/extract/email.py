@@ -2,7 +2,9 @@
 
 The first segment holds the envelope (From, To, Cc, Date, Subject) and the attachment
 names; the body follows: the text/plain part, or the HTML part when there is no plain
-one. Attachments themselves are items of their own, processed elsewhere.
+one. The message is a container: each attachment (a part sent as an attachment, or a
+forwarded message) becomes an item of its own, ``message.eml!/report.pdf``; inline
+pictures (logos, signatures) do not.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from email import policy
 from email.message import EmailMessage, Message
 from pathlib import Path
 
-from gristmill.errors import LimitExceeded, Unsupported
-from gristmill.extract.base import Limits, Segment
+from gristmill.errors import ExtractionError, LimitExceeded, Unsupported
+from gristmill.extract.base import Limits, Member, Segment, unique_name
 from gristmill.extract.html import html_to_segments
 from gristmill.extract.text import detect_encoding, plain_segments
 
@@ -32,7 +34,7 @@ class EmailExtractor:
     """RFC 5322 messages; ``heading`` is the subject."""
 
     name = "email"
-    version = 1
+    version = 2  # 2: attachments become child items
     extensions = frozenset({".eml"})
 
     def extract(self, path: Path, limits: Limits) -> Iterator[Segment]:
@@ -58,6 +60,56 @@ class EmailExtractor:
             yield dataclasses.replace(segment, heading=subject)
         if not total:
             raise Unsupported("no text in message")
+
+    def members(self, path: Path, limits: Limits) -> Iterator[Member]:
+        """The attachments, in the order the message holds them."""
+        for name, part in _attachments(_parse(path.read_bytes())):
+            yield Member(name, len(_attachment_bytes(part)))
+
+    def unpack(self, path: Path, name: str, target: Path, limits: Limits) -> None:
+        """Write attachment ``name`` to ``target``."""
+        for found, part in _attachments(_parse(path.read_bytes())):
+            if found == name:
+                target.write_bytes(_attachment_bytes(part))
+                return
+        raise ExtractionError(f"no attachment {name!r} in the message")
+
+
+def _attachments(message: EmailMessage) -> Iterator[tuple[str, Message]]:
+    """``(unique name, part)`` of each attachment; a forwarded message is one attachment
+    (its own attachments are its children, not the outer message's)."""
+    body = set(map(id, _body_parts(message)))
+    seen: set[str] = set()
+    for part in _leaves(message):
+        if id(part) in body:
+            continue
+        forwarded = part.get_content_type() == "message/rfc822"
+        name = _filename(part)
+        attached = part.get_content_disposition() == "attachment" or (
+            name and part.get_content_disposition() != "inline")
+        if not (forwarded or attached):
+            continue
+        default = "forwarded.eml" if forwarded else "attachment"
+        yield unique_name((name or default).replace("/", "_"), seen), part
+
+
+def _leaves(part: Message) -> Iterator[Message]:
+    """The non-multipart parts, and forwarded messages whole, in order."""
+    if part.get_content_type() == "message/rfc822" or not part.is_multipart():
+        yield part
+        return
+    for sub in part.get_payload():
+        if isinstance(sub, Message):
+            yield from _leaves(sub)
+
+
+def _attachment_bytes(part: Message) -> bytes:
+    if part.get_content_type() == "message/rfc822":
+        inner = part.get_payload()
+        message = inner[0] if isinstance(inner, list) and inner else inner
+        return message.as_bytes() if isinstance(message, Message) else b""
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
 
 
 def _parse(data: bytes) -> EmailMessage:

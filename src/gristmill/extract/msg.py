@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import olefile
 
 from gristmill.errors import ExtractionError, LimitExceeded, Unsupported
-from gristmill.extract.base import Limits, Segment
+from gristmill.extract.base import Limits, Member, Segment, unique_name
 from gristmill.extract.html import decode_html, html_to_segments
 from gristmill.extract.text import plain_segments, sniff_bom
 
@@ -97,7 +97,7 @@ class MsgExtractor:
     """Outlook ``.msg`` files; ``heading`` is the subject."""
 
     name = "msg"
-    version = 1
+    version = 2  # 2: attached files become child items
     extensions = frozenset({".msg"})
 
     def extract(self, path: Path, limits: Limits) -> Iterator[Segment]:
@@ -121,6 +121,46 @@ class MsgExtractor:
             yield dataclasses.replace(segment, heading=heading)
         if not total:
             raise Unsupported("no text")
+
+    def members(self, path: Path, limits: Limits) -> Iterator[Member]:
+        """The attached files, in the message's order. An attached Outlook item (an
+        embedded message) is named in the envelope but is not a member: it is stored
+        as properties, not as a file."""
+        for name, _storage, entry in _with_files(path, limits):
+            yield Member(name, entry.size)
+
+    def unpack(self, path: Path, name: str, target: Path, limits: Limits) -> None:
+        """Write attachment ``name`` to ``target``."""
+        for found, storage, entry in _with_files(path, limits):
+            if found == name:
+                if entry.size > limits.max_unpacked_bytes:
+                    raise LimitExceeded(f"attachment is {entry.size:,} bytes, over the limit "
+                                        f"of {limits.max_unpacked_bytes:,} (max_unpacked_bytes)")
+                target.write_bytes(storage.read(entry))
+                return
+        raise ExtractionError(f"no attachment {name!r} in the message")
+
+
+def _with_files(path: Path, limits: Limits) -> Iterator[tuple[str, _Storage, OleDirectoryEntry]]:
+    """``(unique name, storage, data stream)`` of each attachment that is a file."""
+    with path.open("rb") as fh:
+        header = fh.read(512)
+        file_size = fh.seek(0, 2)
+    if header[:8] != _OLE_MAGIC:
+        raise ExtractionError("not an Outlook message (not an OLE compound file)")
+    _check_header(header, file_size)
+    seen: set[str] = set()
+    with _olefile_errors(), olefile.OleFileIO(str(path)) as ole:
+        if ole.root is None:
+            return
+        top = _Reader(ole, file_size, limits).storage(ole.root, ())
+        for attachment in top.children("__ATTACH_VERSION1.0_#"):
+            data = attachment.stream(_ATTACH_DATA, _BINARY)
+            if data is None:  # an embedded message, a link, an OLE object
+                continue
+            name = (attachment.field(_ATTACH_LONG_FILENAME)
+                    or attachment.field(_ATTACH_FILENAME) or "attachment").replace("/", "_")
+            yield unique_name(name, seen), attachment, data
 
 
 @dataclass

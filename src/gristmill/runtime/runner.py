@@ -103,6 +103,7 @@ class _Settle:
     chunks: list[StoredChunk] = field(default_factory=list)
     copy_from: int | None = None
     promote_model: str | None = None
+    children: list[tuple[str, int | None, str | None]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -288,7 +289,7 @@ class Runner:
                                           promote_model=self._promote_model()))
                 continue
             # The lease is committed before the worker sees the item (claim's transaction).
-            self._in_flight[executor.submit(item.source)] = item
+            self._in_flight[executor.submit(item.disk_path, item.members)] = item
         self.progress.in_flight = len(self._in_flight)
         return len(items)
 
@@ -316,6 +317,7 @@ class Runner:
             log.exception("item %s: worker error", item.source)
             self._fail(item, f"worker error: {type(exc).__name__}: {exc}"[:300], "worker")
             return
+        learnt = {"size": result.size, "sha256": result.sha256} if result.sha256 else {}
         if result.outcome == "extracted":
             chunks = [StoredChunk(c.seq, c.text, c.text_hash, c.page, c.heading)
                       for c in result.chunks]
@@ -323,8 +325,10 @@ class Runner:
                 item, self._extracted_status(),
                 {"pages": result.pages, "chunk_count": len(chunks), "error": None,
                  "error_type": None, "extractor": result.extractor,
-                 "extractor_version": result.extractor_version, **self._embed_fields()},
-                chunks=chunks, promote_model=self._promote_model()))
+                 "extractor_version": result.extractor_version, **self._embed_fields(),
+                 **learnt},
+                chunks=chunks, promote_model=self._promote_model(),
+                children=result.children))
             self.progress.pages += result.pages or 0
             self.progress.chunks += len(chunks)
         elif result.outcome == "retry":
@@ -334,7 +338,7 @@ class Runner:
             self._batcher.add(_Settle(item, status, {
                 "error": result.error, "error_type": result.error_type,
                 "extractor": result.extractor, "extractor_version": result.extractor_version,
-                "pages": result.pages, "chunk_count": 0}, chunks=[]))
+                "pages": result.pages, "chunk_count": 0, **learnt}, chunks=[]))
             self._note(status, item, result.error)
 
     def _crashed(self, item: Item, reason: str) -> None:
@@ -449,6 +453,10 @@ class Runner:
             txn.execute("UPDATE items SET chunk_count = ? WHERE id = ?", (count, op.item.id))
         elif op.status in (Status.EXTRACTED, Status.INDEXED, Status.SKIPPED, Status.FAILED):
             self.index.replace_chunks(txn, op.item.id, op.item.collection, op.chunks)
+        if op.status is not Status.PENDING:
+            # With its new outcome, an item's children are what this extraction found:
+            # none, unless it is a container (a changed archive loses its old members).
+            self.catalog.replace_children(txn, op.item, op.children, self._run_id)
         if op.promote_model is not None:
             self.catalog.promote(txn, op.promote_model, [op.item.id])
 

@@ -6,10 +6,12 @@ commits it, so a worker killed at any instant leaves nothing half-written.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import resource
 import signal
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,12 +23,13 @@ import psutil
 from gristmill.chunking import Chunk, chunk_segments
 from gristmill.errors import (
     ItemError,
+    LimitExceeded,
     TransientError,
     Unsupported,
     translate_extraction_error,
 )
 from gristmill.extract import Limits, Segment, extractor_for
-from gristmill.extract.base import OcrOptions, use_ocr_options
+from gristmill.extract.base import Container, OcrOptions, use_ocr_options
 
 if TYPE_CHECKING:  # the settings machinery (pydantic) stays out of worker processes
     from gristmill.config import Settings
@@ -84,6 +87,11 @@ class WorkResult:
     error_type: str | None = None
     seconds: float = 0.0
     truncated: bool = False
+    #: Members of a container item, to become its children: (name, size, problem).
+    children: list[tuple[str, int | None, str | None]] = field(default_factory=list)
+    #: Size and sha256 of a child's bytes, learnt as it was unpacked.
+    size: int | None = None
+    sha256: str | None = None
 
 
 def init_worker(log_path: str, max_rss_mb: int, memory_limit_mb: int,
@@ -111,10 +119,14 @@ def init_worker(log_path: str, max_rss_mb: int, memory_limit_mb: int,
         root.setLevel(logging.INFO)
 
 
-def process_item(source: str, options: WorkOptions, token: int = 0) -> WorkResult:
+def process_item(source: str, options: WorkOptions, token: int = 0,
+                 members: tuple[str, ...] = ()) -> WorkResult:
     """Extract and chunk one file. Never raises for a problem with the file itself.
 
-    ``token`` names this attempt in the worker's progress file.
+    ``token`` names this attempt in the worker's progress file. For a child item,
+    ``source`` is the file on disk that holds it and ``members`` the names leading to
+    it (an attachment, then a member of that attachment...): each is unpacked in turn
+    into a temporary folder, removed afterwards.
     """
     if _max_rss_bytes and _self is not None and _self.memory_info().rss > _max_rss_bytes:
         # Retire before starting: memory left behind by earlier items (fragmentation,
@@ -122,9 +134,48 @@ def process_item(source: str, options: WorkOptions, token: int = 0) -> WorkResul
         os._exit(RECYCLE_EXIT_CODE)
     _announce(token)
     started = time.perf_counter()
-    result = _extract(Path(source), options)
+    if members:
+        with tempfile.TemporaryDirectory(prefix="gristmill-") as tmp:
+            result = _extract_member(Path(source), members, Path(tmp), options)
+    else:
+        result = _extract(Path(source), options)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _extract_member(container: Path, members: tuple[str, ...], tmp: Path,
+                    options: WorkOptions) -> WorkResult:
+    path = container
+    for depth, name in enumerate(members):
+        holder = extractor_for(path)
+        if not isinstance(holder, Container):  # cannot happen unless extensions changed
+            return WorkResult("failed", error=f"{path.name} is not a container any more",
+                              error_type="ExtractionError")
+        # Only the member's own base name reaches the disk: no path from the archive.
+        target = tmp / str(depth) / (_safe_name(name) or "member")
+        target.parent.mkdir()
+        try:
+            holder.unpack(path, name, target, options.limits)
+        except Exception as exc:
+            error = translate_extraction_error(exc, str(container))
+            log.info("item %s!/%s: %s", container, "!/".join(members), error.reason,
+                     exc_info=not isinstance(exc, ItemError))
+            return _failure(error, holder.name, holder.version)
+        if depth:
+            path.unlink()  # the enclosing member is no longer needed
+        path = target
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    result = _extract(path, options, depth=len(members))
+    result.size, result.sha256 = path.stat().st_size, digest.hexdigest()
+    return result
+
+
+def _safe_name(name: str) -> str:
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(c if c.isalnum() or c in "._- ()" else "_" for c in base)[-200:].lstrip(".")
 
 
 def _announce(token: int) -> None:
@@ -156,7 +207,7 @@ def _beat() -> None:
         pass
 
 
-def _extract(path: Path, options: WorkOptions) -> WorkResult:
+def _extract(path: Path, options: WorkOptions, depth: int = 0) -> WorkResult:
     use_ocr_options(options.ocr)
     extractor = extractor_for(path)
     if extractor is None:
@@ -174,18 +225,50 @@ def _extract(path: Path, options: WorkOptions) -> WorkResult:
             return WorkResult("skipped", error="empty file", error_type="empty",
                               extractor=extractor.name)
         capped = _Capped(extractor.extract(path, options.limits), options.limits.max_text_chars)
-        chunks = list(chunk_segments(capped, options.chunk_tokens))
+        empty: Unsupported | None = None
+        try:
+            chunks = list(chunk_segments(capped, options.chunk_tokens))
+        except Unsupported as exc:
+            if not isinstance(extractor, Container):
+                raise
+            chunks, empty = [], exc  # a message with no text may still carry attachments
+        children = _children(extractor, path, options.limits, depth)
+        if empty is not None and not children:
+            raise empty
     except Exception as exc:  # every failure is confined to this item
         error = translate_extraction_error(exc, str(path))
         log.info("item %s: %s", path, error.reason, exc_info=not isinstance(exc, ItemError))
         return _failure(error, extractor.name, extractor.version)
-    if not chunks:
+    if not chunks and not children and isinstance(extractor, Container) \
+            and depth >= options.limits.max_depth:
+        return WorkResult("skipped", error=f"nested {depth} containers deep: members of a "
+                          f"container this deep are not read (limit {options.limits.max_depth})",
+                          error_type="too deep", extractor=extractor.name,
+                          extractor_version=extractor.version)
+    if not chunks and not children:
         return WorkResult("skipped", error="no text found", error_type="empty",
                           extractor=extractor.name, extractor_version=extractor.version,
                           pages=capped.pages)
     return WorkResult("extracted", chunks=chunks, pages=capped.pages,
                       extractor=extractor.name, extractor_version=extractor.version,
-                      truncated=capped.truncated)
+                      truncated=capped.truncated, children=children)
+
+
+def _children(extractor: object, path: Path, limits: Limits,
+              depth: int) -> list[tuple[str, int | None, str | None]]:
+    """The members of a container item, checked against the nesting and count limits."""
+    if not isinstance(extractor, Container):
+        return []
+    if depth >= limits.max_depth:
+        log.info("item %s: nested %d deep; its members are not expanded", path, depth)
+        return []
+    children = []
+    for member in extractor.members(path, limits):
+        if len(children) == limits.max_children:
+            raise LimitExceeded(f"holds more than {limits.max_children:,} files, over the "
+                                "limit for one container")
+        children.append((member.name, member.size, member.problem))
+    return children
 
 
 def _failure(error: ItemError, name: str, version: int) -> WorkResult:

@@ -85,11 +85,12 @@ class LocalExecutor:
             context=context,
         )
 
-    def submit(self, source: str) -> Future[WorkResult]:
-        """Schedule one item; the future fails with ``TimeoutError`` or
-        ``pebble.ProcessExpired`` when the worker hangs or dies (see :meth:`timed_out`)."""
+    def submit(self, source: str, members: tuple[str, ...] = ()) -> Future[WorkResult]:
+        """Schedule one item (a file, or ``members`` down inside it); the future fails
+        with ``TimeoutError`` or ``pebble.ProcessExpired`` when the worker hangs or dies
+        (see :meth:`timed_out`)."""
         token = next(self._tokens)
-        future = self._pool.schedule(process_item, (source, self._options, token),
+        future = self._pool.schedule(process_item, (source, self._options, token, members),
                                      timeout=self._timeout * HARD_TIMEOUT_FACTOR)
         self._attempts[token] = future
         future.add_done_callback(lambda _f: self._attempts.pop(token, None))
