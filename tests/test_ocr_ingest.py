@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from PIL import Image
 
 from docs import make_pdf
@@ -104,3 +105,15 @@ def test_an_image_without_progress_is_killed_and_quarantined(tmp_path: Path) -> 
     assert not [p for p in psutil.process_iter(["name", "cmdline", "create_time"])
                 if p.info["name"] == "tesseract" and "stdin" in (p.info["cmdline"] or ())
                 and p.info["create_time"] >= started and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_the_ocr_engine_setting_reaches_the_workers(tmp_path: Path) -> None:
+    """ocr_engine = "rapidocr" reads images in the workers with RapidOCR's models."""
+    pytest.importorskip("rapidocr_onnxruntime")
+    src = tmp_path / "src"
+    src.mkdir()
+    render("Invoice from the windmill cooperative").save(src / "invoice.png")
+    with KnowledgeBase.open(tmp_path / "home", embedder="none", workers=1,
+                            ocr_engine="rapidocr") as kb:
+        assert kb.ingest([src]).items["indexed"] == 1, kb.errors()
+        assert _names(kb, "windmill cooperative") == [("invoice.png", None)]

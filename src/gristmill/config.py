@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(
         50_000_000, ge=1000, description="Text kept per item; the rest is cut with a note."
     )
+    ocr_engine: Literal["tesseract", "rapidocr"] = Field(
+        "tesseract", description="OCR engine: `tesseract` (Debian package) or `rapidocr` "
+        "(PP-OCRv4 on onnxruntime, CUDA when available; pip install 'gristmill[rapidocr]').")
     ocr_lang: str = Field(
         "eng", pattern=r"^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)?(\+[A-Za-z0-9_]+(/[A-Za-z0-9_]+)?)*$",
         description="Tesseract languages for OCR, joined by `+` (`eng+deu`); each needs "

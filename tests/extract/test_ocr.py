@@ -7,6 +7,7 @@ and kept small: each recognition starts a Tesseract process (~0.1-0.3 s).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import shutil
@@ -357,3 +358,40 @@ def test_declared_resolution_is_passed_to_tesseract() -> None:
 def test_declared_dpi_ignores_what_files_do_not_mean(dpi: object, expected: float | None
                                                      ) -> None:
     assert ocr.declared_dpi(dpi) == expected
+
+
+# --- Other engines ---------------------------------------------------------------------
+
+needs_rapidocr = pytest.mark.skipif(
+    importlib.util.find_spec("rapidocr_onnxruntime") is None and not os.environ.get("CI"),
+    reason="RapidOCR is not installed (pip install 'gristmill[rapidocr]'; dev extras have it)")
+
+
+def test_engines_are_chosen_by_name() -> None:
+    assert isinstance(ocr.engine("tesseract"), Tesseract)
+    assert ocr.engine("tesseract") is ocr.engine("tesseract")  # built once per process
+    with pytest.raises(ConfigError, match="unknown OCR engine 'abbyy': use one of tesseract, "
+                                          "rapidocr"):
+        ocr.engine("abbyy")
+
+
+@needs_rapidocr
+def test_rapidocr_reads_rendered_english_into_lines() -> None:
+    """The PP-OCRv4 models shipped in the package load and read; boxes found word by word
+    come back as the page's lines, in order."""
+    page = render("Quarterly harvest report", "Millstone granary ledger").convert("RGB")
+    engine = ocr.engine("rapidocr")
+    assert isinstance(engine, OcrEngine)
+    lines = engine.recognize(page, "eng").lower().splitlines()
+    assert len(lines) == 2
+    assert {"quarterly", "harvest", "report"} <= words(lines[0])
+    assert {"millstone", "granary", "ledger"} <= words(lines[1])
+
+
+def test_boxes_on_one_line_are_joined_left_to_right() -> None:
+    def box(x: float, y: float, text: str) -> list[object]:
+        return [[[x, y], [x + 50, y], [x + 50, y + 20], [x, y + 20]], text, 0.9]
+
+    boxes = [box(300, 102, "three"), box(0, 100, "one"), box(100, 98, "two"),
+             box(0, 140, "next line")]
+    assert ocr._lines(boxes) == "one two three\nnext line"

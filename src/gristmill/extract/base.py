@@ -55,8 +55,10 @@ class OcrOptions:
             once across every worker sharing ``slots_dir``.
         slots_dir: folder of lock files the workers of one run share to hold to
             ``parallel`` Tesseract processes in all; ``None`` reads pages one by one.
+        engine: the OCR engine's name (see ``gristmill.extract.ocr.ENGINES``).
     """
 
+    engine: str = "tesseract"
     languages: str = "eng"
     dpi: int = 300
     parallel: int = 1

@@ -24,11 +24,11 @@ from pathlib import Path
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from gristmill.errors import ExtractionError, LimitExceeded, Unsupported
-from gristmill.extract.base import Limits, Segment
+from gristmill.extract.base import Limits, Segment, ocr_options
 from gristmill.extract.ocr import (
     OcrEngine,
-    Tesseract,
     declared_dpi,
+    engine,
     normalise_for_ocr,
     recognize_in_order,
 )
@@ -84,9 +84,9 @@ class ImageExtractor:
 
     def __init__(self, engine: OcrEngine | None = None) -> None:
         """Args:
-        engine: what reads the text; Tesseract by default.
+        engine: what reads the text; by default the one ``ocr_engine`` names.
         """
-        self.engine: OcrEngine = engine if engine is not None else Tesseract()
+        self.engine = engine
 
     def extract(self, path: Path, limits: Limits) -> Iterator[Segment]:
         """Yield the text of each frame (TIFF) or of the image, read by OCR; a TIFF's
@@ -105,8 +105,8 @@ class ImageExtractor:
             with _decoding(None):
                 frames = _count_frames(image) if paged else 1
             total = 0
-            for index, text in recognize_in_order(_frames(image, frames, paged),
-                                                  self.engine):
+            reader = self.engine or engine(ocr_options().engine)
+            for index, text in recognize_in_order(_frames(image, frames, paged), reader):
                 total += len(text)
                 if total > limits.max_text_chars:
                     raise LimitExceeded(f"OCR text exceeds {limits.max_text_chars:,} "

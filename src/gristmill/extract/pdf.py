@@ -72,7 +72,7 @@ class PdfExtractor:
 
     def __init__(self, engine: OcrEngine | None = None) -> None:
         """Args:
-        engine: reads scanned pages; Tesseract by default.
+        engine: reads scanned pages; by default the one ``ocr_engine`` names.
         """
         self._engine = engine
 
@@ -112,11 +112,10 @@ class PdfExtractor:
         else:
             return  # born-digital throughout: OCR never loaded
         # From the first page that needs OCR on, pages go through the OCR pipeline.
-        from gristmill.extract.ocr import Tesseract, recognize_in_order
+        from gristmill.extract.ocr import engine, recognize_in_order
 
-        if self._engine is None:
-            self._engine = Tesseract()
-        yield from recognize_in_order(_chain((index, work), pages), self._engine)
+        reader = self._engine or engine(ocr_options().engine)
+        yield from recognize_in_order(_chain((index, work), pages), reader)
 
 
 def _open(path: Path) -> pdfium.PdfDocument:

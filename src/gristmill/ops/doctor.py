@@ -84,7 +84,15 @@ def _embedder(settings: Settings) -> Check:
 
 
 def _ocr(settings: Settings) -> Check:
-    from gristmill.extract.ocr import doctor
+    from gristmill.extract.ocr import doctor, engine
+
+    if settings.ocr_engine != "tesseract":
+        try:
+            engine(settings.ocr_engine)  # loads its models: the real test
+        except GristmillError as exc:
+            return Check("ocr", "warning", f"{exc} (until then images and scanned PDF "
+                         "pages are skipped)")
+        return Check("ocr", "ok", f"{settings.ocr_engine}: models loaded")
 
     found = doctor(settings.ocr_lang)
     if found.ok:

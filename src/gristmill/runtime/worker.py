@@ -67,7 +67,8 @@ class WorkOptions:
         """The options the settings imply."""
         # One OCR slot per worker, shared by all of them: a lone scan gets every core,
         # many scans at once still run one Tesseract per core.
-        ocr = OcrOptions(languages=settings.ocr_lang, dpi=settings.ocr_dpi,
+        ocr = OcrOptions(engine=settings.ocr_engine, languages=settings.ocr_lang,
+                         dpi=settings.ocr_dpi,
                          parallel=settings.workers, slots_dir=settings.home / "run" / "ocr")
         return cls(chunk_tokens=settings.chunk_tokens,
                    max_file_bytes=settings.max_file_mb * 1024 * 1024,
