@@ -125,7 +125,7 @@ def test_help_lists_the_commands_with_examples() -> None:
     """`gristmill --help` lists every command, and each command's help has an example."""
     env = env_for(Path("unused"))
     top = gristmill("--help", env=env)
-    for command in ("ingest", "search", "status", "errors", "reset", "doctor"):
+    for command in ("ingest", "search", "status", "errors", "reset", "doctor", "jobs"):
         assert command in top.stdout
         assert "Example:" in gristmill(command, "--help", env=env).stdout
 

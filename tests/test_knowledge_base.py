@@ -269,8 +269,11 @@ def test_a_pending_file_removed_from_the_source_is_never_attempted(
 
         facts = [FileFacts(str(p), p.stat().st_size, p.stat().st_mtime_ns)
                  for p in sorted(src.iterdir())]
-        earlier = kb.catalog.start_job("default", [str(src)], "someone-else")
-        kb.catalog.record_discovered("default", str(src), facts, earlier, sha256_file)
+        from gristmill.catalog.jobs import JobSpec
+
+        earlier = kb.jobs.create(JobSpec("default", (str(src),)), "someone-else")
+        run = kb.jobs.start_run(earlier, "someone-else")
+        kb.catalog.record_discovered("default", str(src), facts, run, sha256_file)
         gone.unlink()
         report = kb.ingest([src])
         assert report.discovered.removed == 1

@@ -102,12 +102,16 @@ def ingest(
                                exclude=exclude or (), max_files=max_files,
                                retry_failed=retry_failed, dry_run=dry_run,
                                on_progress=None if json_out else progress)
-        if json_out:
-            _print_json(report.to_dict())
-        else:
-            _print_ingest_summary(report)
-        if report.stopped:
-            raise typer.Exit(130)
+        _finish_run(report, json_out)
+
+
+def _finish_run(report: Any, json_out: bool) -> None:
+    if json_out:
+        _print_json(report.to_dict())
+    else:
+        _print_ingest_summary(report)
+    if report.stopped:
+        raise typer.Exit(130)
 
 
 def _print_ingest_summary(report: Any) -> None:
@@ -127,8 +131,11 @@ def _print_ingest_summary(report: Any) -> None:
         f"Items: {items['indexed']} indexed, {items['extracted']} awaiting vectors, "
         f"{items['skipped']} skipped, {items['failed']} failed, {items['pending']} pending. "
         f"Chunks: {report.chunks:,}.")
-    if report.stopped:
-        out.print("[yellow]Stopped before the end; run the same command to resume.[/yellow]")
+    if report.state == "cancelled":
+        out.print(f"[yellow]Job {report.job_id} was cancelled.[/yellow]")
+    elif report.state == "paused":
+        out.print(f"[yellow]Job {report.job_id} is paused; resume it with `gristmill jobs "
+                  f"resume {report.job_id}` (or run the same ingest again).[/yellow]")
     if items["failed"] or items["skipped"]:
         out.print("Run [bold]gristmill errors[/bold] to see why items failed or were skipped.")
 
@@ -268,6 +275,103 @@ def doctor(
                       highlight=False)
     if any(check.level == "error" for check in checks):
         raise typer.Exit(1)
+
+
+jobs_app = typer.Typer(help="Watch and steer ingest jobs (every ingest is one).\n\n"
+                       "Example: gristmill jobs list --state running", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+JobId = Annotated[int, typer.Argument(help="The job's id (see `gristmill jobs list`).")]
+
+
+@jobs_app.command("list")
+def jobs_list(
+    state: Annotated[str | None, typer.Option(
+        "--state", help="Only jobs in this state (running, paused, interrupted, ...).",
+        show_default=False)] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N jobs.")] = 20,
+    json_out: JsonOpt = False, home: Home = None, embedder: EmbedderOpt = None,
+) -> None:
+    """The latest jobs, newest first, with their state and progress.
+
+    Example: gristmill jobs list --state running
+    """
+    with _kb(home, embedder) as kb:
+        found = kb.jobs.list(state, limit)
+        if json_out:
+            _print_json([job.to_dict() for job in found])
+            return
+        if not found:
+            out.print("No jobs.")
+            return
+        table = Table("id", "state", "collection", "sources", "done", "failed", "chunks",
+                      "items/s", "started")
+        for job in found:
+            table.add_row(str(job.id), job.state, job.spec.collection,
+                          ", ".join(job.spec.sources), f"{job.done}/{sum(job.items.values())}",
+                          str(job.items.get("failed", 0)), f"{job.chunks:,}",
+                          f"{job.rate:.1f}", _when(job.started_at))
+        out.print(table)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: JobId, json_out: JsonOpt = False, home: Home = None,
+              embedder: EmbedderOpt = None) -> None:
+    """One job: its spec, state and counters.
+
+    Example: gristmill jobs show 7 --json
+    """
+    with _kb(home, embedder) as kb:
+        job = kb.jobs.get(job_id)
+        if json_out:
+            _print_json(job.to_dict())
+            return
+        for key, value in job.to_dict().items():
+            out.print(f"{key}: {value}", highlight=False)
+
+
+@jobs_app.command("pause")
+def jobs_pause(job_id: JobId, home: Home = None, embedder: EmbedderOpt = None) -> None:
+    """Pause a running job: no new items are started, those in flight finish, its
+    driver exits and holds no worker.
+
+    Example: gristmill jobs pause 7
+    """
+    with _kb(home, embedder) as kb:
+        kb.jobs.pause(job_id)
+        out.print(f"Job {job_id} is pausing: items in flight finish first. Resume it with "
+                  f"`gristmill jobs resume {job_id}`.")
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: JobId, home: Home = None, embedder: EmbedderOpt = None) -> None:
+    """Cancel a job: a running one stops within seconds (its workers are killed, its
+    claims given back); what it finished stays in the knowledge base.
+
+    Example: gristmill jobs cancel 7
+    """
+    with _kb(home, embedder) as kb:
+        job = kb.jobs.cancel(job_id)
+        out.print(f"Job {job_id} is {job.state}.")
+
+
+@jobs_app.command("resume")
+def jobs_resume(job_id: JobId, json_out: JsonOpt = False, home: Home = None,
+                embedder: EmbedderOpt = None) -> None:
+    """Run a paused, interrupted or failed job again, in this terminal: its sources are
+    walked afresh and only what is not finished is done.
+
+    Example: gristmill jobs resume 7
+    """
+    with _kb(home, embedder) as kb:
+        with TerminalProgress(err, embedding=kb.settings.embedder != "none") as progress:
+            report = kb.resume(job_id, on_progress=None if json_out else progress)
+        _finish_run(report, json_out)
+
+
+def _when(timestamp: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gristmill.catalog import Catalog, Database, DiscoveryCounts, lease_owner_token
+from gristmill.catalog.jobs import JobSpec, JobStore
 from gristmill.config import Settings
 from gristmill.discovery import Discovery, dry_run_counts
 from gristmill.embed import Embedder, make_embedder
@@ -55,6 +56,8 @@ class IngestReport:
     dry_run: bool = False
     stopped: bool = False
     failures: list[str] = field(default_factory=list)
+    #: The job's state after this run: succeeded, paused, cancelled or failed.
+    state: str = "succeeded"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -73,6 +76,7 @@ class KnowledgeBase:
         self.db = Database(settings.database_path)
         self.catalog = Catalog(self.db)
         self.index = SqliteIndex(self.db)
+        self.jobs = JobStore(self.db, stale_after=settings.lease_seconds)
         self._embedder: Embedder | None = None
 
     @classmethod
@@ -130,7 +134,7 @@ class KnowledgeBase:
         for root in roots:
             if not os.path.exists(root):
                 raise SourceError(f"{root} does not exist; check the path")
-        embedder = self.embedder  # fail early on a missing model
+        self.embedder  # noqa: B018 - fail early on a missing model
         owner = lease_owner_token()
         matcher = Matcher(tuple(include), tuple(exclude))
         skip = [self.settings.home]  # never ingest our own database and logs
@@ -138,25 +142,58 @@ class KnowledgeBase:
             counts = dry_run_counts(self.db, collection, roots, matcher, max_files, skip)
             return IngestReport(0, collection, counts, self.catalog.counts(collection), 0, 0, 0,
                                 time.monotonic() - started, None, dry_run=True)
-        start_fork_server()  # its imports overlap discovery
-        job_id = self.catalog.start_job(collection, roots, owner)
+        spec = JobSpec(collection, tuple(roots), tuple(include), tuple(exclude), max_files)
+        job_id = self.jobs.create(spec, owner)
         if retry_failed:
             self.catalog.reset_failed(collection)
-        discovery = Discovery(self.settings.database_path, collection, roots, matcher, job_id,
-                              max_files, skip)
+        return self._run_job(job_id, spec, owner, embed=embed, on_progress=on_progress,
+                             started=started)
+
+    def resume(self, job_id: int, *, embed: bool = True,
+               on_progress: Callable[[Progress], None] | None = None) -> IngestReport:
+        """Run a paused, interrupted or failed job again: its sources are walked afresh
+        and only what is not finished is done.
+
+        Raises:
+            ConfigError: no such job, or it is running, succeeded or cancelled.
+            SourceError: one of its sources is gone.
+        """
+        started = time.monotonic()
+        owner = lease_owner_token()
+        spec = self.jobs.get(job_id).spec
+        for root in spec.sources:
+            if not os.path.exists(root):
+                raise SourceError(f"{root} does not exist any more; cancel job {job_id} "
+                                  "or restore the folder")
+        self.embedder  # noqa: B018 - fail early on a missing model, before the claim
+        self.jobs.claim_for_resume(job_id, owner)
+        return self._run_job(job_id, spec, owner, embed=embed, on_progress=on_progress,
+                             started=started)
+
+    def _run_job(self, job_id: int, spec: JobSpec, owner: str, *, embed: bool,
+                 on_progress: Callable[[Progress], None] | None,
+                 started: float) -> IngestReport:
+        start_fork_server()  # its imports overlap discovery
+        run_id = self.jobs.start_run(job_id, owner)
+        roots = list(spec.sources)
+        discovery = Discovery(self.settings.database_path, spec.collection, roots,
+                              Matcher(spec.include, spec.exclude), run_id, spec.max_files,
+                              [self.settings.home])  # never ingest our own files
         # Items an older extractor version produced, or skipped as a type nothing read
         # then, are redone; discovery then sees them like any unchanged file.
         discovery.counts.outdated = self.catalog.requeue_outdated(
-            collection, roots, current_versions(), lambda source: reads(Path(source)))
-        runner = Runner(self.settings, self.catalog, self.index, embedder,
-                        collection=collection, roots=roots, owner=owner, job_id=job_id,
-                        embed=embed, discovering=lambda: discovery.running,
-                        on_progress=on_progress)
+            spec.collection, roots, current_versions(), lambda source: reads(Path(source)))
+        runner = Runner(self.settings, self.catalog, self.index, self.embedder,
+                        collection=spec.collection, roots=roots, owner=owner, job_id=job_id,
+                        run_id=run_id, jobs=self.jobs, embed=embed,
+                        discovering=lambda: discovery.running, on_progress=on_progress)
         state = "failed"
         discovery.start()
         try:
             progress = runner.run()
-            state = "succeeded" if progress.finished else "interrupted"
+            # A run stopped by a signal can be resumed like a paused one.
+            state = {"finished": "succeeded", "cancelled": "cancelled"}.get(runner.outcome,
+                                                                             "paused")
         finally:
             discovery.stop()
             try:
@@ -165,14 +202,16 @@ class KnowledgeBase:
                 state = "failed"
                 raise
             finally:
-                self.catalog.finish_job(job_id, state, {"discovered": asdict(discovery.counts)})
+                state = self.jobs.finish(job_id, state,
+                                         {"discovered": asdict(discovery.counts)})
         return IngestReport(
-            job_id=job_id, collection=collection, discovered=counts,
-            items=self.catalog.counts(collection), chunks=self.index.chunk_count(collection),
-            pages=progress.pages, failed=progress.failed,
-            seconds=time.monotonic() - started,
-            seconds_to_searchable=progress.searchable_at, stopped=not progress.finished,
-            failures=progress.recent_failures)
+            job_id=job_id, collection=spec.collection, discovered=counts,
+            items=self.catalog.counts(spec.collection),
+            chunks=self.index.chunk_count(spec.collection), pages=progress.pages,
+            failed=progress.failed, seconds=time.monotonic() - started,
+            seconds_to_searchable=progress.searchable_at,
+            stopped=runner.outcome == "stopped", failures=progress.recent_failures,
+            state=state)
 
     def embed_pending(self, on_progress: Callable[[Progress], None] | None = None) -> Progress:
         """Run only the embedding stage over every extracted item, in all collections."""

@@ -564,16 +564,6 @@ def test_promote_ignores_items_not_extracted(catalog: Catalog, db: Database) -> 
         assert Catalog.promote(txn, "m") == 0
 
 
-def test_jobs_are_recorded(catalog: Catalog, db: Database) -> None:
-    """A job is stored running with its sources and finished with its state and summary."""
-    job_id = catalog.start_job(COLLECTION, [ROOT, "s3://b/p"], "me")
-    catalog.heartbeat(job_id)
-    catalog.finish_job(job_id, "done", {"indexed": 3})
-    assert db.conn.execute("SELECT state, sources, summary FROM jobs WHERE id = ?",
-                           (job_id,)).fetchone() == (
-        "done", '["/data", "s3://b/p"]', '{"indexed": 3}')
-
-
 def _settle_as(db: Database, source: str, status: str, extractor: str | None,
                version: int | None, error_type: str | None = None) -> None:
     with db.transaction() as txn:

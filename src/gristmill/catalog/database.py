@@ -134,6 +134,24 @@ def _m003_child_items(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX items_parent ON items (parent_id)")
 
 
+@migration
+def _m004_job_runs(conn: sqlite3.Connection) -> None:
+    # A job can be resumed, and each driver that works on it is a run with its own id
+    # for discovery to mark items with (a reused id would hide files removed between
+    # runs). Existing jobs become their own first run, so run ids stay unique.
+    conn.execute("ALTER TABLE jobs ADD COLUMN spec TEXT")
+    _run_script(conn, """
+        CREATE TABLE runs (
+            id          INTEGER PRIMARY KEY,
+            job_id      INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            started_at  REAL NOT NULL
+        );
+        CREATE INDEX runs_job ON runs (job_id);
+        CREATE INDEX items_seen ON items (seen_run);
+        INSERT INTO runs (id, job_id, started_at) SELECT id, id, started_at FROM jobs;
+        """)
+
+
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     # executescript() would COMMIT the migration's transaction first; run the
     # statements one by one instead (complete_statement knows trigger bodies).

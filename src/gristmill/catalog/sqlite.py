@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import socket
 import sqlite3
 import time
@@ -15,7 +14,7 @@ import psutil
 from gristmill.catalog.database import Database
 from gristmill.catalog.item import Item, Status
 
-__all__ = ["Catalog", "DiscoveryCounts", "FileFacts", "lease_owner_token"]
+__all__ = ["Catalog", "DiscoveryCounts", "FileFacts", "lease_owner_token", "owner_is_dead"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +60,9 @@ def lease_owner_token() -> str:
     return f"{socket.gethostname()}:{proc.pid}:{proc.create_time():.2f}"
 
 
-def _owner_is_dead(owner: str, host: str) -> bool:
+def owner_is_dead(owner: str, host: str) -> bool:
+    """Whether the process behind a ``lease_owner_token`` is gone (known only on its own
+    host: elsewhere, only an expiry tells)."""
     try:
         owner_host, pid_text, started = owner.rsplit(":", 2)
         pid = int(pid_text)
@@ -306,7 +307,7 @@ class Catalog:
             item_id
             for item_id, owner, expires in self.db.conn.execute(
                 "SELECT id, lease_owner, lease_expires FROM items WHERE status = 'processing'")
-            if expires is None or expires < now or owner is None or _owner_is_dead(owner, host)
+            if expires is None or expires < now or owner is None or owner_is_dead(owner, host)
         ]
         for start in range(0, len(stale), 500):
             part = stale[start:start + 500]
@@ -439,31 +440,6 @@ class Catalog:
             params = (collection,)
         with self.db.transaction() as txn:
             return txn.execute(sql, params).rowcount
-
-    # -- jobs --------------------------------------------------------------------
-
-    def start_job(self, collection: str, sources: Sequence[str], owner: str) -> int:
-        """Record a new running job and return its id (also the discovery run id)."""
-        now = time.time()
-        with self.db.transaction() as txn:
-            cursor = txn.execute(
-                "INSERT INTO jobs (collection, sources, state, owner, started_at, heartbeat_at) "
-                "VALUES (?, ?, 'running', ?, ?, ?)",
-                (collection, json.dumps(list(sources)), owner, now, now))
-        return int(cursor.lastrowid or 0)
-
-    def heartbeat(self, job_id: int) -> None:
-        """Note that the job's driver is alive."""
-        with self.db.transaction() as txn:
-            txn.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ?", (time.time(), job_id))
-
-    def finish_job(self, job_id: int, state: str, summary: dict[str, object]) -> None:
-        """Record how the job ended."""
-        now = time.time()
-        with self.db.transaction() as txn:
-            txn.execute(
-                "UPDATE jobs SET state = ?, finished_at = ?, heartbeat_at = ?, summary = ? "
-                "WHERE id = ?", (state, now, now, json.dumps(summary), job_id))
 
 
 _INSERT = (

@@ -29,6 +29,7 @@ from pebble import ProcessExpired
 
 from gristmill.batching import Batcher
 from gristmill.catalog import Catalog, Item, Status
+from gristmill.catalog.jobs import JobStore
 from gristmill.config import Settings
 from gristmill.embed import Embedder
 from gristmill.index import SqliteIndex, StoredChunk
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 _TICK = 0.2  # seconds the loop waits for a future before doing its other chores
 _OVERDUE_EVERY = 1.0  # seconds between looks for stuck workers
+_JOB_CHECK_EVERY = 0.5  # seconds between looks at the job's state (pause, cancel)
 _PROGRESS_EVERY = 0.5
 _RETRY_BASE_DELAY = 2.0
 
@@ -140,6 +142,8 @@ class Runner:
         roots: Sequence[str],
         owner: str,
         job_id: int,
+        run_id: int | None = None,
+        jobs: JobStore | None = None,
         extract: bool = True,
         embed: bool = True,
         discovering: Callable[[], bool] = lambda: False,
@@ -169,8 +173,12 @@ class Runner:
             self._write, on_dead=self._dead, max_rows=settings.flush_ops,
             max_delay=settings.flush_seconds, weigh=_weigh)
         self._started = time.monotonic()
-        # Claims are limited to what this run's discovery has seen (job 0: embed-only).
-        self._run_id = job_id or None
+        # Claims are limited to what this run's discovery has seen (None: embed-only).
+        self._run_id = run_id
+        self.jobs = jobs  # polled for pause and cancel requests; heartbeats go there
+        #: How the run ended: "finished", "paused", "cancelled" or "stopped" (a signal).
+        self.outcome = "stopped"
+        self._pausing = False
 
     # -- public ------------------------------------------------------------------
 
@@ -199,7 +207,7 @@ class Runner:
             if stage is not None:
                 stage.close()
             self._release_unfinished()
-            self.progress.finished = not self._stop.is_set()
+            self.progress.finished = self.outcome == "finished"
             self._report(force=True)
         return self.progress
 
@@ -209,8 +217,17 @@ class Runner:
     # -- the loop ----------------------------------------------------------------
 
     def _loop(self, executor: LocalExecutor | None, stage: EmbedStage | None) -> None:
-        last_renew = last_report = next_overdue = time.monotonic()
+        last_renew = last_report = next_overdue = next_job_check = time.monotonic()
         while not self._stop.is_set():
+            if self.jobs is not None and time.monotonic() >= next_job_check:
+                self._obey(self.jobs.state(self.job_id))
+                next_job_check = time.monotonic() + _JOB_CHECK_EVERY
+                if self._stop.is_set():
+                    return
+            if self._pausing and not self._in_flight:
+                self._batcher.flush()
+                self.outcome = "paused"  # in-flight items are done; nothing held
+                return
             claimed = self._fill_window(executor) if executor is not None else 0
             if stage is not None:
                 self._feed(stage)
@@ -231,7 +248,8 @@ class Runner:
             now = time.monotonic()
             if now - last_renew > self.settings.lease_seconds / 3:
                 self.catalog.renew_leases(self.owner, self.settings.lease_seconds)
-                self.catalog.heartbeat(self.job_id)
+                if self.jobs is not None:
+                    self.jobs.heartbeat(self.job_id)
                 last_renew = now
             if now - last_report > _PROGRESS_EVERY:
                 self._report()
@@ -241,6 +259,7 @@ class Runner:
             if self.progress.searchable_at is None:
                 self._note_searchable(executor is not None)
             if (stage is None or not stage.busy) and self._finished(executor is not None, stage):
+                self.outcome = "finished"
                 return
 
     def _finished(self, extracting: bool, stage: EmbedStage | None) -> bool:
@@ -274,7 +293,19 @@ class Runner:
         self._batcher.flush()
         self.progress.searchable_at = time.monotonic() - self._started
 
+    def _obey(self, state: str) -> None:
+        """Act on a pause or cancel request written into the job by another process."""
+        if state == "cancelling":
+            self.outcome = "cancelled"
+            self._stop.set()  # run() then kills the workers and gives back the leases
+        elif state == "paused" and not self._pausing:
+            log.info("job %s: pause requested; finishing %d items in flight", self.job_id,
+                     len(self._in_flight))
+            self._pausing = True
+
     def _fill_window(self, executor: LocalExecutor) -> int:
+        if self._pausing:
+            return 0
         room = (self.settings.window or 1) - len(self._in_flight)
         if room <= 0:
             return 0
