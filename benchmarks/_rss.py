@@ -23,8 +23,12 @@ class PeakRSS:
     `peak_process_bytes` the largest single process seen (any sample).
     """
 
-    def __init__(self, pid: int | None = None, interval: float = 0.05) -> None:
+    def __init__(self, pid: int | None = None, interval: float = 0.05, *,
+                 include_root: bool = True) -> None:
+        """``include_root=False`` counts the descendants only (a benchmark measuring
+        the programs it launches, not itself)."""
         self.pid = os.getpid() if pid is None else pid
+        self.include_root = include_root
         self.interval = interval
         self.peak_tree_bytes = 0
         self.peak_process_bytes = 0
@@ -36,7 +40,8 @@ class PeakRSS:
         """Take one sample now, update the peaks, and return the tree's summed RSS."""
         try:
             root = psutil.Process(self.pid)
-            procs = [root, *root.children(recursive=True)]
+            procs = [root] if self.include_root else []
+            procs += root.children(recursive=True)
         except psutil.NoSuchProcess:
             return 0
         total = 0

@@ -143,17 +143,8 @@ class MsgExtractor:
 
 def _with_files(path: Path, limits: Limits) -> Iterator[tuple[str, _Storage, OleDirectoryEntry]]:
     """``(unique name, storage, data stream)`` of each attachment that is a file."""
-    with path.open("rb") as fh:
-        header = fh.read(512)
-        file_size = fh.seek(0, 2)
-    if header[:8] != _OLE_MAGIC:
-        raise ExtractionError("not an Outlook message (not an OLE compound file)")
-    _check_header(header, file_size)
     seen: set[str] = set()
-    with _olefile_errors(), olefile.OleFileIO(str(path)) as ole:
-        if ole.root is None:
-            return
-        top = _Reader(ole, file_size, limits).storage(ole.root, ())
+    with _opened(path, limits) as top:
         for attachment in top.children("__ATTACH_VERSION1.0_#"):
             data = attachment.stream(_ATTACH_DATA, _BINARY)
             if data is None:  # an embedded message, a link, an OLE object
@@ -194,6 +185,13 @@ def _segments(message: _Message, limits: Limits) -> Iterator[Segment]:
 
 
 def _read(path: Path, limits: Limits) -> _Message:
+    with _opened(path, limits) as top:
+        return _read_message(top.reader, top)
+
+
+@contextmanager
+def _opened(path: Path, limits: Limits) -> Iterator[_Storage]:
+    """The message's top property storage, the file checked before olefile parses it."""
     with path.open("rb") as fh:
         header = fh.read(512)
         file_size = fh.seek(0, 2)
@@ -205,13 +203,12 @@ def _read(path: Path, limits: Limits) -> _Message:
             raise ExtractionError(
                 "corrupt Outlook message: the mini stream is larger than the file (truncated?)"
             )
-        reader = _Reader(ole, file_size, limits)
-        top = reader.storage(ole.root, ())
+        top = _Reader(ole, file_size, limits).storage(ole.root, ())
         if not top.has(_MESSAGE_CLASS):
             raise ExtractionError(
                 "not an Outlook message (an OLE compound file without message properties)"
             )
-        return _read_message(reader, top)
+        yield top
 
 
 def _check_header(header: bytes, file_size: int) -> None:
