@@ -368,6 +368,64 @@ def jobs_resume(job_id: JobId, json_out: JsonOpt = False, home: Home = None,
         _finish_run(report, json_out)
 
 
+@jobs_app.command("run", hidden=True)
+def jobs_run(job_id: JobId, home: Home = None, embedder: EmbedderOpt = None) -> None:
+    """Claim a queued (or paused, interrupted, failed) job and run it to the end in this
+    process, without a progress display: what `gristmill serve` starts for each job.
+
+    Example: gristmill jobs run 7
+    """
+    with _kb(home, embedder) as kb:
+        try:
+            report = kb.resume(job_id)
+        except GristmillError as exc:
+            # A job that could not even start (its source is gone, the model is missing)
+            # says so in its row rather than waiting in `queued`.
+            kb.jobs.fail_queued(job_id, str(exc))
+            raise
+        _finish_run(report, json_out=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+                                      help="Port to listen on (0: any free one).")] = 8000,
+    home: Home = None,
+    embedder: EmbedderOpt = None,
+) -> None:
+    """Serve the HTTP API (jobs, live events, search, health) until interrupted.
+
+    Jobs run in processes of their own and survive a restart of the server. Set
+    GRISTMILL_SOURCE_ROOTS to the folders jobs may read, and GRISTMILL_API_TOKEN to
+    require a bearer token (needed to listen on anything but loopback).
+
+    Example: GRISTMILL_SOURCE_ROOTS=~/docs gristmill serve --port 8000
+    """
+    from gristmill.api.security import is_loopback
+    from gristmill.config import Settings
+
+    try:
+        settings = Settings.load(home=home, embedder=embedder)
+    except GristmillError as exc:
+        _fail(exc)
+    if settings.api_token is None and not is_loopback(host):
+        err.print(f"[red]error:[/red] refusing to listen on {host} without a token: anyone "
+                  "who can reach it could read and ingest files. Set GRISTMILL_API_TOKEN, "
+                  "or listen on 127.0.0.1.", highlight=False)
+        raise typer.Exit(2)
+    import uvicorn
+
+    from gristmill.api import create_app
+
+    try:
+        api = create_app(settings)
+    except GristmillError as exc:
+        _fail(exc)
+    # A bounded graceful shutdown: open event streams must not keep a restart waiting.
+    uvicorn.run(api, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
+
+
 def _when(timestamp: float) -> str:
     import datetime as dt
 

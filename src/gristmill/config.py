@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -101,6 +102,28 @@ class Settings(BaseSettings):
         None, ge=1, description="onnxruntime intra-op threads (default: all cores)."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # A secret: SecretStr keeps it out of reprs, logs and tracebacks.
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token every `gristmill serve` /api request must carry; "
+        "without one the server only binds a loopback address.")
+    # NoDecode: the environment gives a plain os.pathsep-separated string, not JSON.
+    source_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders HTTP API jobs may ingest from (os.pathsep-separated); "
+        "none = the API accepts no job source.")
+
+    @field_validator("source_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: Any) -> Any:
+        # GRISTMILL_API_TOKEN= (set but empty) must not count as a token.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _fill_window(self) -> Settings:

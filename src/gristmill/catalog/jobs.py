@@ -5,19 +5,23 @@ a driver works on it is a *run*, with its own id: discovery marks the items it s
 the run id, so a resumed job walks its sources afresh and still notices removed files.
 The job's counters are its items' (those seen by any of its runs, and their children).
 
-States: ``running`` -> ``succeeded`` | ``failed`` | ``paused`` | ``cancelling`` ->
-``cancelled``. Pausing and cancelling are requests other processes write into the row;
-the driver polls its job's state every half second and obeys: on ``paused`` it claims
-nothing new, lets in-flight items finish and exits; on ``cancelling`` it stops within
-seconds (workers killed, leases given back) and records ``cancelled``. A ``running`` job
-whose driver is gone (dead process on this host, or a heartbeat older than the lease)
-is shown as ``interrupted``; ``paused`` and ``interrupted`` jobs can be resumed.
+States: (``queued`` ->) ``running`` -> ``succeeded`` | ``failed`` | ``paused`` |
+``cancelling`` -> ``cancelled``. A job the HTTP API creates starts ``queued``: the
+process started to run it claims it (``running``) as any resume does. Pausing and
+cancelling are requests other processes write into the row; the driver polls its job's
+state every half second and obeys: on ``paused`` it claims nothing new, lets in-flight
+items finish and exits; on ``cancelling`` it stops within seconds (workers killed,
+leases given back) and records ``cancelled``. A ``running`` (or
+``queued``) job whose driver is gone (dead process on this host, or a heartbeat older
+than the lease) is shown as ``interrupted``; ``queued``, ``paused``, ``interrupted`` and
+``failed`` jobs can be claimed by a new driver, one at a time.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -30,7 +34,9 @@ __all__ = ["FINAL_STATES", "Job", "JobSpec", "JobStore"]
 
 #: States a job does not leave (except by an explicit resume of a ``failed`` one).
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
-_RESUMABLE = frozenset({"paused", "interrupted", "failed"})
+_RESUMABLE = frozenset({"queued", "paused", "interrupted", "failed"})
+#: Stored states that mean "a driver holds this job": shown ``interrupted`` once it is gone.
+_DRIVEN = frozenset({"queued", "running", "cancelling"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,16 +97,43 @@ class JobStore:
         self.db = db
         self.stale_after = stale_after
 
-    def create(self, spec: JobSpec, owner: str) -> int:
-        """Record a new running job; returns its id."""
+    def create(self, spec: JobSpec, owner: str, *, state: str = "running") -> int:
+        """Record a new job; returns its id.
+
+        ``state="queued"`` records a job that another process will claim and run (see
+        :meth:`claim_for_resume`); ``owner`` is then whoever answers for it until then,
+        so a queued job whose would-be driver died shows as ``interrupted``.
+        """
+        if state not in ("running", "queued"):
+            raise ValueError(f"a new job is running or queued, not {state!r}")
         now = time.time()
         with self.db.transaction() as txn:
             cursor = txn.execute(
                 "INSERT INTO jobs (collection, sources, spec, state, owner, started_at, "
-                "heartbeat_at) VALUES (?, ?, ?, 'running', ?, ?, ?)",
+                "heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (spec.collection, json.dumps(list(spec.sources)), json.dumps(asdict(spec)),
-                 owner, now, now))
+                 state, owner, now, now))
         return int(cursor.lastrowid or 0)
+
+    def hand_over(self, job_id: int, owner: str) -> None:
+        """Make ``owner`` (the process started to run it) answer for a queued job.
+
+        A no-op once the job left ``queued``: its driver may claim it first.
+        """
+        with self.db.transaction() as txn:
+            txn.execute("UPDATE jobs SET owner = ?, heartbeat_at = ? WHERE id = ? AND "
+                        "state = 'queued'", (owner, time.time(), job_id))
+
+    def fail_queued(self, job_id: int, reason: str) -> bool:
+        """Record that a queued job could not start (its source is gone, ...); whether
+        it was still queued."""
+        now = time.time()
+        with self.db.transaction() as txn:
+            cursor = txn.execute(
+                "UPDATE jobs SET state = 'failed', finished_at = ?, summary = ? "
+                "WHERE id = ? AND state = 'queued'",
+                (now, json.dumps({"error": reason}), job_id))
+        return cursor.rowcount > 0
 
     def start_run(self, job_id: int, owner: str) -> int:
         """A new run of ``job_id`` by ``owner`` (its driver); returns the run id."""
@@ -151,29 +184,65 @@ class JobStore:
         return self.get(job_id)
 
     def cancel(self, job_id: int) -> Job:
-        """Cancel a job: a running one stops within seconds, a paused or interrupted one
-        is cancelled at once."""
-        job = self.get(job_id)
-        if job.state in FINAL_STATES:
-            raise ConfigError(f"job {job_id} is already {job.state}")
-        if job.state == "running":
-            self._set(job_id, "cancelling", only_from="running")
-        else:  # paused, interrupted: no driver to tell
-            with self.db.transaction() as txn:
+        """Cancel a job: a running one stops within seconds, a queued, paused or
+        interrupted one is cancelled at once."""
+        with self.db.transaction() as txn:
+            # Decided and written in one transaction: a driver claiming the job meanwhile
+            # would otherwise run on under a row that says cancelled.
+            state = self._stored_state(txn, job_id)
+            if state in FINAL_STATES:
+                raise ConfigError(f"job {job_id} is already {state}")
+            if state == "running":
+                txn.execute("UPDATE jobs SET state = 'cancelling' WHERE id = ?", (job_id,))
+            elif state != "cancelling":  # queued, paused, interrupted: no driver to tell
                 txn.execute("UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ?",
                             (time.time(), job_id))
         return self.get(job_id)
 
     def claim_for_resume(self, job_id: int, owner: str) -> JobSpec:
-        """Mark a paused, interrupted or failed job running again under ``owner``."""
-        job = self.get(job_id)
-        if job.state not in _RESUMABLE:
-            raise ConfigError(f"job {job_id} is {job.state}: only a paused, interrupted or "
-                              "failed job can be resumed")
+        """Mark a queued, paused, interrupted or failed job running under ``owner``.
+
+        Raises:
+            ConfigError: no such job, or it is running (another driver claimed it),
+                succeeded or cancelled.
+        """
         with self.db.transaction() as txn:
+            # Checked and claimed in one transaction, so of two processes claiming the
+            # same queued job (the API's runner, a `jobs resume`) exactly one wins.
+            state = self._stored_state(txn, job_id)
+            if state not in _RESUMABLE:
+                raise ConfigError(f"job {job_id} is {state}: only a paused, interrupted or "
+                                  "failed job can be resumed (or a queued one started)")
             txn.execute("UPDATE jobs SET state = 'running', owner = ?, finished_at = NULL, "
                         "heartbeat_at = ? WHERE id = ?", (owner, time.time(), job_id))
-        return job.spec
+        return self.get(job_id).spec
+
+    def requeue(self, job_id: int, owner: str) -> Job:
+        """Queue a paused, interrupted or failed job again, for a process to claim (what
+        a resume over HTTP does); ``owner`` answers for it until then.
+
+        Raises:
+            ConfigError: no such job, or it is queued, running, succeeded or cancelled.
+        """
+        with self.db.transaction() as txn:
+            state = self._stored_state(txn, job_id)
+            if state not in _RESUMABLE - {"queued"}:
+                raise ConfigError(f"job {job_id} is {state}: only a paused, interrupted or "
+                                  "failed job can be resumed")
+            txn.execute("UPDATE jobs SET state = 'queued', owner = ?, finished_at = NULL, "
+                        "heartbeat_at = ? WHERE id = ?", (owner, time.time(), job_id))
+        return self.get(job_id)
+
+    def _stored_state(self, txn: sqlite3.Connection, job_id: int) -> str:
+        """The state as :meth:`get` shows it, read inside ``txn``."""
+        row = txn.execute("SELECT state, owner, heartbeat_at FROM jobs WHERE id = ?",
+                          (job_id,)).fetchone()
+        if row is None:
+            raise ConfigError(f"no job {job_id}: `gristmill jobs list` shows the jobs")
+        state, owner, heartbeat = row
+        if state in _DRIVEN and self._driver_gone(owner, heartbeat, socket.gethostname()):
+            return "interrupted"
+        return str(state)
 
     def _set(self, job_id: int, state: str, only_from: str) -> None:
         with self.db.transaction() as txn:
@@ -217,7 +286,7 @@ class JobStore:
                                    tuple(fields.get("exclude", ())), fields.get("max_files"))
             else:  # a job recorded before specs were
                 job_spec = JobSpec(collection, tuple(json.loads(sources)))
-            if state in ("running", "cancelling") and self._driver_gone(owner, heartbeat, host):
+            if state in _DRIVEN and self._driver_gone(owner, heartbeat, host):
                 state = "interrupted"
             job = Job(job_id, job_spec, state, started, finished, heartbeat)
             counted = json.loads(summary or "{}").get("counters")
