@@ -24,12 +24,15 @@ import argparse
 import functools
 import importlib.util
 import os
+import signal
 from collections import Counter
 from importlib.metadata import version
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from _harness import (
+    FileTimeout,
     Record,
     add_run_args,
     add_selection_args,
@@ -55,14 +58,37 @@ def _init_worker(strategy: str) -> None:
     import unstructured.partition.auto  # noqa: F401
 
 
+class _PartitionTimeout(BaseException):
+    """The per-file alarm, raised as a BaseException while unstructured runs.
+
+    unstructured wraps its PDF text-layer pass in `except Exception` and, when that
+    "fails", silently switches `auto` to OCR: the harness's FileTimeout (an Exception)
+    fired there was swallowed, and a 619-page PDF with a text layer was OCRed page by
+    page long past its limit.
+    """
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise _PartitionTimeout
+
+
 def partition_file(path: str) -> Record:
     """Partition one file; return element, character and page counts."""
     from unstructured.partition.auto import partition
 
-    elements = partition(filename=path, strategy=STRATEGY)
+    # _run_one armed the alarm; its handler is back in place before this returns.
+    harness_handler = signal.signal(signal.SIGALRM, _on_alarm)
+    try:
+        elements = partition(filename=path, strategy=STRATEGY)
+    except _PartitionTimeout:
+        raise FileTimeout from None
+    finally:
+        signal.signal(signal.SIGALRM, harness_handler)
     pages = [e.metadata.page_number for e in elements if e.metadata.page_number]
     return {
         "elements": len(elements),
+        # Elements holding more than whitespace: "returned some text" (bench_coverage.py).
+        "text_elements": sum(bool((e.text or "").strip()) for e in elements),
         "chars": sum(len(e.text or "") for e in elements),
         "pages": max(pages, default=0),
     }
