@@ -188,3 +188,15 @@ def test_large_page_is_rendered_at_a_lower_resolution(tmp_path: Path) -> None:
     segments = extract(pdf, PdfExtractor(CountingEngine()))
     width = int(segments[0].text.split()[-1])
     assert 9_000 < width <= 10_000  # sqrt(100 MP): ~250 dpi instead of 300
+
+
+def test_a_page_with_no_text_but_a_small_picture_is_read(tmp_path: Path) -> None:
+    """A table pasted as a picture on an otherwise empty page (a tenth of the page) is
+    OCR'd; with a typed caption of its own beside it, the caption is enough."""
+    picture = Image.new("L", (468, 96), 0)
+    page = Image.new("L", (612, 792), 255)
+    page.paste(picture, (72, 300))
+    pdf = make_scanned_pdf(tmp_path / "table.pdf", [page], dpi=72)
+    engine = CountingEngine()
+    assert [s.page for s in extract(pdf, PdfExtractor(engine))] == [1]
+    assert engine.calls == 1

@@ -49,7 +49,8 @@ EXPECTED = {
     **dict.fromkeys([".xls", ".ods"], "calc"),
     **dict.fromkeys([".ppt", ".odp"], "impress"),
     **dict.fromkeys(
-        [".txt", ".text", ".md", ".markdown", ".rst", ".log", ".org"], "text"
+        [".txt", ".text", ".md", ".markdown", ".rst", ".log", ".org", ".yaml", ".yml",
+         ".toml", ".ini", ".cfg"], "text"
     ),
     ".csv": "csv",
     ".tsv": "csv",

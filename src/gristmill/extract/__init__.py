@@ -28,7 +28,7 @@ _BUILTIN_HOMES: dict[str, str] = {
     ".epub": "epub",
     **dict.fromkeys([".html", ".htm", ".xhtml"], "html"),
     **dict.fromkeys([".txt", ".text", ".md", ".markdown", ".rst", ".log", ".org",
-                     ".csv", ".tsv"], "text"),
+                     ".yaml", ".yml", ".toml", ".ini", ".cfg", ".csv", ".tsv"], "text"),
     ".eml": "email",
     ".zip": "archive",
     ".msg": "msg",

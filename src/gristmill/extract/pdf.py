@@ -1,9 +1,9 @@
 """PDF text, page by page, with pypdfium2; scanned pages by OCR.
 
 Each page is decided on its own, so mixed PDFs work: a page with a usable text layer is
-extracted; a page whose text layer is garbage (fonts without a Unicode map), or that is
-mostly a picture with next to no text (a scan), is rendered in grayscale at
-``ocr_dpi`` and read by OCR. Scanned pages are read several at a time (see
+extracted; a page whose text layer is garbage (fonts without a Unicode map), that is
+mostly a picture with next to no text (a scan), or that has no text but a picture, is
+rendered in grayscale at ``ocr_dpi`` and read by OCR. Scanned pages are read several at a time (see
 :func:`gristmill.extract.ocr.recognize_in_order`).
 
 Only one page and its text page are open at a time, and both are closed before the next
@@ -42,6 +42,9 @@ _MIN_DPI = 72
 # own has more text, and that layer is kept.
 _PICTURE_SHARE = 0.3
 _FEW_CHARS = 50
+# A page with no text at all is read when any picture on it is more than a stamp: a
+# scanned table pasted alone on a page covers a tenth of it.
+_ANY_PICTURE_SHARE = 0.01
 
 # A text layer is garbage when this share of its characters are control characters,
 # U+FFFD or private-use code points: what pdfium returns for fonts without a Unicode map.
@@ -160,8 +163,10 @@ def _garbage(raw: str) -> bool:
 
 
 def _scanned(page: pdfium.PdfPage, raw: str) -> bool:
-    if len("".join(_clean(raw).split())) >= _FEW_CHARS:
+    visible = len("".join(_clean(raw).split()))
+    if visible >= _FEW_CHARS:
         return False
+    share = _PICTURE_SHARE if visible else _ANY_PICTURE_SHARE
     width, height = page.get_size()
     if width <= 0 or height <= 0:
         return False
@@ -170,7 +175,7 @@ def _scanned(page: pdfium.PdfPage, raw: str) -> bool:
         left, bottom, right, top = picture.get_bounds()
         covered += max(0.0, min(right, width) - max(left, 0.0)) * max(
             0.0, min(top, height) - max(bottom, 0.0))
-        if covered >= _PICTURE_SHARE * width * height:
+        if covered >= share * width * height:
             return True
     return False
 

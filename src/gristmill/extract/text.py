@@ -103,7 +103,9 @@ class TextExtractor:
 
     name = "text"
     version = 1
-    extensions = frozenset({".txt", ".text", ".md", ".markdown", ".rst", ".log", ".org"})
+    # Configuration files (YAML, TOML, INI) are read as the plain text they are.
+    extensions = frozenset({".txt", ".text", ".md", ".markdown", ".rst", ".log", ".org",
+                            ".yaml", ".yml", ".toml", ".ini", ".cfg"})
 
     def extract(self, path: Path, limits: Limits) -> Iterator[Segment]:
         """Yield the text in segments of at most about 1 MB, cut at whitespace.
