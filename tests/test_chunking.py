@@ -198,3 +198,11 @@ def test_segments_are_consumed_lazily() -> None:
     first = next(stream)
     assert first.page == 1
     assert len(produced) <= 2
+
+
+def test_symbols_alone_are_content_but_rules_and_bullets_are_not() -> None:
+    """A cell of emoji or a line of maths signs is kept (someone may search it); a page
+    of dashes and bullets is not."""
+    kept = list(chunk_segments([Segment("🤠😅", page=1), Segment("∑ ≤ ∞", page=2)], 200))
+    assert [c.text for c in kept] == ["🤠😅", "∑ ≤ ∞"]
+    assert list(chunk_segments([Segment("-----\n\n• • •\n\n...")], 200)) == []

@@ -327,3 +327,17 @@ def test_progress_total_counts_files_discovered_during_the_run(tmp_path: Path) -
         kb.ingest([src], on_progress=lambda p: seen.append((p.done, p.total)))
     assert seen[-1] == (60, 60)
     assert all(done <= total for done, total in seen if total)
+
+
+def test_files_without_an_extension_are_read_when_they_are_text(tmp_path: Path) -> None:
+    """README-style files with no extension are read as text; binary ones are skipped
+    as an unsupported type."""
+    src = tmp_path / "src"
+    _write(src, "README", "the wombat burrow guide")
+    (src / "blob").write_bytes(bytes(range(256)) * 10)
+    with _kb(tmp_path) as kb:
+        report = kb.ingest([src])
+        assert _sources(kb, "wombat") == ["README"]
+        assert report.items["indexed"] == 1 and report.items["skipped"] == 1
+        [group] = kb.errors()
+        assert group.examples[0]["error"] == "unsupported file type (no extension)"

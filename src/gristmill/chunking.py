@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -51,6 +52,14 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _has_content(text: str) -> bool:
+    """Whether a chunk holds something to search: a word, or failing that a symbol
+    (a cell of emoji, a formula of signs); not rules, bullets and punctuation alone."""
+    if _HAS_WORD.search(text):
+        return True
+    return any(unicodedata.category(c) in ("So", "Sm", "Sc") for c in text)
+
+
 def chunk_segments(segments: Iterable[Segment], target_tokens: int = 200) -> Iterator[Chunk]:
     """Pack segments into chunks of at most about ``target_tokens`` tokens."""
     seq = 0
@@ -62,7 +71,7 @@ def chunk_segments(segments: Iterable[Segment], target_tokens: int = 200) -> Ite
         nonlocal seq, buffer, words, chars
         text = "\n\n".join(buffer)
         buffer, words, chars = [], 0, 0
-        if text and _HAS_WORD.search(text):
+        if text and _has_content(text):
             yield Chunk(seq, text, text_hash(text), where[0], where[1])
             seq += 1
 

@@ -123,3 +123,22 @@ def test_attachments_are_members_with_unique_names(tmp_path: Path) -> None:
     assert inner == ["deep.txt"]
     assert "older thread" in " ".join(s.text for s in extractor.extract(tmp_path / "fwd.eml",
                                                                         Limits()))
+
+
+def test_smime_message_saved_as_p7s_is_read_without_its_signature(tmp_path: Path) -> None:
+    """A .p7s that is a whole S/MIME message reads as mail; its signature part is not an
+    attachment; a detached binary signature is refused as having no text."""
+    path = tmp_path / "signed.p7s"
+    path.write_bytes(
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/signed; protocol="application/'
+        b'x-pkcs7-signature"; boundary="XX"\r\n\r\n--XX\r\n\r\nsigned words here\r\n'
+        b'--XX\r\nContent-Type: application/x-pkcs7-signature; name="smime.p7s"\r\n'
+        b'Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; '
+        b'filename="smime.p7s"\r\n\r\nMIIB\r\n--XX--\r\n')
+    extractor = EmailExtractor()
+    assert "signed words here" in " ".join(s.text for s in extractor.extract(path, Limits()))
+    assert list(extractor.members(path, Limits())) == []
+    der = tmp_path / "detached.p7s"
+    der.write_bytes(b"\x30\x82\x05\x10" + bytes(range(256)))
+    with pytest.raises(Unsupported, match="binary PKCS #7"):
+        list(extractor.extract(der, Limits()))

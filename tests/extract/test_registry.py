@@ -38,7 +38,7 @@ EXPECTED = {
     ".html": "html",
     ".htm": "html",
     ".xhtml": "html",
-    ".eml": "email",
+    **dict.fromkeys([".eml", ".p7m", ".p7s"], "email"),
     ".zip": "zip",
     ".msg": "msg",
     ".json": "json",

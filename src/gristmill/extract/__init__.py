@@ -12,7 +12,7 @@ from pathlib import Path
 from gristmill.extract.base import Extractor, Limits, Segment
 
 __all__ = ["Extractor", "Limits", "Segment", "current_versions", "extractor_for", "reads",
-           "register", "registered"]
+           "register", "registered", "sniff"]
 
 _BY_EXTENSION: dict[str, Extractor] = {}
 _PLUGINS: dict[str, Extractor] = {}  # registered with register(), by name
@@ -29,7 +29,7 @@ _BUILTIN_HOMES: dict[str, str] = {
     **dict.fromkeys([".html", ".htm", ".xhtml"], "html"),
     **dict.fromkeys([".txt", ".text", ".md", ".markdown", ".rst", ".log", ".org",
                      ".yaml", ".yml", ".toml", ".ini", ".cfg", ".csv", ".tsv"], "text"),
-    ".eml": "email",
+    **dict.fromkeys([".eml", ".p7m", ".p7s"], "email"),
     ".zip": "archive",
     ".msg": "msg",
     **dict.fromkeys([".json", ".jsonl", ".ndjson", ".xml"], "data"),
@@ -90,6 +90,21 @@ def extractor_for(path: Path) -> Extractor | None:
         if ext in _BY_EXTENSION:
             return _BY_EXTENSION[ext]
     return None
+
+
+def sniff(path: Path) -> Extractor | None:
+    """For a file with no extension: the plain-text extractor when its first 8 KB are
+    text (README, LICENSE, Makefile), else ``None``. Reads the file."""
+    if Path(path.name).suffix:
+        return None
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8192)
+    except OSError:
+        return None
+    from gristmill.extract.text import looks_like_text
+
+    return extractor_for(Path("plain.txt")) if looks_like_text(head) else None
 
 
 def _load_builtin(module_name: str) -> None:

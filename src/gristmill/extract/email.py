@@ -25,6 +25,8 @@ from gristmill.extract.text import detect_encoding, plain_segments
 __all__ = ["EXTRACTORS", "EmailExtractor"]
 
 _ENVELOPE = ("From", "To", "Cc", "Date", "Subject")
+_SIGNATURES = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature",
+                         "application/pgp-signature"})
 _MAX_HEADING_CHARS = 200
 # Header values the email package cannot parse raise these on access.
 _HEADER_ERRORS = (email.errors.MessageError, ValueError, IndexError, TypeError)
@@ -35,7 +37,8 @@ class EmailExtractor:
 
     name = "email"
     version = 2  # 2: attachments become child items
-    extensions = frozenset({".eml"})
+    # .p7m/.p7s: S/MIME messages saved whole; a detached binary signature is refused.
+    extensions = frozenset({".eml", ".p7m", ".p7s"})
 
     def extract(self, path: Path, limits: Limits) -> Iterator[Segment]:
         """Yield the envelope, then the body text.
@@ -47,6 +50,8 @@ class EmailExtractor:
         data = path.read_bytes()
         if not data.strip():
             raise Unsupported("empty file")
+        if data[:1] == b"\x30" and path.suffix.lower() in (".p7m", ".p7s"):
+            raise Unsupported("a binary PKCS #7 signature or envelope: no text to read")
         message = _parse(data)
         subject = " ".join(_header(message, "Subject").split())[:_MAX_HEADING_CHARS] or None
         total = 0
@@ -84,6 +89,8 @@ def _attachments(message: EmailMessage) -> Iterator[tuple[str, Message]]:
         if id(part) in body:
             continue
         forwarded = part.get_content_type() == "message/rfc822"
+        if part.get_content_type() in _SIGNATURES:
+            continue  # an S/MIME signature: bytes for a verifier, not a document
         name = _filename(part)
         attached = part.get_content_disposition() == "attachment" or (
             name and part.get_content_disposition() != "inline")

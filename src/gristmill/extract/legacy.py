@@ -32,6 +32,7 @@ from gristmill.errors import ExtractionError, Unsupported
 from gristmill.extract._archive import check_zip
 from gristmill.extract.base import Extractor, Limits, Segment
 from gristmill.extract.office import DocxExtractor, PptxExtractor, XlsxExtractor
+from gristmill.extract.text import looks_like_text
 
 __all__ = ["CONVERT_TIMEOUT_S", "EXTRACTORS", "PACKAGES", "CalcExtractor", "ImpressExtractor",
            "WriterExtractor"]
@@ -77,7 +78,6 @@ _ZIP_MAGIC = b"PK\x03\x04"
 # Pre-OLE formats LibreOffice still reads: Word 2 for Windows, WordPerfect, Excel 2-5.
 _OLD_MAGICS = (b"\xdb\xa5", b"\xffWPC", b"\x09\x00", b"\x09\x02", b"\x09\x04", b"\x09\x08")
 _MAX_MANIFEST_BYTES = 1024 * 1024
-_CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\f") + b"\x7f"
 
 
 class _Converted:
@@ -275,17 +275,9 @@ def _check_input(path: Path, limits: Limits, kind: str) -> None:
         if _encrypted_odf(path):
             raise ExtractionError(_ENCRYPTED)
     elif not (head.startswith(_OLE_MAGIC) or head.startswith(_OLD_MAGICS)
-              or _looks_like_text(head)):
+              or looks_like_text(head)):
         # LibreOffice would import these bytes as a plain-text document of garbage.
         raise ExtractionError(f"corrupt or not a {kind}: unrecognised binary content")
-
-
-def _looks_like_text(head: bytes) -> bool:
-    """RTF, HTML, XML, CSV or plain text, as some .doc and .xls files really are."""
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16
-        return True
-    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
-    return bool(head) and controls * 100 <= len(head)
 
 
 def _encrypted_odf(path: Path) -> bool:

@@ -25,6 +25,7 @@ __all__ = [
     "DelimitedExtractor",
     "TextExtractor",
     "detect_encoding",
+    "looks_like_text",
     "markdown_table_blocks",
     "markdown_table_row",
     "plain_segments",
@@ -49,6 +50,19 @@ _BOMS = (
 # Detectors often tie windows-1250 with windows-1252 on Western text; 1252 is far more
 # common (and is what HTML means by "latin1"), so it wins ties.
 _PREFERRED_ON_TIE = "cp1252"
+
+
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\f") + b"\x7f"
+
+
+def looks_like_text(head: bytes) -> bool:
+    """Whether a file's first bytes are text in some encoding (UTF-16 by its BOM; else
+    at most 1 % control bytes): for files whose name does not say (README, LICENSE,
+    a .doc that is really RTF)."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16
+        return True
+    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
+    return bool(head.strip()) and controls * 100 <= len(head)
 
 
 def detect_encoding(sample: bytes) -> tuple[str, int]:

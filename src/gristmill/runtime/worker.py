@@ -28,7 +28,7 @@ from gristmill.errors import (
     Unsupported,
     translate_extraction_error,
 )
-from gristmill.extract import Limits, Segment, extractor_for
+from gristmill.extract import Limits, Segment, extractor_for, sniff
 from gristmill.extract.base import Container, OcrOptions, use_ocr_options
 
 if TYPE_CHECKING:  # the settings machinery (pydantic) stays out of worker processes
@@ -210,7 +210,7 @@ def _beat() -> None:
 
 def _extract(path: Path, options: WorkOptions, depth: int = 0) -> WorkResult:
     use_ocr_options(options.ocr)
-    extractor = extractor_for(path)
+    extractor = extractor_for(path) or sniff(path)
     if extractor is None:
         suffix = path.suffix.lower() or "(no extension)"
         return WorkResult("skipped", error=f"unsupported file type {suffix}",
