@@ -341,3 +341,21 @@ def test_files_without_an_extension_are_read_when_they_are_text(tmp_path: Path) 
         assert report.items["indexed"] == 1 and report.items["skipped"] == 1
         [group] = kb.errors()
         assert group.examples[0]["error"] == "unsupported file type (no extension)"
+
+
+def test_symlinks_out_of_the_source_roots_are_not_followed(tmp_path: Path) -> None:
+    """With source_roots set (as the HTTP API requires), a file symlink planted inside an
+    allowed folder that points outside it is skipped with a reason, never read; one
+    pointing inside is read."""
+    secret = _write(tmp_path / "outside", "secret.txt", "the badger password")
+    src = tmp_path / "src"
+    inside = _write(src, "real.txt", "the otter holt")
+    (src / "escape.txt").symlink_to(secret)
+    (src / "alias.txt").symlink_to(inside)
+    with _kb(tmp_path, source_roots=[src]) as kb:
+        kb.ingest([src])
+        assert _sources(kb, "badger") == []
+        assert sorted(_sources(kb, "otter")) == ["alias.txt", "real.txt"]
+        [group] = kb.errors()
+        assert group.examples[0]["error"] == ("symlink out of the allowed source roots "
+                                              "(source_roots)")

@@ -36,8 +36,9 @@ class Discovery:
 
     def __init__(self, database_path: Path, collection: str, roots: Sequence[str],
                  matcher: Matcher, run_id: int, max_files: int | None,
-                 skip: Sequence[Path] = ()) -> None:
+                 skip: Sequence[Path] = (), confine: Sequence[Path] = ()) -> None:
         self._path = database_path
+        self._confine = list(confine)
         self._collection = collection
         self._roots = list(roots)
         self._matcher = matcher
@@ -83,7 +84,8 @@ class Discovery:
         left = self._max_files
         for root in self._roots:
             complete = True
-            for batch in _batches(walk(Path(root), self._matcher, self._skip), left):
+            for batch in _batches(walk(Path(root), self._matcher, self._skip, self._confine),
+                                  left):
                 if self._stop.is_set():
                     return  # an interrupted walk is incomplete: nothing is removed
                 self.counts += catalog.record_discovered(

@@ -178,7 +178,8 @@ class KnowledgeBase:
         roots = list(spec.sources)
         discovery = Discovery(self.settings.database_path, spec.collection, roots,
                               Matcher(spec.include, spec.exclude), run_id, spec.max_files,
-                              [self.settings.home])  # never ingest our own files
+                              [self.settings.home],  # never ingest our own files
+                              confine=self.settings.source_roots)
         # Items an older extractor version produced, or skipped as a type nothing read
         # then, are redone; discovery then sees them like any unchanged file.
         discovery.counts.outdated = self.catalog.requeue_outdated(

@@ -59,18 +59,22 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def walk(root: Path, matcher: Matcher, skip_dirs: Sequence[Path] = ()) -> Iterator[FileFacts]:
+def walk(root: Path, matcher: Matcher, skip_dirs: Sequence[Path] = (),
+         confine: Sequence[Path] = ()) -> Iterator[FileFacts]:
     """Yield facts for every file under ``root`` that ``matcher`` admits.
 
     Hidden directories (``.git``, ``.venv``) and ``skip_dirs`` (the KB's own home) are
-    not entered.
+    not entered. With ``confine`` (the configured source roots), a file symlink that
+    resolves outside all of them is skipped with a reason, never read: a link planted
+    in an allowed folder must not reach ``/etc``.
 
     Raises:
         SourceError: ``root`` does not exist or is not a readable folder.
     """
     root = Path(os.path.abspath(root))
+    allowed = [os.path.realpath(p) for p in confine]
     if root.is_file():
-        yield _facts(str(root))
+        yield _facts(str(root), allowed)
         return
     if not root.is_dir():
         raise SourceError(f"{root} is not a folder or file; check the path")
@@ -97,11 +101,14 @@ def walk(root: Path, matcher: Matcher, skip_dirs: Sequence[Path] = ()) -> Iterat
                     subfolders.append(entry.path)
                 continue
             if matcher(relative):
-                yield _facts(entry.path)
+                yield _facts(entry.path, allowed)
         stack.extend(reversed(subfolders))
 
 
-def _facts(path: str) -> FileFacts:
+def _facts(path: str, allowed: Sequence[str] = ()) -> FileFacts:
+    if allowed and os.path.islink(path) and not _inside(os.path.realpath(path), allowed):
+        return FileFacts(path, skip_reason="symlink out of the allowed source roots "
+                         "(source_roots)")
     try:
         st = os.stat(path)  # follows symlinks: a link to a file is that file
     except OSError as exc:
@@ -115,6 +122,11 @@ def _facts(path: str) -> FileFacts:
     if not stat.S_ISREG(st.st_mode):
         return FileFacts(path, skip_reason=f"not a regular file ({_kind(st.st_mode)})")
     return FileFacts(path, size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+def _inside(path: str, roots: Sequence[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+               for root in roots)
 
 
 def _kind(mode: int) -> str:
