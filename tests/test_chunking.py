@@ -205,4 +205,5 @@ def test_symbols_alone_are_content_but_rules_and_bullets_are_not() -> None:
     of dashes and bullets is not."""
     kept = list(chunk_segments([Segment("🤠😅", page=1), Segment("∑ ≤ ∞", page=2)], 200))
     assert [c.text for c in kept] == ["🤠😅", "∑ ≤ ∞"]
-    assert list(chunk_segments([Segment("-----\n\n• • •\n\n...")], 200)) == []
+    rules = "-----\n\n• • •\n\n...\n\n+===+===+\n\n| --- | --- |"
+    assert list(chunk_segments([Segment(rules)], 200)) == []

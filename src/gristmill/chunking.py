@@ -53,11 +53,12 @@ def text_hash(text: str) -> str:
 
 
 def _has_content(text: str) -> bool:
-    """Whether a chunk holds something to search: a word, or failing that a symbol
-    (a cell of emoji, a formula of signs); not rules, bullets and punctuation alone."""
+    """Whether a chunk holds something to search: a word, or failing that a non-ASCII
+    symbol (a cell of emoji, a formula of signs); not rules drawn with ``=``, ``+`` or
+    ``|``, bullets and punctuation alone."""
     if _HAS_WORD.search(text):
         return True
-    return any(unicodedata.category(c) in ("So", "Sm", "Sc") for c in text)
+    return any(ord(c) > 127 and unicodedata.category(c)[0] == "S" for c in text)
 
 
 def chunk_segments(segments: Iterable[Segment], target_tokens: int = 200) -> Iterator[Chunk]:
