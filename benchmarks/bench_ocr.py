@@ -66,7 +66,9 @@ from _ocr_truth import (
 )
 from _rss import PeakRSS
 
-DEFAULT_CORPUS = Path("/work/shared/corpus/unstructured-example-docs")
+# ../shared/corpus beside the checkout, as the tests find it.
+DEFAULT_CORPUS = (Path(__file__).resolve().parents[2] / "shared" / "corpus"
+                  / "unstructured-example-docs")
 
 
 class Meter:
