@@ -8,6 +8,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from http_server import (
@@ -105,6 +106,18 @@ def test_a_job_streams_progress_and_ends_with_its_final_state(
     listed = server.client.get("/api/v1/jobs", params={"state": "succeeded"}).json()
     assert [job["id"] for job in listed] == [job_id]
 
+    metrics = server.client.get("/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    lines = metrics.text.splitlines()
+    assert f'gristmill_items{{status="indexed"}} {float(N_FILES)}' in lines
+    assert 'gristmill_jobs{state="succeeded"} 1.0' in lines
+    assert any(line.startswith("gristmill_chunks ") and float(line.split()[1]) > 0
+               for line in lines)
+    assert any(line.startswith("gristmill_server_rss_bytes ") for line in lines)
+    assert httpx.get(f"{server.url}/metrics").status_code == 401  # the token guards it
+    assert server.client.get("/api/v1/errors").json() == []
+
 
 @pytest.mark.slow
 def test_pause_over_http_then_resume_finishes_every_item(server: Server, roots: Path) -> None:
@@ -112,6 +125,11 @@ def test_pause_over_http_then_resume_finishes_every_item(server: Server, roots: 
     new process that finishes the rest."""
     job_id = int(_create(server, str(roots / "corpus"))["id"])  # type: ignore[call-overload]
     wait_for_progress(server.client, job_id)
+    running = server.client.get("/metrics").text.splitlines()
+    assert any(line.startswith(f'gristmill_job_items_done{{job="{job_id}"}} ')
+               for line in running)
+    assert any(line.startswith(f'gristmill_job_items_waiting{{job="{job_id}"}} ')
+               for line in running)
     paused = server.client.post(f"/api/v1/jobs/{job_id}/pause")
     assert paused.status_code == 202 and paused.json()["state"] == "paused"
     wait_for_exit(server.home)

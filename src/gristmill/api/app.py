@@ -14,11 +14,13 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from gristmill.api.events import job_events
 from gristmill.api.launcher import JobLauncher
+from gristmill.api.metrics import catalog_registry
 from gristmill.api.problems import ApiError, install_handlers
 from gristmill.api.security import check_token, resolve_source
 from gristmill.catalog.jobs import JobSpec
@@ -194,6 +196,33 @@ def create_app(settings: Settings) -> FastAPI:
                     "chunks": kb.index.chunk_count()}
 
         return control.run(read)
+
+    @api.get("/errors")
+    def errors(collection: str | None = None) -> list[dict[str, Any]]:
+        """Failed and skipped items grouped by the pattern of their reason."""
+        return control.run(lambda kb: [group.to_dict() for group in kb.errors(collection)])
+
+    def snapshot() -> dict[str, Any]:
+        def read(kb: KnowledgeBase) -> dict[str, Any]:
+            jobs = kb.jobs.list(limit=1000)
+            states: dict[str, int] = {}
+            for job in jobs:
+                states[job.state] = states.get(job.state, 0) + 1
+            return {"items": kb.catalog.counts(), "chunks": kb.index.chunk_count(),
+                    "vectors": kb.db.conn.execute(
+                        "SELECT count(*) FROM embeddings").fetchone()[0],
+                    "jobs": states,
+                    "running": [job.to_dict() for job in jobs if job.state == "running"]}
+
+        return control.run(read)
+
+    registry = catalog_registry(snapshot)
+
+    @app.get("/metrics", dependencies=[Depends(authorized)])
+    def metrics() -> Response:
+        """Prometheus text format: items by status, chunks, vectors, jobs by state,
+        running jobs' progress, rate and queue, the server's RSS."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(api)
     return app

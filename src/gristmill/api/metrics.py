@@ -1,0 +1,67 @@
+"""Prometheus metrics, read from the catalog at each scrape.
+
+The work happens in job processes, so the server keeps no counters of its own: what a
+scrape reports is what the catalog says now (items by status, chunks, vectors, jobs by
+state, each running job's progress and rate) plus this server's own memory. One scrape
+costs a few indexed counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psutil
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+__all__ = ["catalog_registry"]
+
+
+class _CatalogCollector(Collector):
+    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = self._read()
+        items = GaugeMetricFamily("gristmill_items", "Items in the catalog by status.",
+                                  labels=["status"])
+        for status, count in now["items"].items():
+            items.add_metric([status], count)
+        yield items
+        yield GaugeMetricFamily("gristmill_chunks", "Chunks in the index.",
+                                value=now["chunks"])
+        yield GaugeMetricFamily("gristmill_vectors", "Stored embedding vectors.",
+                                value=now["vectors"])
+        jobs = GaugeMetricFamily("gristmill_jobs", "Jobs by state (latest 1,000).",
+                                 labels=["state"])
+        for state, count in now["jobs"].items():
+            jobs.add_metric([state], count)
+        yield jobs
+        done = GaugeMetricFamily("gristmill_job_items_done",
+                                 "Items a running job has finished.", labels=["job"])
+        rate = GaugeMetricFamily("gristmill_job_items_per_second",
+                                 "A running job's throughput over its life.", labels=["job"])
+        waiting = GaugeMetricFamily("gristmill_job_items_waiting",
+                                    "A running job's items not yet finished (its queue).",
+                                    labels=["job"])
+        for job in now["running"]:
+            label = [str(job["id"])]
+            done.add_metric(label, job["done"])
+            rate.add_metric(label, job["rate"])
+            waiting.add_metric(label, sum(job["items"].values()) - job["done"])
+        yield done
+        yield rate
+        yield waiting
+        yield GaugeMetricFamily("gristmill_server_rss_bytes",
+                                "Resident memory of the API server process.",
+                                value=psutil.Process().memory_info().rss)
+
+
+def catalog_registry(read: Callable[[], dict[str, Any]]) -> CollectorRegistry:
+    """A registry whose one collector calls ``read`` at every scrape; ``read`` returns
+    ``items`` and ``jobs`` (counts by status/state), ``chunks``, ``vectors`` and
+    ``running`` (the running jobs' ``to_dict()``)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_CatalogCollector(read))
+    return registry
