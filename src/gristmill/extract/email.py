@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import email
 import email.errors
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from email import policy
 from email.message import EmailMessage, Message
 from pathlib import Path
@@ -22,7 +22,7 @@ from gristmill.extract.base import Limits, Member, Segment, unique_name
 from gristmill.extract.html import html_to_segments
 from gristmill.extract.text import detect_encoding, plain_segments
 
-__all__ = ["EXTRACTORS", "EmailExtractor"]
+__all__ = ["EXTRACTORS", "EmailExtractor", "under_subject"]
 
 _ENVELOPE = ("From", "To", "Cc", "Date", "Subject")
 _SIGNATURES = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature",
@@ -53,18 +53,8 @@ class EmailExtractor:
         if data[:1] == b"\x30" and path.suffix.lower() in (".p7m", ".p7s"):
             raise Unsupported("a binary PKCS #7 signature or envelope: no text to read")
         message = _parse(data)
-        subject = " ".join(_header(message, "Subject").split())[:_MAX_HEADING_CHARS] or None
-        total = 0
-        for segment in _segments(message):
-            total += len(segment.text)
-            if total > limits.max_text_chars:
-                raise LimitExceeded(
-                    f"message text exceeds {limits.max_text_chars:,} characters "
-                    "(max_text_chars)"
-                )
-            yield dataclasses.replace(segment, heading=subject)
-        if not total:
-            raise Unsupported("no text in message")
+        yield from under_subject(_segments(message), _header(message, "Subject"), limits,
+                                 empty="no text in message")
 
     def members(self, path: Path, limits: Limits) -> Iterator[Member]:
         """The attachments, in the order the message holds them."""
@@ -117,6 +107,27 @@ def _attachment_bytes(part: Message) -> bytes:
         return message.as_bytes() if isinstance(message, Message) else b""
     payload = part.get_payload(decode=True)
     return payload if isinstance(payload, bytes) else b""
+
+
+def under_subject(segments: Iterable[Segment], subject: str, limits: Limits, *,
+                  empty: str) -> Iterator[Segment]:
+    """A message's segments, each headed by its subject, held to ``max_text_chars``
+    (shared with the Outlook extractor, whose output matches this one's).
+
+    Raises:
+        LimitExceeded: more text than ``limits.max_text_chars``.
+        Unsupported: no text at all (``empty`` is the reason).
+    """
+    heading = " ".join(subject.split())[:_MAX_HEADING_CHARS] or None
+    total = 0
+    for segment in segments:
+        total += len(segment.text)
+        if total > limits.max_text_chars:
+            raise LimitExceeded(f"message text exceeds {limits.max_text_chars:,} characters "
+                                "(max_text_chars)")
+        yield dataclasses.replace(segment, heading=heading)
+    if not total:
+        raise Unsupported(empty)
 
 
 def _parse(data: bytes) -> EmailMessage:

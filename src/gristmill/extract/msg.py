@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING
 
 import olefile
 
-from gristmill.errors import ExtractionError, LimitExceeded, Unsupported
+from gristmill.errors import ExtractionError, LimitExceeded
 from gristmill.extract.base import Limits, Member, Segment, unique_name
+from gristmill.extract.email import under_subject
 from gristmill.extract.html import decode_html, html_to_segments
 from gristmill.extract.text import plain_segments, sniff_bom
 
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["EXTRACTORS", "MsgExtractor"]
 
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-_MAX_HEADING_CHARS = 200
 # Listing an attachment costs a few directory look-ups that scan its siblings, so a file
 # claiming 100,000 attachments would cost 10^10 comparisons; past this many, they are
 # counted instead of named.
@@ -109,18 +109,8 @@ class MsgExtractor:
             Unsupported: the message holds no text.
         """
         message = _read(path, limits)
-        heading = " ".join(message.subject.split())[:_MAX_HEADING_CHARS] or None
-        total = 0
-        for segment in _segments(message, limits):
-            total += len(segment.text)
-            if total > limits.max_text_chars:
-                raise LimitExceeded(
-                    f"message text exceeds {limits.max_text_chars:,} characters "
-                    "(max_text_chars)"
-                )
-            yield dataclasses.replace(segment, heading=heading)
-        if not total:
-            raise Unsupported("no text")
+        yield from under_subject(_segments(message, limits), message.subject, limits,
+                                 empty="no text")
 
     def members(self, path: Path, limits: Limits) -> Iterator[Member]:
         """The attached files, in the message's order. An attached Outlook item (an
