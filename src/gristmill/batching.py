@@ -34,7 +34,11 @@ _BUSY_BASE_DELAY = 0.05
 
 @dataclass(slots=True)
 class BatcherStats:
-    """Running totals, for progress and metrics."""
+    """Running totals, for progress and metrics.
+
+    ``latencies`` holds the last 1,000 flushes' wait of their oldest operation (enqueue
+    to durable commit); ``durations`` the last 1,000 flushes' own time.
+    """
 
     flushes: int = 0
     ops: int = 0
@@ -43,6 +47,23 @@ class BatcherStats:
     flush_seconds: float = 0.0
     last_flush_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    durations: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        """Totals and percentiles, JSON-ready (what a job records for ``/metrics``)."""
+        return {"flushes": self.flushes, "ops": self.ops, "rows": self.rows,
+                "dead": self.dead, "flush_seconds": round(self.flush_seconds, 6),
+                "flush_p50": _percentile(self.durations, 50),
+                "flush_p99": _percentile(self.durations, 99),
+                "latency_p50": _percentile(self.latencies, 50),
+                "latency_p99": _percentile(self.latencies, 99)}
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))], 6)
 
 
 class Batcher(Generic[T]):
@@ -100,6 +121,8 @@ class Batcher(Generic[T]):
         self.stats.rows += rows
         self.stats.flush_seconds += took
         self.stats.last_flush_seconds = took
+        self.stats.durations.append(took)
+        del self.stats.durations[:-1000]
         if oldest is not None:
             self.stats.latencies.append(self._clock() - oldest)
             del self.stats.latencies[:-1000]  # keep a bounded window for percentiles

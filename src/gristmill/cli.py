@@ -409,10 +409,11 @@ def serve(
         settings = Settings.load(home=home, embedder=embedder)
     except GristmillError as exc:
         _fail(exc)
-    if settings.api_token is None and not is_loopback(host):
+    if not settings.has_api_tokens and not is_loopback(host):
         err.print(f"[red]error:[/red] refusing to listen on {host} without a token: anyone "
-                  "who can reach it could read and ingest files. Set GRISTMILL_API_TOKEN, "
-                  "or listen on 127.0.0.1.", highlight=False)
+                  "who can reach it could read and ingest files. Set GRISTMILL_API_TOKEN "
+                  "(or add [[api_tokens]] to gristmill.toml: `gristmill token new`), or "
+                  "listen on 127.0.0.1.", highlight=False)
         raise typer.Exit(2)
     import uvicorn
 
@@ -424,6 +425,36 @@ def serve(
         _fail(exc)
     # A bounded graceful shutdown: open event streams must not keep a restart waiting.
     uvicorn.run(api, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
+
+
+token_app = typer.Typer(help="API tokens for `gristmill serve`.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("new")
+def token_new(
+    name: Annotated[str, typer.Option("--name", help="Who will hold it (shown in logs).")],
+    scope: Annotated[str, typer.Option(
+        "--scope", help="read (GET routes) or admin (also starts and steers jobs).")
+    ] = "read",
+) -> None:
+    """Make a random API token; print it once, and the gristmill.toml entry that lets
+    the server accept it (only its SHA-256 is stored).
+
+    Example: gristmill token new --name grafana --scope read
+    """
+    from gristmill.api.security import new_token
+
+    if scope not in ("read", "admin"):
+        err.print(f"[red]error:[/red] --scope must be read or admin, not {scope!r}",
+                  highlight=False)
+        raise typer.Exit(2)
+    token, digest = new_token()
+    err.print("Give this token to its holder; it is not stored anywhere:", highlight=False)
+    sys.stdout.write(token + "\n")
+    err.print(f"\nAdd to gristmill.toml (restart `gristmill serve` to apply):\n\n"
+              f"[[api_tokens]]\nname = {json.dumps(name)}\nsha256 = \"{digest}\"\n"
+              f"scope = \"{scope}\"", highlight=False, markup=False)
 
 
 def _when(timestamp: float) -> str:

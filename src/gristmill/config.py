@@ -12,7 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -23,9 +31,26 @@ from pydantic_settings import (
 
 from gristmill.errors import ConfigError
 
-__all__ = ["Settings"]
+__all__ = ["ApiToken", "Settings"]
 
 EmbedderName = Literal["minilm", "none"]
+Scope = Literal["read", "admin"]
+
+
+class ApiToken(BaseModel):
+    """A bearer token the API accepts, as ``[[api_tokens]]`` in ``gristmill.toml``.
+
+    Only the token's SHA-256 is stored, so the file is not itself a credential
+    (``gristmill token new`` makes a token and prints its entry).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, description="Who holds it; shown in the server log.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$",
+                        description="Hex SHA-256 of the token (lower case).")
+    scope: Scope = Field("read", description="`read`: GET routes only; `admin`: also "
+                         "starts, pauses, resumes and cancels jobs.")
 
 
 def _default_workers() -> int:
@@ -104,8 +129,20 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # A secret: SecretStr keeps it out of reprs, logs and tracebacks.
     api_token: SecretStr | None = Field(
-        None, description="Bearer token every `gristmill serve` /api request must carry; "
-        "without one the server only binds a loopback address.")
+        None, description="An admin bearer token for `gristmill serve` (more tokens, and "
+        "read-only ones, go in gristmill.toml as `[[api_tokens]]`); with no token at all "
+        "the server only binds a loopback address.")
+    api_tokens: list[ApiToken] = Field(
+        default_factory=list, description="Tokens by name, hash and scope (`read` or "
+        "`admin`), in gristmill.toml as `[[api_tokens]]`.")
+    search_rate_limit: str = Field(
+        "20/second;600/minute",
+        description="Searches each client (token, or address without one) may make, in "
+        "`limits` notation (`N/second;M/minute`); more get 429 with Retry-After.")
+    max_query_chars: int = Field(1000, ge=16, le=100_000,
+                                 description="Longest search query the API accepts.")
+    max_request_kb: int = Field(64, ge=1, le=100_000,
+                                description="Largest request body the API accepts (KiB).")
     # NoDecode: the environment gives a plain os.pathsep-separated string, not JSON.
     source_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
@@ -124,6 +161,23 @@ class Settings(BaseSettings):
     def _blank_token_is_none(cls, value: Any) -> Any:
         # GRISTMILL_API_TOKEN= (set but empty) must not count as a token.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("search_rate_limit")
+    @classmethod
+    def _parse_rate(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("write it as N/second, N/minute or N/hour, joined by `;`"
+                             ) from None
+        return value
+
+    @property
+    def has_api_tokens(self) -> bool:
+        """Whether the API checks tokens at all."""
+        return self.api_token is not None or bool(self.api_tokens)
 
     @model_validator(mode="after")
     def _fill_window(self) -> Settings:

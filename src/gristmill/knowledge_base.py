@@ -32,7 +32,7 @@ from gristmill.runtime.executors.local import start_fork_server
 from gristmill.runtime.runner import Progress, Runner
 from gristmill.sources import Matcher
 
-__all__ = ["IngestReport", "KnowledgeBase", "SearchMode"]
+__all__ = ["IngestReport", "KnowledgeBase", "SearchMode", "Searcher"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,44 @@ class IngestReport:
         out = asdict(self)
         out["discovered"] = asdict(self.discovered)
         return out
+
+
+class Searcher:
+    """Ranks chunks for queries: BM25, vectors, or both fused by reciprocal rank."""
+
+    def __init__(self, index: SqliteIndex, embedder: Embedder | None) -> None:
+        self.index = index
+        self.embedder = embedder
+
+    def search(
+        self, query: str, *, collection: str | None = None, k: int = 10,
+        mode: SearchMode = "hybrid",
+    ) -> list[Hit]:
+        """See :meth:`KnowledgeBase.search`."""
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, not {k}")
+        if mode not in ("hybrid", "keyword", "vector"):
+            raise ConfigError(f"unknown search mode {mode!r}: use hybrid, keyword or vector")
+        depth = max(k, _CANDIDATES)
+        rankings = []
+        if mode in ("hybrid", "keyword"):
+            rankings.append(self.index.keyword(query, collection, depth))
+        if mode in ("hybrid", "vector"):
+            if self.embedder is None:
+                if mode == "vector":
+                    raise ConfigError("vector search needs an embedder; this knowledge base "
+                                      "runs with embedder = none (use --mode keyword)")
+            elif query.strip():
+                vector = self.embedder.embed([query])[0]
+                rankings.append(self.index.vector(vector, self.embedder.model_id,
+                                                  collection, depth))
+        if len(rankings) == 1:
+            return self.index.hits(rankings[0][:k])
+        return self.index.hits(reciprocal_rank_fusion(rankings, k))
+
+    def close(self) -> None:
+        """Close its connection (only for one made by :meth:`KnowledgeBase.searcher`)."""
+        self.index.db.close()
 
 
 class KnowledgeBase:
@@ -234,26 +272,14 @@ class KnowledgeBase:
         ``hybrid`` fuses BM25 and vector rankings by reciprocal rank; it falls back to
         keyword ranking when no embedder is configured. Any string is a safe query.
         """
-        if k < 1:
-            raise ConfigError(f"k must be at least 1, not {k}")
-        if mode not in ("hybrid", "keyword", "vector"):
-            raise ConfigError(f"unknown search mode {mode!r}: use hybrid, keyword or vector")
-        depth = max(k, _CANDIDATES)
-        rankings = []
-        if mode in ("hybrid", "keyword"):
-            rankings.append(self.index.keyword(query, collection, depth))
-        if mode in ("hybrid", "vector"):
-            if self.embedder is None:
-                if mode == "vector":
-                    raise ConfigError("vector search needs an embedder; this knowledge base "
-                                      "runs with embedder = none (use --mode keyword)")
-            elif query.strip():
-                vector = self.embedder.embed([query])[0]
-                rankings.append(self.index.vector(vector, self.embedder.model_id,
-                                                  collection, depth))
-        if len(rankings) == 1:
-            return self.index.hits(rankings[0][:k])
-        return self.index.hits(reciprocal_rank_fusion(rankings, k))
+        return Searcher(self.index, self.embedder).search(query, collection=collection,
+                                                          k=k, mode=mode)
+
+    def searcher(self) -> Searcher:
+        """A searcher with a read-only connection of its own, sharing this knowledge
+        base's embedder: one per thread serves concurrent searches (the API does)."""
+        return Searcher(SqliteIndex(Database(self.settings.database_path, readonly=True)),
+                        self.embedder)
 
     # -- status ------------------------------------------------------------------
 

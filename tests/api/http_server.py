@@ -37,13 +37,14 @@ class Server:
         self.proc.wait(timeout=15)
 
 
-def start_server(env: dict[str, str], home: Path, log: Path, token: str | None = TOKEN
-                 ) -> Server:
-    """Start `gristmill serve --port 0` and wait until it listens."""
+def start_server(env: dict[str, str], home: Path, log: Path, token: str | None = TOKEN,
+                 cwd: Path | None = None) -> Server:
+    """Start `gristmill serve --port 0` (in ``cwd``, where it reads gristmill.toml) and
+    wait until it listens."""
     seen = log.stat().st_size if log.exists() else 0  # an earlier server's lines
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "gristmill", "serve", "--port", "0"],
-                                env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -88,7 +89,8 @@ def events(client: httpx.Client, job_id: int, last_event_id: str | None = None,
                 fields[name] = value.removeprefix(" ")
                 continue
             if "data" in fields:
-                yield {"id": int(fields["id"]), "event": fields["event"],
+                yield {"id": int(fields["id"].partition(":")[0]), "raw_id": fields["id"],
+                       "event": fields["event"],
                        "data": json.loads(fields["data"])}
             fields = {}
 

@@ -1,35 +1,44 @@
 """The HTTP API: a thin shell over :class:`~gristmill.knowledge_base.KnowledgeBase`.
 
-Every route is under ``/api/v1`` and, when ``api_token`` is set, needs
-``Authorization: Bearer <token>``. Jobs run in processes of their own (see
+Every route is under ``/api/v1`` and, when tokens are configured, needs
+``Authorization: Bearer <token>``: a ``read`` token for GET routes, an ``admin`` one to
+start and steer jobs. Jobs run in processes of their own (see
 :mod:`gristmill.api.launcher`); the server only writes requests into job rows and reads
-them back, so it stays responsive and jobs outlive it.
+them back, so it stays responsive and jobs outlive it. ``/`` is the dashboard and
+``/healthz`` an unauthenticated liveness probe.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
-from gristmill.api.events import job_events
+from gristmill.api.events import JobFeeds
 from gristmill.api.launcher import JobLauncher
 from gristmill.api.metrics import catalog_registry
 from gristmill.api.problems import ApiError, install_handlers
-from gristmill.api.security import check_token, resolve_source
-from gristmill.catalog.jobs import JobSpec
+from gristmill.api.security import Caller, Tokens, require_admin, resolve_source
+from gristmill.api.throttle import SearchThrottle
+from gristmill.catalog.jobs import JobSpec, Problem
 from gristmill.catalog.sqlite import lease_owner_token
 from gristmill.config import Settings
 from gristmill.errors import ConfigError
-from gristmill.knowledge_base import KnowledgeBase
+from gristmill.knowledge_base import KnowledgeBase, Searcher
 
 __all__ = ["JobRequest", "create_app"]
+
+_STATIC = Path(__file__).parent / "static"  # the dashboard: plain HTML/JS, no build step
 
 T = TypeVar("T")
 
@@ -46,6 +55,13 @@ class JobRequest(BaseModel):
     max_files: int | None = Field(None, ge=1)
 
 
+def _file_size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 class _Guarded:
     """A knowledge base used by one thread at a time (its SQLite connection is shared
     by the server's worker threads)."""
@@ -59,25 +75,55 @@ class _Guarded:
             return fn(self.kb)
 
 
+class _Searchers:
+    """A read-only connection per server thread, one shared embedder: searches run in
+    parallel (SQLite WAL readers do not block each other or the job's writer)."""
+
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self._kb = kb
+        self._local = threading.local()
+        self._all: list[Searcher] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Searcher:
+        searcher: Searcher | None = getattr(self._local, "searcher", None)
+        if searcher is None:
+            searcher = self._local.searcher = self._kb.searcher()
+            with self._lock:
+                self._all.append(searcher)
+        return searcher
+
+    def close(self) -> None:
+        with self._lock:
+            for searcher in self._all:
+                searcher.close()
+            self._all.clear()
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The FastAPI application serving the knowledge base at ``settings.home``."""
-    # Two connections: a slow search (loading the model, embedding the query) must not
-    # hold up job steering and event streams.
-    control = _Guarded(settings)
-    searcher = _Guarded(settings)
+    control = _Guarded(settings)  # job rows: one connection, one thread at a time
+    searchers = _Searchers(control.kb)
     launcher = JobLauncher(settings)
     owner = lease_owner_token()  # answers for a queued job until its process takes over
-    token = settings.api_token.get_secret_value() if settings.api_token else None
+    tokens = Tokens(settings)
+    throttle = SearchThrottle(settings.search_rate_limit)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         launcher.reap()
+        searchers.close()
         control.kb.close()
-        searcher.kb.close()
 
-    def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
-        check_token(token, authorization)
+    # Dependencies are closures over this app's tokens, so their parameters name only
+    # module-level types (FastAPI resolves the annotations in this module's globals).
+    def caller(request: Request,
+               authorization: Annotated[str | None, Header()] = None) -> None:
+        request.state.caller = tokens.caller(authorization)
+
+    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        require_admin(tokens.caller(authorization))
 
     def job_dict(job_id: int) -> dict[str, Any]:
         launcher.reap()  # job processes that ended are collected while clients watch
@@ -93,11 +139,18 @@ def create_app(settings: Settings) -> FastAPI:
         except ConfigError as exc:
             raise ApiError(409, str(exc)) from None
 
-    app = FastAPI(title="gristmill", version="1", lifespan=lifespan)
-    install_handlers(app)
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(authorized)])
+    def problems(job_id: int, after: tuple[float, int], limit: int) -> list[Problem]:
+        return control.run(lambda kb: kb.jobs.problems(job_id, after, limit))
 
-    @api.post("/jobs", status_code=202)
+    feeds = JobFeeds(job_dict, problems)
+
+    app = FastAPI(title="gristmill", version="1", lifespan=lifespan,
+                  max_body_size=settings.max_request_kb * 1024)
+    install_handlers(app)
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(caller)])
+    steering = [Depends(admin)]
+
+    @api.post("/jobs", status_code=202, dependencies=steering)
     def create_job(request: JobRequest, response: Response) -> dict[str, Any]:
         """Queue an ingest job and start the process that runs it."""
         given = [request.source] if isinstance(request.source, str) else request.source
@@ -134,14 +187,14 @@ def create_app(settings: Settings) -> FastAPI:
         """One job: spec, state and counters."""
         return job_dict(job_id)
 
-    @api.post("/jobs/{job_id}/pause", status_code=202)
+    @api.post("/jobs/{job_id}/pause", status_code=202, dependencies=steering)
     def pause_job(job_id: int) -> dict[str, Any]:
         """Ask a running job to pause: in-flight items finish, then its process exits."""
         job_dict(job_id)
         steer(lambda kb: kb.jobs.pause(job_id))
         return job_dict(job_id)
 
-    @api.post("/jobs/{job_id}/resume", status_code=202)
+    @api.post("/jobs/{job_id}/resume", status_code=202, dependencies=steering)
     def resume_job(job_id: int) -> dict[str, Any]:
         """Queue a paused, interrupted or failed job again and start its process."""
         job_dict(job_id)
@@ -153,7 +206,7 @@ def create_app(settings: Settings) -> FastAPI:
         steer(requeue)
         return job_dict(job_id)
 
-    @api.delete("/jobs/{job_id}", status_code=202)
+    @api.delete("/jobs/{job_id}", status_code=202, dependencies=steering)
     def cancel_job(job_id: int) -> dict[str, Any]:
         """Cancel a job: a running one stops within seconds, others at once."""
         job_dict(job_id)
@@ -165,35 +218,59 @@ def create_app(settings: Settings) -> FastAPI:
         job_id: int,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> EventSourceResponse:
-        """Server-Sent Events: ``state``, ``progress`` and ``heartbeat``, each carrying
-        the job; the stream ends once the job has ended."""
+        """Server-Sent Events: ``state``, ``progress``, ``failure`` and ``heartbeat``
+        (see :mod:`gristmill.api.events`); the stream ends once the job has ended."""
         job_dict(job_id)  # a 404 now, not an error in the middle of a stream
-        after = int(last_event_id) if (last_event_id or "").strip().isdigit() else 0
-        return EventSourceResponse(job_events(lambda: job_dict(job_id), after))
+        return EventSourceResponse(feeds.events(job_id, last_event_id))
 
     @api.get("/search")
     def search(
+        request: Request,
         q: str,
         k: Annotated[int, Query(ge=1, le=1000)] = 10,
         mode: Literal["hybrid", "keyword", "vector"] = "hybrid",
         collection: str | None = None,
     ) -> list[dict[str, object]]:
         """The ``k`` best chunks for ``q``."""
+        if len(q) > settings.max_query_chars:
+            raise ApiError(422, f"query.q: at most {settings.max_query_chars} characters "
+                                "(max_query_chars)")
+        # Per token where there are tokens; per address where anyone may call.
+        client = request.client.host if request.client else "unknown"
+        who: Caller = request.state.caller
+        throttle.check(who.name if tokens.enabled else client)
         try:
-            hits = searcher.run(lambda kb: kb.search(q, collection=collection, k=k,
-                                                     mode=mode))
+            hits = searchers.get().search(q, collection=collection, k=k, mode=mode)
         except ConfigError as exc:  # e.g. vector search without an embedder
             raise ApiError(400, str(exc)) from None
         return [hit.to_dict() for hit in hits]
 
     @api.get("/health")
     def health() -> dict[str, Any]:
-        """Catalog counts, schema version and embedder: the server and its database work."""
+        """The catalog, index, embedder, embedding cache and worker settings, and the
+        jobs running now: what an operator checks first."""
 
         def read(kb: KnowledgeBase) -> dict[str, Any]:
-            return {"status": "ok", "schema_version": kb.db.schema_version,
-                    "embedder": settings.embedder, "items": kb.catalog.counts(),
-                    "chunks": kb.index.chunk_count()}
+            running = [job for job in kb.jobs.list(limit=1000) if job.state == "running"]
+            vectors = kb.db.conn.execute(
+                "SELECT model, count(*) FROM embeddings GROUP BY model").fetchall()
+            return {
+                "status": "ok",
+                "catalog": {"path": str(settings.database_path),
+                            "schema_version": kb.db.schema_version,
+                            "bytes": _file_size(settings.database_path),
+                            "items": kb.catalog.counts(),
+                            "collections": kb.catalog.collections()},
+                "index": {"chunks": kb.index.chunk_count(),
+                          "vectors": dict(vectors)},
+                "embedder": {"name": settings.embedder,
+                             "loaded": kb._embedder is not None},
+                "cache": {"embedding_vectors": sum(n for _, n in vectors)},
+                "workers": {"per_job": settings.workers, "window": settings.window,
+                            "item_timeout": settings.item_timeout},
+                "jobs": {"running": [job.id for job in running],
+                         "watched": feeds.watched},
+            }
 
         return control.run(read)
 
@@ -208,21 +285,36 @@ def create_app(settings: Settings) -> FastAPI:
             states: dict[str, int] = {}
             for job in jobs:
                 states[job.state] = states.get(job.state, 0) + 1
+            running = [{**job.to_dict(), "batcher": kb.jobs.run_stats(job.id)}
+                       for job in jobs if job.state == "running"]
             return {"items": kb.catalog.counts(), "chunks": kb.index.chunk_count(),
                     "vectors": kb.db.conn.execute(
                         "SELECT count(*) FROM embeddings").fetchone()[0],
-                    "jobs": states,
-                    "running": [job.to_dict() for job in jobs if job.state == "running"]}
+                    "jobs": states, "running": running}
 
         return control.run(read)
 
     registry = catalog_registry(snapshot)
 
-    @app.get("/metrics", dependencies=[Depends(authorized)])
+    @app.get("/metrics", dependencies=[Depends(caller)])
     def metrics() -> Response:
         """Prometheus text format: items by status, chunks, vectors, jobs by state,
-        running jobs' progress, rate and queue, the server's RSS."""
+        running jobs' progress, rate, queue and batcher (flushes, rows, flush and commit
+        latency), the server's RSS."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/healthz", include_in_schema=False)
+    def alive() -> dict[str, str]:
+        """Liveness for load balancers and supervisors: no token, no data."""
+        control.run(lambda kb: kb.db.conn.execute("SELECT 1").fetchone())
+        return {"status": "ok"}
+
+    # The dashboard's files are public (they hold no data); every call it makes to the
+    # API carries the token the user types into it.
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(_STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=_STATIC), name="static")
     app.include_router(api)
     return app

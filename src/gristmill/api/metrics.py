@@ -53,15 +53,53 @@ class _CatalogCollector(Collector):
         yield done
         yield rate
         yield waiting
+        yield from _batcher_metrics(now["running"])
         yield GaugeMetricFamily("gristmill_server_rss_bytes",
                                 "Resident memory of the API server process.",
                                 value=psutil.Process().memory_info().rss)
 
 
+def _batcher_metrics(running: list[dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
+    """Each running job's write-behind batcher, as its driver last recorded it (every
+    few seconds): flushes, rows, dead letters, flush time and enqueue-to-commit latency."""
+    totals = {
+        "flushes": GaugeMetricFamily("gristmill_batch_flushes",
+                                     "Transactions the job's batcher committed.",
+                                     labels=["job"]),
+        "rows": GaugeMetricFamily("gristmill_batch_rows",
+                                  "Rows the job's batcher wrote.", labels=["job"]),
+        "dead": GaugeMetricFamily("gristmill_batch_dead_letters",
+                                  "Operations a failed batch isolated and dropped.",
+                                  labels=["job"]),
+    }
+    flush = GaugeMetricFamily("gristmill_batch_flush_seconds",
+                              "Time one flush (one transaction) took, last 1,000 flushes.",
+                              labels=["job", "quantile"])
+    latency = GaugeMetricFamily(
+        "gristmill_batch_commit_latency_seconds",
+        "Wait of a flush's oldest operation from enqueue to durable commit, last 1,000.",
+        labels=["job", "quantile"])
+    for job in running:
+        stats = job.get("batcher") or {}
+        if not stats:
+            continue  # its first record is a few seconds away
+        label = str(job["id"])
+        for key, family in totals.items():
+            family.add_metric([label], stats[key])
+        for quantile in ("50", "99"):
+            q = str(int(quantile) / 100)
+            flush.add_metric([label, q], stats[f"flush_p{quantile}"])
+            latency.add_metric([label, q], stats[f"latency_p{quantile}"])
+    yield from totals.values()
+    yield flush
+    yield latency
+
+
 def catalog_registry(read: Callable[[], dict[str, Any]]) -> CollectorRegistry:
     """A registry whose one collector calls ``read`` at every scrape; ``read`` returns
     ``items`` and ``jobs`` (counts by status/state), ``chunks``, ``vectors`` and
-    ``running`` (the running jobs' ``to_dict()``)."""
+    ``running`` (the running jobs' ``to_dict()`` plus ``batcher``, their
+    :meth:`~gristmill.batching.BatcherStats.summary`)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_CatalogCollector(read))
     return registry

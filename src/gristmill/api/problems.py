@@ -32,8 +32,11 @@ def install_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)  # 404 route, 405 method, ...
-        return JSONResponse({"detail": str(exc.detail)}, exc.status_code,
-                            headers=exc.headers)
+        detail = str(exc.detail)
+        if exc.status_code == 413:  # FastAPI's max_body_size
+            detail = ("request body too large for this server (max_request_kb); send a "
+                      "smaller request or raise the setting")
+        return JSONResponse({"detail": detail}, exc.status_code, headers=exc.headers)
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

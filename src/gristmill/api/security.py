@@ -1,34 +1,87 @@
-"""Who may call the API and what it may read: the bearer token, the source roots, and
-which addresses may be served without a token."""
+"""Who may call the API and what it may read: bearer tokens and their scopes, the
+source roots, and which addresses may be served without a token."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import os
+import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from gristmill.api.problems import ApiError
+from gristmill.config import Scope, Settings
 
-__all__ = ["check_token", "is_loopback", "resolve_source"]
+__all__ = ["Caller", "Tokens", "is_loopback", "new_token", "require_admin", "resolve_source"]
 
 
-def check_token(expected: str | None, authorization: str | None) -> None:
-    """Refuse a request whose ``Authorization: Bearer`` header is not ``expected``.
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request, as far as its token says."""
+
+    name: str
+    scope: Scope
+
+
+class Tokens:
+    """The tokens a server accepts: ``api_token`` (admin) and ``api_tokens`` (by hash)."""
+
+    def __init__(self, settings: Settings) -> None:
+        secret = settings.api_token.get_secret_value() if settings.api_token else None
+        self._admin = secret.encode() if secret else None
+        self._hashed = list(settings.api_tokens)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether requests need a token at all (without one, every caller is admin)."""
+        return self._admin is not None or bool(self._hashed)
+
+    def caller(self, authorization: str | None) -> Caller:
+        """The caller an ``Authorization`` header proves.
+
+        Raises:
+            ApiError: 401 when tokens are configured and the header carries none of them.
+        """
+        if not self.enabled:
+            return Caller("anonymous", "admin")
+        scheme, _, given = (authorization or "").partition(" ")
+        token = given.strip().encode()
+        found: Caller | None = None
+        if scheme.lower() == "bearer" and token:
+            # compare_digest everywhere, and no early exit: the time a request takes
+            # must not tell how much of a guess was right, or which token it was near.
+            if self._admin is not None and hmac.compare_digest(token, self._admin):
+                found = Caller("GRISTMILL_API_TOKEN", "admin")
+            digest = hashlib.sha256(token).hexdigest().encode()
+            for entry in self._hashed:
+                if hmac.compare_digest(digest, entry.sha256.encode()) and found is None:
+                    found = Caller(entry.name, entry.scope)
+        if found is None:
+            raise ApiError(401, "missing or wrong bearer token: send `Authorization: Bearer "
+                                "<token>` with GRISTMILL_API_TOKEN or a token from "
+                                "[[api_tokens]] in gristmill.toml",
+                           headers={"WWW-Authenticate": "Bearer"})
+        return found
+
+
+def require_admin(caller: Caller) -> None:
+    """Refuse a read-only caller.
 
     Raises:
-        ApiError: 401, when a token is configured and the header lacks it.
+        ApiError: 403 for a ``read`` token.
     """
-    if expected is None:
-        return
-    scheme, _, given = (authorization or "").partition(" ")
-    # compare_digest: the time taken must not tell how much of a guess was right.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                             expected.encode()):
-        raise ApiError(401, "missing or wrong bearer token: send `Authorization: Bearer "
-                            "<GRISTMILL_API_TOKEN>`",
-                       headers={"WWW-Authenticate": "Bearer"})
+    if caller.scope != "admin":
+        raise ApiError(403, f"token {caller.name!r} is read-only: starting and steering "
+                            "jobs needs a token with scope = \"admin\"")
+
+
+def new_token() -> tuple[str, str]:
+    """A fresh random token and its hex SHA-256 (what ``[[api_tokens]]`` stores)."""
+    token = secrets.token_urlsafe(32)
+    return token, hashlib.sha256(token.encode()).hexdigest()
 
 
 def resolve_source(source: str, roots: Sequence[Path]) -> str:

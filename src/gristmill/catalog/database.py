@@ -152,6 +152,16 @@ def _m004_job_runs(conn: sqlite3.Connection) -> None:
         """)
 
 
+@migration
+def _m005_problem_feed_and_run_stats(conn: sqlite3.Connection) -> None:
+    # A job's event stream asks "failures and skips newer than X" twice a second; this
+    # index answers it from the few problem rows instead of the job's every item.
+    conn.execute("CREATE INDEX items_problems ON items (status, updated_at)")
+    # A run's batcher figures (flushes, rows, flush and commit latency), JSON, written
+    # every few seconds by its driver: the API's /metrics reads them from here.
+    conn.execute("ALTER TABLE runs ADD COLUMN stats TEXT")
+
+
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     # executescript() would COMMIT the migration's transaction first; run the
     # statements one by one instead (complete_statement knows trigger bodies).

@@ -30,7 +30,7 @@ from gristmill.catalog.database import Database
 from gristmill.catalog.sqlite import owner_is_dead
 from gristmill.errors import ConfigError
 
-__all__ = ["FINAL_STATES", "Job", "JobSpec", "JobStore"]
+__all__ = ["FINAL_STATES", "Job", "JobSpec", "JobStore", "Problem"]
 
 #: States a job does not leave (except by an explicit resume of a ``failed`` one).
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
@@ -84,6 +84,28 @@ class Job:
                 "heartbeat_at": self.heartbeat_at, "items": self.items, "done": self.done,
                 "pages": self.pages, "chunks": self.chunks, "bytes": self.bytes,
                 "rate": round(self.rate, 3), "runs": self.runs}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """An item of a job that failed or was skipped; ``cursor`` orders them."""
+
+    job: int
+    item_id: int
+    source: str
+    status: str
+    error: str
+    error_type: str | None
+    at: float
+
+    @property
+    def cursor(self) -> tuple[float, int]:
+        """Position in the job's problem feed: (time recorded, item id)."""
+        return (self.at, self.item_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """For the API's ``failure`` events."""
+        return asdict(self)
 
 
 class JobStore:
@@ -149,6 +171,18 @@ class JobStore:
         """Note that the job's driver is alive."""
         with self.db.transaction() as txn:
             txn.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ?", (time.time(), job_id))
+
+    def record_stats(self, run_id: int, stats: dict[str, float]) -> None:
+        """Store a run's batcher figures (see :meth:`BatcherStats.summary`)."""
+        with self.db.transaction() as txn:
+            txn.execute("UPDATE runs SET stats = ? WHERE id = ?", (json.dumps(stats), run_id))
+
+    def run_stats(self, job_id: int) -> dict[str, float]:
+        """The latest run's batcher figures, or ``{}`` before its first record."""
+        row = self.db.conn.execute(
+            "SELECT stats FROM runs WHERE job_id = ? ORDER BY id DESC LIMIT 1",
+            (job_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
 
     def state(self, job_id: int) -> str:
         """The state as stored (what the driver polls)."""
@@ -299,6 +333,22 @@ class JobStore:
                 self._count(job)
             jobs.append(job)
         return jobs
+
+    def problems(self, job_id: int, after: tuple[float, int] = (0.0, 0),
+                 limit: int = 500) -> list[Problem]:
+        """The job's failed and skipped items recorded after ``after`` (a
+        :attr:`Problem.cursor`), oldest first. A resumed job's new run lists its
+        earlier problems again (discovery marks them anew)."""
+        at, item_id = after
+        rows = self.db.conn.execute(
+            "SELECT id, source, status, coalesce(error, ''), error_type, updated_at "
+            "FROM items WHERE status IN ('failed', 'skipped') "
+            "AND updated_at >= ? AND NOT (updated_at = ? AND id <= ?) "
+            "AND seen_run IN (SELECT id FROM runs WHERE job_id = ?) "
+            "ORDER BY updated_at, id LIMIT ?",
+            (at, at, item_id, job_id, limit)).fetchall()
+        return [Problem(job_id, row[0], row[1], row[2], row[3], row[4], row[5])
+                for row in rows]
 
     def _driver_gone(self, owner: str | None, heartbeat: float | None, host: str) -> bool:
         if owner and owner_is_dead(owner, host):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -73,8 +74,15 @@ class MiniLM:
         self._threads = threads
         self._session = None
         self._tokenizer = None
+        # The API embeds queries from several threads; the model loads once.
+        self._loading = threading.Lock()
 
     def _load(self) -> None:
+        with self._loading:
+            if self._tokenizer is None:
+                self._load_now()
+
+    def _load_now(self) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 

@@ -45,6 +45,7 @@ _TICK = 0.2  # seconds the loop waits for a future before doing its other chores
 _OVERDUE_EVERY = 1.0  # seconds between looks for stuck workers
 _JOB_CHECK_EVERY = 0.5  # seconds between looks at the job's state (pause, cancel)
 _PROGRESS_EVERY = 0.5
+_STATS_EVERY = 2.0  # seconds between records of the batcher's figures for /metrics
 _RETRY_BASE_DELAY = 2.0
 
 
@@ -207,6 +208,8 @@ class Runner:
             if stage is not None:
                 stage.close()
             self._release_unfinished()
+            if self.jobs is not None and self._run_id:
+                self.jobs.record_stats(self._run_id, self._batcher.stats.summary())
             self.progress.finished = self.outcome == "finished"
             self._report(force=True)
         return self.progress
@@ -217,7 +220,8 @@ class Runner:
     # -- the loop ----------------------------------------------------------------
 
     def _loop(self, executor: LocalExecutor | None, stage: EmbedStage | None) -> None:
-        last_renew = last_report = next_overdue = next_job_check = time.monotonic()
+        last_renew = last_report = last_stats = next_overdue = next_job_check = time.monotonic()
+        recorded_flushes = 0
         while not self._stop.is_set():
             if self.jobs is not None and time.monotonic() >= next_job_check:
                 self._obey(self.jobs.state(self.job_id))
@@ -254,6 +258,11 @@ class Runner:
             if now - last_report > _PROGRESS_EVERY:
                 self._report()
                 last_report = now
+            if self.jobs is not None and self._run_id and (
+                    now - last_stats > _STATS_EVERY
+                    or (recorded_flushes == 0 and self._batcher.stats.flushes)):
+                self.jobs.record_stats(self._run_id, self._batcher.stats.summary())
+                recorded_flushes, last_stats = self._batcher.stats.flushes, now
             if self._in_flight or claimed:
                 continue
             if self.progress.searchable_at is None:
