@@ -143,11 +143,27 @@ class Settings(BaseSettings):
                                  description="Longest search query the API accepts.")
     max_request_kb: int = Field(64, ge=1, le=100_000,
                                 description="Largest request body the API accepts (KiB).")
+    vector_cache_mb: int = Field(
+        1024, ge=0, description="Memory `gristmill serve` may hold chunk vectors in for "
+        "fast vector search (~1.5 MB per 1,000 chunks); 0 or a bigger index: vectors are "
+        "read from SQLite at each search.")
     # NoDecode: the environment gives a plain os.pathsep-separated string, not JSON.
     source_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Folders HTTP API jobs may ingest from (os.pathsep-separated); "
         "none = the API accepts no job source.")
+    # `gristmill watch`: how file-system events become pipeline work.
+    watch_debounce: float = Field(
+        0.5, gt=0, le=60, description="Seconds a changed file must stay quiet before "
+        "`watch` indexes it (a burst of writes becomes one change).")
+    watch_max_delay: float = Field(
+        10.0, gt=0, le=3600, description="A file written to without pause is still "
+        "indexed at least this often (seconds).")
+    watch_batch: int = Field(
+        500, ge=1, le=10_000, description="Changed paths `watch` records in one transaction.")
+    watch_queue: int = Field(
+        100_000, ge=100, description="Changed paths `watch` holds at most; beyond that it "
+        "drops them and rescans its folders (bounded memory).")
 
     @field_validator("source_roots", mode="before")
     @classmethod

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gristmill.catalog import Catalog, Database, DiscoveryCounts, lease_owner_token
 from gristmill.catalog.jobs import JobSpec, JobStore
@@ -26,11 +26,14 @@ from gristmill.discovery import Discovery, dry_run_counts
 from gristmill.embed import Embedder, make_embedder
 from gristmill.errors import ConfigError, SourceError
 from gristmill.extract import current_versions, reads
-from gristmill.index import Hit, SqliteIndex, reciprocal_rank_fusion
+from gristmill.index import Hit, SqliteIndex, VectorCache, reciprocal_rank_fusion
 from gristmill.ops import ErrorGroup, group_problems
 from gristmill.runtime.executors.local import start_fork_server
 from gristmill.runtime.runner import Progress, Runner
 from gristmill.sources import Matcher
+
+if TYPE_CHECKING:  # watchdog is imported only by a watch
+    from gristmill.watching import WatchReport
 
 __all__ = ["IngestReport", "KnowledgeBase", "SearchMode", "Searcher"]
 
@@ -69,9 +72,11 @@ class IngestReport:
 class Searcher:
     """Ranks chunks for queries: BM25, vectors, or both fused by reciprocal rank."""
 
-    def __init__(self, index: SqliteIndex, embedder: Embedder | None) -> None:
+    def __init__(self, index: SqliteIndex, embedder: Embedder | None,
+                 vectors: VectorCache | None = None) -> None:
         self.index = index
         self.embedder = embedder
+        self.vectors = vectors  # in-memory vectors, where a long-lived process keeps them
 
     def search(
         self, query: str, *, collection: str | None = None, k: int = 10,
@@ -93,8 +98,12 @@ class Searcher:
                                       "runs with embedder = none (use --mode keyword)")
             elif query.strip():
                 vector = self.embedder.embed([query])[0]
-                rankings.append(self.index.vector(vector, self.embedder.model_id,
-                                                  collection, depth))
+                ranked = (self.vectors.search(vector, collection, depth)
+                          if self.vectors is not None else None)
+                if ranked is None:  # no cache, or not built yet, or too big for it
+                    ranked = self.index.vector(vector, self.embedder.model_id, collection,
+                                               depth)
+                rankings.append(ranked)
         if len(rankings) == 1:
             return self.index.hits(rankings[0][:k])
         return self.index.hits(reciprocal_rank_fusion(rankings, k))
@@ -261,6 +270,33 @@ class KnowledgeBase:
                         extract=False, on_progress=on_progress)
         return runner.run()
 
+    # -- watch -------------------------------------------------------------------
+
+    def watch(
+        self,
+        sources: Sequence[str | Path],
+        *,
+        collection: str = "default",
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        on_change: Callable[[str, DiscoveryCounts], None] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> WatchReport:
+        """Bring ``sources`` up to date, then index every save, move and delete in them
+        as it happens, until SIGINT/SIGTERM or a ``jobs pause``/``cancel`` of its job.
+
+        To stop it from another thread, build a :class:`gristmill.watching.Watcher`
+        and call its ``stop()``.
+
+        Raises:
+            SourceError: a source does not exist, is deleted while watched, or cannot
+                be watched (inotify limits).
+        """
+        from gristmill.watching import Watcher
+
+        return Watcher(self, sources, collection=collection, include=include,
+                       exclude=exclude, on_change=on_change, on_progress=on_progress).run()
+
     # -- search ------------------------------------------------------------------
 
     def search(
@@ -275,11 +311,21 @@ class KnowledgeBase:
         return Searcher(self.index, self.embedder).search(query, collection=collection,
                                                           k=k, mode=mode)
 
-    def searcher(self) -> Searcher:
+    def searcher(self, vectors: VectorCache | None = None) -> Searcher:
         """A searcher with a read-only connection of its own, sharing this knowledge
-        base's embedder: one per thread serves concurrent searches (the API does)."""
+        base's embedder (and ``vectors``, see :meth:`vector_cache`): one per thread
+        serves concurrent searches (the API does)."""
         return Searcher(SqliteIndex(Database(self.settings.database_path, readonly=True)),
-                        self.embedder)
+                        self.embedder, vectors)
+
+    def vector_cache(self) -> VectorCache | None:
+        """An in-memory copy of the chunk vectors for a long-lived process, not yet
+        started; None without an embedder or with ``vector_cache_mb = 0``."""
+        embedder = self.embedder
+        if embedder is None or self.settings.vector_cache_mb == 0:
+            return None
+        return VectorCache(self.settings.database_path, embedder.model_id, embedder.dim,
+                           self.settings.vector_cache_mb)
 
     # -- status ------------------------------------------------------------------
 

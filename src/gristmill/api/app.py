@@ -81,6 +81,7 @@ class _Searchers:
 
     def __init__(self, kb: KnowledgeBase) -> None:
         self._kb = kb
+        self.vectors = kb.vector_cache()
         self._local = threading.local()
         self._all: list[Searcher] = []
         self._lock = threading.Lock()
@@ -88,12 +89,14 @@ class _Searchers:
     def get(self) -> Searcher:
         searcher: Searcher | None = getattr(self._local, "searcher", None)
         if searcher is None:
-            searcher = self._local.searcher = self._kb.searcher()
+            searcher = self._local.searcher = self._kb.searcher(self.vectors)
             with self._lock:
                 self._all.append(searcher)
         return searcher
 
     def close(self) -> None:
+        if self.vectors is not None:
+            self.vectors.close()
         with self._lock:
             for searcher in self._all:
                 searcher.close()
@@ -111,6 +114,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if searchers.vectors is not None:
+            searchers.vectors.start()
         yield
         launcher.reap()
         searchers.close()
@@ -264,8 +269,10 @@ def create_app(settings: Settings) -> FastAPI:
                 "index": {"chunks": kb.index.chunk_count(),
                           "vectors": dict(vectors)},
                 "embedder": {"name": settings.embedder,
-                             "loaded": kb._embedder is not None},
-                "cache": {"embedding_vectors": sum(n for _, n in vectors)},
+                             "model": kb.embedder.model_id if kb.embedder else None},
+                "cache": {"embedding_vectors": sum(n for _, n in vectors),
+                          "vector_search": (searchers.vectors.status
+                                            if searchers.vectors else "scan")},
                 "workers": {"per_job": settings.workers, "window": settings.window,
                             "item_timeout": settings.item_timeout},
                 "jobs": {"running": [job.id for job in running],

@@ -8,12 +8,14 @@ from gristmill.index.sqlite import (
     fts_query,
     reciprocal_rank_fusion,
 )
+from gristmill.index.vectors import VectorCache
 
 __all__ = [
     "Hit",
     "PendingChunk",
     "SqliteIndex",
     "StoredChunk",
+    "VectorCache",
     "fts_query",
     "reciprocal_rank_fusion",
 ]
