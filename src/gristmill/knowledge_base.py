@@ -348,9 +348,11 @@ class KnowledgeBase:
             out["vectors"] = self.index.vector_count(MODEL_ID)
         return out
 
-    def errors(self, collection: str | None = None) -> list[ErrorGroup]:
-        """Failed and skipped items grouped by the pattern of their reason."""
-        return group_problems(self.catalog.problems(collection))
+    def errors(self, collection: str | None = None, job: int | None = None
+               ) -> list[ErrorGroup]:
+        """Failed and skipped items grouped by the pattern of their reason (of one
+        collection, or of the items one job saw)."""
+        return group_problems(self.catalog.problems(collection, job))
 
     def reset_failed(self, collection: str | None = None) -> int:
         """Re-queue failed items for the next ingest; returns how many."""

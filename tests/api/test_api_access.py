@@ -77,6 +77,8 @@ def test_read_tokens_read_and_only_admin_tokens_steer(server: Server, tmp_path: 
         assert refused.status_code == 403
         assert "'grafana' is read-only" in refused.json()["detail"]
         assert reader.get("/api/v1/jobs").json() == []  # nothing was queued
+        assert reader.get("/api/v1/token").json() == {"name": "grafana", "scope": "read"}
+        assert admin.get("/api/v1/token").json() == {"name": "ops", "scope": "admin"}
 
         created = admin.post("/api/v1/jobs", json={"source": source})
         assert created.status_code == 202, created.text
@@ -155,6 +157,10 @@ def test_event_stream_reports_each_failed_and_skipped_item_once(
     final = seen[-1]
     assert final["event"] == "state" and final["data"]["state"] == "succeeded"
     assert final["data"]["items"] == {"indexed": 40, "failed": 3, "skipped": 2}
+
+    grouped = server.client.get("/api/v1/errors", params={"job": job_id}).json()
+    assert sum(group["count"] for group in grouped) == 5
+    assert server.client.get("/api/v1/errors", params={"job": job_id + 1}).json() == []
 
     again = list(events(server.client, job_id, last_event_id=seen[-1]["raw_id"]))
     assert [e["event"] for e in again] == ["state"]

@@ -282,9 +282,18 @@ def create_app(settings: Settings) -> FastAPI:
         return control.run(read)
 
     @api.get("/errors")
-    def errors(collection: str | None = None) -> list[dict[str, Any]]:
-        """Failed and skipped items grouped by the pattern of their reason."""
-        return control.run(lambda kb: [group.to_dict() for group in kb.errors(collection)])
+    def errors(collection: str | None = None, job: int | None = None
+               ) -> list[dict[str, Any]]:
+        """Failed and skipped items grouped by the pattern of their reason, of one
+        collection or one job if asked."""
+        return control.run(lambda kb: [group.to_dict()
+                                       for group in kb.errors(collection, job)])
+
+    @api.get("/token")
+    def whoami(request: Request) -> dict[str, str]:
+        """The caller's token: its name and scope (what a client may offer its user)."""
+        who: Caller = request.state.caller
+        return {"name": who.name, "scope": who.scope}
 
     def snapshot() -> dict[str, Any]:
         def read(kb: KnowledgeBase) -> dict[str, Any]:

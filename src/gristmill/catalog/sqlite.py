@@ -406,14 +406,19 @@ class Catalog:
         return [row[0] for row in self.db.conn.execute(
             "SELECT DISTINCT collection FROM items ORDER BY collection")]
 
-    def problems(self, collection: str | None = None) -> Iterator[tuple[str, str, str]]:
-        """``(status, source, reason)`` of every failed or skipped item."""
+    def problems(self, collection: str | None = None, job: int | None = None
+                 ) -> Iterator[tuple[str, str, str]]:
+        """``(status, source, reason)`` of every failed or skipped item (of one
+        collection, or seen by one job's runs)."""
         sql = ("SELECT status, source, coalesce(error, 'no reason recorded') FROM items "
                "WHERE status IN ('failed', 'skipped')")
-        params: tuple[object, ...] = ()
+        params: list[object] = []
         if collection is not None:
             sql += " AND collection = ?"
-            params = (collection,)
+            params.append(collection)
+        if job is not None:
+            sql += " AND seen_run IN (SELECT id FROM runs WHERE job_id = ?)"
+            params.append(job)
         yield from self.db.conn.execute(sql + " ORDER BY id", params)
 
     def reset_failed(self, collection: str | None = None) -> int:
