@@ -132,22 +132,23 @@ def _record_progress(card: Locator) -> None:
     }""")
 
 
-def _use_token(page: Page, token: str) -> None:
+def _use_token(page: Page, token: str, status: str = "connected") -> None:
     page.get_by_label("API token").fill(token)
     page.get_by_role("button", name="Use token").click()
-    expect(page.locator("#auth-status")).to_have_text("connected")
+    expect(page.locator("#auth-status")).to_have_text(status)
 
 
 def test_the_dashboard_starts_watches_and_searches_a_job(
         page: Page, server: Server, root: Path) -> None:
-    """Without a token the page says so; a read-only token's job is refused with the
-    server's reason; with the admin token a job started from the form shows progress
-    moving and its failures as they happen, ends succeeded, its bad files appear among
-    the grouped failures, and the search box finds the needle's file (markup as text)."""
+    """Without a token the page says so; a read-only token is labelled so and its job
+    is refused with the server's reason; with the admin token a job started from the
+    form shows progress moving and its failures as they happen, ends succeeded, its bad
+    files appear among the grouped failures, and the search box finds the needle's file
+    (markup as text)."""
     expect(page.locator("#auth-status")).to_have_text("token required")
     expect(page.locator("#jobs")).to_contain_text("Token required")
 
-    _use_token(page, READ_TOKEN)
+    _use_token(page, READ_TOKEN, "connected · read-only")  # asked GET /api/v1/token
     expect(page.locator("#jobs")).to_contain_text("No jobs yet")
     page.get_by_label("Source folder").fill(str(root / "notes"))
     page.get_by_role("button", name="Start job").click()

@@ -581,7 +581,19 @@ async function startJob(event) {
 
 // -- wiring ----------------------------------------------------------------------------
 
+/** Ask the server what the token may do, so a read-only one is labelled at once. */
+async function loadScope() {
+  const asked = state.token;
+  try {
+    const who = await api('/token');
+    if (state.token !== asked) return; // the user switched tokens meanwhile
+    state.readOnly = who.scope === 'read';
+    setAuth('ok', state.readOnly ? 'connected · read-only' : 'connected');
+  } catch { /* 401 and unreachable are shown by api() */ }
+}
+
 function refreshAll() {
+  loadScope();
   loadJobs();
   loadHealth();
   loadErrors();
