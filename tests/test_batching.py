@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-import gristmill.batching as batching
+import gristmill.batching.policy as policy
 from gristmill.batching import Batcher
 from gristmill.errors import StoreBusy
 
@@ -56,7 +56,7 @@ class DeadLetters(list[tuple[str, Exception]]):
 @pytest.fixture(autouse=True)
 def no_backoff_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the busy-retry backoff instant so tests stay fast."""
-    monkeypatch.setattr(batching, "_BUSY_BASE_DELAY", 0.0)
+    monkeypatch.setattr(policy, "_BUSY_BASE_DELAY", 0.0)
 
 
 def make(store: FakeStore, dead: DeadLetters | None = None, **kwargs: Any) -> Batcher[str]:
@@ -210,7 +210,7 @@ def test_store_that_stays_busy_raises_store_busy() -> None:
     batcher.add("b")
     with pytest.raises(StoreBusy):
         batcher.flush()
-    assert store.calls == batching._BUSY_RETRIES
+    assert store.calls == policy._BUSY_RETRIES
     assert store.batches == []
     assert dead == []
 

@@ -13,7 +13,12 @@
      │    └── TransientError    may work on a later attempt (I/O hiccup) -> retried
      └── StoreError             the catalog/index database failed
           ├── StoreBusy         temporary (locked database): retry later
-          └── StoreCorrupt      permanent: restore from a backup or re-ingest
+          │    └╌╌ QueueFull    a BatchWriter's queue stayed full: the database is behind
+          ├── StoreCorrupt      permanent: restore from a backup or re-ingest
+          ├╌╌ DeadLettered      the database rejected one batched row: see the dead letters
+          └╌╌ WriterClosed      a row was inserted after its BatchWriter was closed
+
+A dashed branch (╌╌) is a class of :mod:`gristmill.batching`, not of this module.
 
 Every :class:`ItemError` carries the item's path so the reason can be shown next to it.
 Third-party exceptions are translated in one place, :func:`translate_extraction_error`

@@ -1,35 +1,25 @@
-"""The write-behind batcher: many small writes become few transactions.
-
-Operations are buffered and written by one ``write(ops)`` call (one transaction) when the
-buffer holds ``max_rows`` rows or ``max_delay`` seconds have passed since the oldest one.
-A batch that fails is bisected until the bad operation is alone; it is handed to
-``on_dead`` with its error and every other operation commits. A busy database is retried
-with jittered backoff before giving up.
-
-Nothing in the buffer is durable: an operation is acknowledged only when ``flush``
-returns. Callers that must survive a crash (the runner) keep the source of truth
-elsewhere until then (an item's lease, which expires and is re-claimed).
-"""
+"""Batcher: the synchronous core the runner drives from its own thread."""
 
 from __future__ import annotations
 
 import logging
-import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from gristmill.errors import StoreBusy
-
-__all__ = ["Batcher", "BatcherStats"]
+from gristmill.batching.policy import _write_or_bisect
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_BUSY_RETRIES = 8
-_BUSY_BASE_DELAY = 0.05
+
+def _percentile(values: Iterable[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))], 6)
 
 
 @dataclass(slots=True)
@@ -59,15 +49,13 @@ class BatcherStats:
                 "latency_p99": _percentile(self.latencies, 99)}
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))], 6)
-
-
 class Batcher(Generic[T]):
-    """Buffers operations and writes them in batches; see the module docstring."""
+    """Buffers operations and writes them in batches, on the caller's thread.
+
+    Nothing in the buffer is durable: an operation is acknowledged only when ``flush``
+    returns. Callers that must survive a crash (the runner) keep the source of truth
+    elsewhere until then (an item's lease, which expires and is re-claimed).
+    """
 
     def __init__(
         self,
@@ -114,7 +102,7 @@ class Batcher(Generic[T]):
         ops, rows, oldest = self._buffer, self._rows, self._oldest
         self._buffer, self._rows, self._oldest = [], 0, None
         started = self._clock()
-        self._write_or_bisect(ops)
+        _write_or_bisect(self._write, ops, self._dead)
         took = self._clock() - started
         self.stats.flushes += 1
         self.stats.ops += len(ops)
@@ -127,29 +115,7 @@ class Batcher(Generic[T]):
             self.stats.latencies.append(self._clock() - oldest)
             del self.stats.latencies[:-1000]  # keep a bounded window for percentiles
 
-    def _write_or_bisect(self, ops: Sequence[T]) -> None:
-        try:
-            self._write_with_backoff(ops)
-        except StoreBusy:
-            raise  # the database is unavailable, not the data bad: let the caller stop
-        except Exception as exc:
-            if len(ops) == 1:
-                self.stats.dead += 1
-                log.warning("dropping one operation after a failed write: %s", exc,
-                            exc_info=True)
-                self._on_dead(ops[0], exc)
-                return
-            middle = len(ops) // 2
-            self._write_or_bisect(ops[:middle])
-            self._write_or_bisect(ops[middle:])
-
-    def _write_with_backoff(self, ops: Sequence[T]) -> None:
-        for attempt in range(_BUSY_RETRIES):
-            try:
-                self._write(ops)
-                return
-            except StoreBusy:
-                if attempt == _BUSY_RETRIES - 1:
-                    raise
-                delay = _BUSY_BASE_DELAY * 2**attempt
-                time.sleep(delay * (0.5 + random.random()))
+    def _dead(self, op: T, exc: Exception) -> None:
+        self.stats.dead += 1
+        log.warning("dropping one operation after a failed write: %s", exc, exc_info=True)
+        self._on_dead(op, exc)
