@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from gristmill.index import Hit
     from gristmill.knowledge_base import IngestReport, KnowledgeBase, SearchMode
     from gristmill.runtime.runner import Progress
+    from gristmill.watching import Watcher, WatchReport
 
 # Each public name and the module that owns it. They are imported on first use (PEP 562)
 # so that a worker process, which imports gristmill.runtime.worker and the extractors,
@@ -49,6 +50,7 @@ _HOMES = {
     **dict.fromkeys(["IngestReport", "KnowledgeBase", "SearchMode"],
                     "gristmill.knowledge_base"),
     "Progress": "gristmill.runtime.runner",
+    **dict.fromkeys(["WatchReport", "Watcher"], "gristmill.watching"),
 }
 
 
@@ -94,6 +96,8 @@ __all__ = [
     "Ticket",
     "TransientError",
     "Unsupported",
+    "WatchReport",
+    "Watcher",
     "WriterClosed",
     "register",
 ]

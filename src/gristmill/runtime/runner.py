@@ -47,6 +47,7 @@ _JOB_CHECK_EVERY = 0.5  # seconds between looks at the job's state (pause, cance
 _PROGRESS_EVERY = 0.5
 _STATS_EVERY = 2.0  # seconds between records of the batcher's figures for /metrics
 _RETRY_BASE_DELAY = 2.0
+_FOLLOW_IDLE = 1.0  # seconds a following run sleeps when idle, unless woken
 
 
 def tree_rss(process: psutil.Process | None = None) -> int:
@@ -148,6 +149,7 @@ class Runner:
         extract: bool = True,
         embed: bool = True,
         discovering: Callable[[], bool] = lambda: False,
+        follow: bool = False,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -162,6 +164,11 @@ class Runner:
         self.job_id = job_id
         self.extract = extract
         self.discovering = discovering  # True while discovery may still add items
+        # Follow mode (a watch): while discovering, an idle run sleeps until wake().
+        self.follow = follow
+        self._wake = threading.Event()
+        self._settled = False  # results written since the last idle embedding sweep
+        self._written = True  # anything written since the last progress report
         self.on_progress = on_progress
         self.progress = Progress()
         self._stop = threading.Event()
@@ -186,9 +193,15 @@ class Runner:
     def stop(self) -> None:
         """Ask the run to stop: no new claims; results already in hand are committed."""
         self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """New items may be claimable: end a following run's idle sleep now."""
+        self._wake.set()
 
     def run(self) -> Progress:
-        """Run until every item in scope is settled and embedded, or ``stop()``."""
+        """Run until every item in scope is settled and embedded, or ``stop()`` (a
+        following run goes on until ``stop()``, a pause or a cancel)."""
         self.catalog.reap_expired()
         if self.embedder is not None and self.extract:
             self.catalog.demote_for_model(self.model)
@@ -255,8 +268,10 @@ class Runner:
                 if self.jobs is not None:
                     self.jobs.heartbeat(self.job_id)
                 last_renew = now
-            if now - last_report > _PROGRESS_EVERY:
+            # An idle following run has nothing new to count (its counts scan the scope).
+            if now - last_report > _PROGRESS_EVERY and (self._written or not self.follow):
                 self._report()
+                self._written = False
                 last_report = now
             if self.jobs is not None and self._run_id and (
                     now - last_stats > _STATS_EVERY
@@ -275,7 +290,10 @@ class Runner:
         """True when nothing is left to claim, to embed or to write."""
         self._batcher.flush()
         if extracting and self.discovering():
-            self._stop.wait(_TICK / 5)  # the next batch of files is on its way
+            if self.follow:
+                self._idle(stage)
+            else:
+                self._stop.wait(_TICK / 5)  # the next batch of files is on its way
             return False
         if extracting:
             pending, earliest = self.catalog.has_pending(self.collection, self.roots,
@@ -293,6 +311,23 @@ class Runner:
             self._batcher.add(_Sweep(self.model))
             self._batcher.flush()
         return True
+
+    def _idle(self, stage: EmbedStage | None) -> None:
+        """Follow mode with nothing to claim: catch up on embedding, then sleep until
+        :meth:`wake` (or a second, to look at the job and at retries coming due)."""
+        if stage is not None and self._settled:
+            self._settled = False
+            # Chunk ids are reused once the newest chunks are replaced (a file saved
+            # twice), so the cursor may have passed chunks that still need vectors.
+            backlog = self.index.pending_chunks(self.model, 0, len(self._embed_failed) + 1)
+            fresh = [row for row in backlog if row.text_hash not in self._embed_failed]
+            if fresh:
+                self._embed_cursor = min(self._embed_cursor, fresh[0].chunk_id - 1)
+                return
+            self._batcher.add(_Sweep(self.model))
+            self._batcher.flush()
+        self._wake.wait(_FOLLOW_IDLE)
+        self._wake.clear()
 
     def _note_searchable(self, extracting: bool) -> None:
         """Record when extraction finished: everything is keyword-searchable from then."""
@@ -472,9 +507,15 @@ class Runner:
                     self.catalog.promote(txn, op.model, op.item_ids)
                 else:
                     self.catalog.promote(txn, op.model)
+        self._settled = self._settled or any(isinstance(op, _Settle) for op in ops)
+        self._written = True
         self._count_done(ops)
 
     def _apply_settle(self, txn: sqlite3.Connection, op: _Settle) -> None:
+        if _superseded(txn, op.item):
+            log.info("item %s changed since it was claimed; its result was dropped",
+                     op.item.source)
+            return
         fields = dict(op.fields)
         if op.copy_from is not None:
             twin = txn.execute(
@@ -558,6 +599,17 @@ class Runner:
             self.progress.embed_backlog = len(self._embedding)
         if self.on_progress is not None:
             self.on_progress(self.progress)
+
+
+def _superseded(txn: sqlite3.Connection, item: Item) -> bool:
+    """Whether the file's bytes changed since ``item`` was claimed. A watch records a
+    new save of an item in flight (back to ``pending``) and the same runner may claim it
+    again before the first result is written: that stale result would otherwise pass the
+    lease check, which knows the owner, not the claim."""
+    if item.parent_id is not None or item.sha256 is None:
+        return False  # a child's bytes are learnt by its extraction
+    row = txn.execute("SELECT sha256 FROM items WHERE id = ?", (item.id,)).fetchone()
+    return row is not None and row[0] != item.sha256
 
 
 def _weigh(op: _Op) -> int:
