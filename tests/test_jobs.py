@@ -143,3 +143,31 @@ def test_steering_a_job_that_cannot_be_steered_says_why(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no job 999" in missing.stderr
     [job] = gristmill_json("jobs", "list", env=env)
     assert job["items"] == {"indexed": 1} and job["state"] == "succeeded"
+
+
+@pytest.mark.slow
+def test_status_shows_a_running_jobs_batcher(corpus: Path, tmp_path: Path) -> None:
+    """While an ingest runs, `status` (text and JSON, from another process) shows its
+    job and the figures its write batcher last recorded: rows written, flush and
+    commit latency; once it ends, no job is listed as running."""
+    env = env_for(tmp_path / "home", workers="1")
+    proc = start("ingest", str(corpus), env=env)
+    job_id = _running_job(env, proc)
+    deadline = time.monotonic() + 60
+    while True:
+        running = gristmill_json("status", env=env)["running"]
+        assert proc.poll() is None, "the ingest ended before its batcher was seen"
+        if running and running[0]["batcher"].get("rows", 0) > 0:
+            break
+        assert time.monotonic() < deadline, running
+        time.sleep(0.2)
+    job = running[0]
+    assert job["job"] == job_id and job["done"] > 0
+    stats = job["batcher"]
+    assert stats["flushes"] >= 1 and stats["dead"] == 0
+    assert 0 < stats["latency_p99"] < 60 and stats["flush_p99"] >= stats["flush_p50"]
+    text = gristmill("status", env=env).stdout
+    assert f"job {job_id} running" in text and "commit p99" in text
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert gristmill_json("status", env=env)["running"] == []

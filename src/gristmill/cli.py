@@ -226,7 +226,8 @@ def search(
 
 @app.command()
 def status(json_out: JsonOpt = False, home: Home = None, embedder: EmbedderOpt = None) -> None:
-    """Items by status and chunk counts, overall and per collection.
+    """Items by status and chunk counts, overall and per collection; running jobs and
+    their write batcher (flushes, rows, flush and commit latency).
 
     Example: gristmill status --json
     """
@@ -244,6 +245,15 @@ def status(json_out: JsonOpt = False, home: Home = None, embedder: EmbedderOpt =
                                                       "indexed", "skipped", "failed")),
                           f"{entry['chunks']:,}")
         out.print(table)
+        for job in data["running"]:
+            line = (f"job {job['job']} running ({job['collection']}): {job['done']:,} done, "
+                    f"{job['rate']:.1f} items/s")
+            stats = job["batcher"]
+            if stats:
+                line += (f"; batcher: {stats['flushes']:,} flushes, {stats['rows']:,} rows, "
+                         f"flush p99 {stats['flush_p99'] * 1000:.0f} ms, commit p99 "
+                         f"{stats['latency_p99'] * 1000:.0f} ms, {stats['dead']} dead")
+            out.print(line, highlight=False)
 
 
 @app.command()

@@ -330,7 +330,8 @@ class KnowledgeBase:
     # -- status ------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Counts by status, chunks, and the same per collection."""
+        """Counts by status, chunks, and the same per collection; the running jobs
+        with their batcher's figures."""
         collections = {
             name: {"items": self.catalog.counts(name), "chunks": self.index.chunk_count(name)}
             for name in self.catalog.collections()
@@ -341,6 +342,11 @@ class KnowledgeBase:
             "collections": collections,
             "home": str(self.settings.home),
             "embedder": self.settings.embedder,
+            # Each running job's write-behind batcher, as its driver last recorded it.
+            "running": [{"job": job.id, "collection": job.spec.collection,
+                         "done": job.done, "rate": round(job.rate, 3),
+                         "batcher": self.jobs.run_stats(job.id)}
+                        for job in self.jobs.list(state="running")],
         }
         if self.settings.embedder != "none":
             from gristmill.embed.minilm import MODEL_ID
