@@ -25,7 +25,7 @@ from http_server import (
 from corpus import build, marker
 from process_tools import env_for, gristmill
 
-N_FILES = 200
+N_FILES = 600  # a job of several seconds even on a quiet machine, so it can be steered
 
 
 @pytest.fixture(scope="module")
