@@ -30,6 +30,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts are plain: "[default: all cores]" must not be read as Rich markup.
+    rich_markup_mode=None,
 )
 out = Console(soft_wrap=True)  # one line per message: greppable when piped
 err = Console(stderr=True, soft_wrap=True)
@@ -41,6 +43,15 @@ EmbedderOpt = Annotated[str | None, typer.Option(
     "--embedder", help="minilm (default) or none (keyword-only) [env: GRISTMILL_EMBEDDER].",
     show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+# Shared by ingest and watch.
+TargetCollection = Annotated[str, typer.Option("--collection", "-c",
+                                               help="Collection to put the items in.")]
+IncludeOpt = Annotated[list[str] | None, typer.Option(
+    "--include", help="Only files matching this glob (repeatable).")]
+ExcludeOpt = Annotated[list[str] | None, typer.Option(
+    "--exclude", help="Skip files matching this glob (repeatable).")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", min=1, help="Worker processes [default: all cores].")]
 CollectionOpt = Annotated[str | None, typer.Option(
     "--collection", "-c", help="Limit to one collection.", show_default=False)]
 
@@ -72,16 +83,12 @@ def _print_json(data: Any) -> None:
 @app.command()
 def ingest(
     sources: Annotated[list[str], typer.Argument(help="Folders or files to ingest.")],
-    collection: Annotated[str, typer.Option("--collection", "-c",
-                                            help="Collection to put the items in.")] = "default",
-    include: Annotated[list[str] | None, typer.Option(
-        "--include", help="Only files matching this glob (repeatable).")] = None,
-    exclude: Annotated[list[str] | None, typer.Option(
-        "--exclude", help="Skip files matching this glob (repeatable).")] = None,
+    collection: TargetCollection = "default",
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
     max_files: Annotated[int | None, typer.Option(
         "--max-files", min=1, help="Stop discovering after N files.")] = None,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", min=1, help="Worker processes [default: all cores].")] = None,
+    workers: WorkersOpt = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed",
                                                help="Try failed items again.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run",
@@ -144,17 +151,13 @@ def _print_ingest_summary(report: Any) -> None:
 @app.command()
 def watch(
     sources: Annotated[list[str], typer.Argument(help="Folders (or files) to watch.")],
-    collection: Annotated[str, typer.Option("--collection", "-c",
-                                            help="Collection to put the items in.")] = "default",
-    include: Annotated[list[str] | None, typer.Option(
-        "--include", help="Only files matching this glob (repeatable).")] = None,
-    exclude: Annotated[list[str] | None, typer.Option(
-        "--exclude", help="Skip files matching this glob (repeatable).")] = None,
+    collection: TargetCollection = "default",
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
     debounce: Annotated[float | None, typer.Option(
         "--debounce", help="Seconds a changed file must stay quiet before it is indexed "
         "[env: GRISTMILL_WATCH_DEBOUNCE; default 0.5].", show_default=False)] = None,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", min=1, help="Worker processes [default: all cores].")] = None,
+    workers: WorkersOpt = None,
     json_out: JsonOpt = False,
     home: Home = None,
     embedder: EmbedderOpt = None,
