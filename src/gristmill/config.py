@@ -190,11 +190,6 @@ class Settings(BaseSettings):
                              ) from None
         return value
 
-    @property
-    def has_api_tokens(self) -> bool:
-        """Whether the API checks tokens at all."""
-        return self.api_token is not None or bool(self.api_tokens)
-
     @model_validator(mode="after")
     def _fill_window(self) -> Settings:
         if self.window is None:
@@ -233,6 +228,11 @@ class Settings(BaseSettings):
                 f"setting {name!r} has a bad value {err.get('input')!r}: {err['msg']}. "
                 f"Fix the flag, GRISTMILL_{name.upper()}, .env or gristmill.toml."
             ) from None
+
+    @property
+    def has_api_tokens(self) -> bool:
+        """Whether the API checks tokens at all."""
+        return self.api_token is not None or bool(self.api_tokens)
 
     @property
     def database_path(self) -> Path:

@@ -137,12 +137,15 @@ def create_app(settings: Settings) -> FastAPI:
         except ConfigError as exc:
             raise ApiError(404, str(exc)) from None
 
-    def steer(fn: Callable[[KnowledgeBase], object]) -> None:
-        """Run a state change; a refused one (wrong state) is a 409."""
+    def steer(job_id: int, fn: Callable[[KnowledgeBase], object]) -> dict[str, Any]:
+        """Run a state change on a job and return the job: 404 for no such job, 409
+        when its state refuses the change."""
+        job_dict(job_id)
         try:
             control.run(fn)
         except ConfigError as exc:
             raise ApiError(409, str(exc)) from None
+        return job_dict(job_id)
 
     def problems(job_id: int, after: tuple[float, int], limit: int) -> list[Problem]:
         return control.run(lambda kb: kb.jobs.problems(job_id, after, limit))
@@ -195,28 +198,22 @@ def create_app(settings: Settings) -> FastAPI:
     @api.post("/jobs/{job_id}/pause", status_code=202, dependencies=steering)
     def pause_job(job_id: int) -> dict[str, Any]:
         """Ask a running job to pause: in-flight items finish, then its process exits."""
-        job_dict(job_id)
-        steer(lambda kb: kb.jobs.pause(job_id))
-        return job_dict(job_id)
+        return steer(job_id, lambda kb: kb.jobs.pause(job_id))
 
     @api.post("/jobs/{job_id}/resume", status_code=202, dependencies=steering)
     def resume_job(job_id: int) -> dict[str, Any]:
         """Queue a paused, interrupted or failed job again and start its process."""
-        job_dict(job_id)
 
         def requeue(kb: KnowledgeBase) -> None:
             kb.jobs.requeue(job_id, owner)
             launcher.launch(kb.jobs, job_id)
 
-        steer(requeue)
-        return job_dict(job_id)
+        return steer(job_id, requeue)
 
     @api.delete("/jobs/{job_id}", status_code=202, dependencies=steering)
     def cancel_job(job_id: int) -> dict[str, Any]:
         """Cancel a job: a running one stops within seconds, others at once."""
-        job_dict(job_id)
-        steer(lambda kb: kb.jobs.cancel(job_id))
-        return job_dict(job_id)
+        return steer(job_id, lambda kb: kb.jobs.cancel(job_id))
 
     @api.get("/jobs/{job_id}/events")
     def job_event_stream(
