@@ -474,7 +474,8 @@ def _start_server(args: argparse.Namespace, home: Path, roots: Path, token: str,
                          # The load generator is one client standing for many users:
                          # a per-client search limit (if this version has one) would
                          # measure the limiter, not the server.
-                         search_rate_limit=args.server_rate_limit)
+                         search_rate_limit=args.server_rate_limit,
+                         **dict(pair.split("=", 1) for pair in args.server_setting))
     seen = log.stat().st_size if log.exists() else 0
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "gristmill", "serve", "--port", "0"],
@@ -1043,6 +1044,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--server-rate-limit", default="1000000/second",
                         help="GRISTMILL_SEARCH_RATE_LIMIT given to the server (versions "
                              "without a limiter ignore it)")
+    parser.add_argument("--server-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the server (GRISTMILL_NAME), e.g. search_nice=0 "
+                             "(repeatable)")
     parser.add_argument("--gristmill-src", type=Path,
                         help="a gristmill source tree's src/ to run instead of the installed "
                              "one (put first on PYTHONPATH of every gristmill process)")

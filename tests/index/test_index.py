@@ -15,6 +15,9 @@ from gristmill.index import SqliteIndex, StoredChunk, fts_query, reciprocal_rank
 
 MODEL = "test-model"
 
+# The PostgreSQL index has tests of its own (test_postgres_index.py).
+pytestmark = pytest.mark.sqlite_only("tests the SQLite index (FTS5) itself")
+
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
@@ -244,6 +247,44 @@ def test_keyword_ranks_the_matching_chunk_first(index: SqliteIndex, db: Database
     assert results[0][1] > 0
     scores = [score for _, score in results]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_fts_query_every_word_ands_the_words() -> None:
+    """The all-words form keeps the quoting and joins with FTS5's implicit AND."""
+    assert fts_query('grind "the" corn', every_word=True) == '"grind" "the" "corn"'
+
+
+def test_keyword_puts_chunks_with_every_word_first(index: SqliteIndex, db: Database) -> None:
+    """A chunk holding every query word outranks chunks that repeat one of them, and
+    those still fill the list when the all-words chunks are too few."""
+    item = add_item(db, "/r/a.txt")
+    put_chunks(db, item, [
+        "millstone millstone millstone millstone millstone",
+        "the waterwheel turns the millstone",
+        "waterwheel waterwheel waterwheel waterwheel",
+        "nothing about mills here",
+    ])
+    ids = chunk_ids(db, item)
+    results = index.keyword("waterwheel millstone", None, 10)
+    assert results[0][0] == ids[1]
+    assert sorted(chunk_id for chunk_id, _ in results[1:]) == sorted([ids[0], ids[2]])
+    scores = [score for _, score in results]
+    assert scores == sorted(scores, reverse=True)
+    # Enough all-words chunks: only those come back.
+    assert [chunk_id for chunk_id, _ in index.keyword("waterwheel millstone", None, 1)] == [
+        ids[1]]
+
+
+def test_keyword_fallback_keeps_the_collection(index: SqliteIndex, db: Database) -> None:
+    """Chunks with only some of the words, filling the list, come from the asked
+    collection too, and no chunk is listed twice."""
+    mine = add_item(db, "/r/mine.txt", collection="mine")
+    other = add_item(db, "/r/other.txt", collection="other")
+    put_chunks(db, mine, ["oats and barley", "barley only"], collection="mine")
+    put_chunks(db, other, ["oats and barley again", "oats only"], collection="other")
+    results = index.keyword("oats barley", "mine", 10)
+    assert sorted(chunk_id for chunk_id, _ in results) == sorted(chunk_ids(db, mine))
+    assert results[0][0] == chunk_ids(db, mine)[0]
 
 
 def test_keyword_respects_limit(index: SqliteIndex, db: Database) -> None:

@@ -75,8 +75,9 @@ class Hit:
                 "chunk_id": self.chunk_id, "item_id": self.item_id}
 
 
-def fts_query(query: str) -> str | None:
-    """Turn any user string into a safe FTS5 query: each word quoted, OR-ed together.
+def fts_query(query: str, *, every_word: bool = False) -> str | None:
+    """Turn any user string into a safe FTS5 query: each word quoted, then OR-ed together
+    (or, with ``every_word``, AND-ed: FTS5's implicit operator between phrases).
 
     Quoting every token means FTS5 operators (AND, NEAR, ``*``, ``:``, parentheses) and
     stray quotes in the query are searched for as words instead of breaking the parser.
@@ -84,11 +85,17 @@ def fts_query(query: str) -> str | None:
     tokens = _TOKEN.findall(query)[:_MAX_QUERY_TOKENS]
     if not tokens:
         return None
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in dict.fromkeys(tokens))
+    joiner = " " if every_word else " OR "
+    return joiner.join('"' + t.replace('"', '""') + '"' for t in dict.fromkeys(tokens))
 
 
 class SqliteIndex:
     """Chunks, their full-text index and their vectors, in the catalog's database."""
+
+    #: How vector search runs: an exact scan in NumPy (``PostgresIndex`` may say
+    #: ``pgvector``); the note says why, where there is something to say.
+    vector_engine = "client-scan"
+    vector_engine_note: str | None = None
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -164,18 +171,45 @@ class SqliteIndex:
             "SELECT count(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])
 
     def keyword(self, query: str, collection: str | None, limit: int) -> list[tuple[int, float]]:
-        """``(chunk_id, bm25 score)`` best first; higher is better."""
-        match = fts_query(query)
-        if match is None:
+        """``(chunk_id, bm25 score)`` best first; higher is better.
+
+        Chunks holding every word of the query come first; only when they are fewer than
+        ``limit`` do chunks holding some of the words fill the rest, scored no higher
+        than the last all-words chunk so the list stays in score order. Asking for every
+        word first is what keeps a query cheap: BM25 is computed for each matching
+        chunk, and "any of these words" can match a tenth of a 100k-chunk index
+        (BENCHMARKS.md, "HTTP API under load").
+        """
+        every = fts_query(query, every_word=True)
+        if every is None:
             return []
-        sql = ("SELECT c.id, -bm25(chunks_fts) AS score FROM chunks_fts "
-               "JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?")
-        params: list[object] = [match]
-        if collection is not None:
-            sql += " AND c.collection = ?"
-            params.append(collection)
-        sql += " ORDER BY bm25(chunks_fts) LIMIT ?"
-        params.append(limit)
+        ranked = self._bm25(every, collection, limit)
+        some = fts_query(query)
+        if len(ranked) >= limit or some == every:  # enough, or a single word
+            return ranked
+        found = {chunk_id for chunk_id, _ in ranked}
+        ceiling = ranked[-1][1] if ranked else float("inf")
+        for chunk_id, score in self._bm25(some, collection, limit + len(ranked)):
+            if len(ranked) == limit:
+                break
+            if chunk_id not in found:
+                ranked.append((chunk_id, min(score, ceiling)))
+        return ranked
+
+    def _bm25(self, match: str | None, collection: str | None, limit: int
+              ) -> list[tuple[int, float]]:
+        if collection is None:
+            # FTS5 sorts by its own `rank` column without the join: about a third
+            # cheaper than ORDER BY bm25() over the joined rows.
+            sql = ("SELECT rowid, -rank FROM chunks_fts WHERE chunks_fts MATCH ? "
+                   "ORDER BY rank LIMIT ?")
+            params: tuple[object, ...] = (match, limit)
+        else:
+            sql = ("SELECT c.id, -bm25(chunks_fts) FROM chunks_fts "
+                   "JOIN chunks c ON c.id = chunks_fts.rowid "
+                   "WHERE chunks_fts MATCH ? AND c.collection = ? "
+                   "ORDER BY bm25(chunks_fts) LIMIT ?")
+            params = (match, collection, limit)
         return [(int(i), float(s)) for i, s in self.db.conn.execute(sql, params)]
 
     def vector(
