@@ -13,10 +13,16 @@ from typing import Any
 
 import psutil
 
+from backends import ON_POSTGRES, url_for
+
 
 def env_for(home: Path, embedder: str = "none", **settings: str) -> dict[str, str]:
-    """The environment of a CLI run against ``home`` (settings as GRISTMILL_* vars)."""
+    """The environment of a CLI run against ``home`` (settings as GRISTMILL_* vars), on
+    the suite's catalog backend (a PostgreSQL database of the test's for each home, when
+    the suite runs on PostgreSQL)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRISTMILL_")}
+    if ON_POSTGRES:
+        env["GRISTMILL_DATABASE_URL"] = url_for(home / "gristmill.db")
     env["GRISTMILL_HOME"] = str(home)
     env["GRISTMILL_EMBEDDER"] = embedder
     env.update({f"GRISTMILL_{k.upper()}": v for k, v in settings.items()})

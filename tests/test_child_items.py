@@ -7,11 +7,11 @@ from __future__ import annotations
 import io
 import os
 import signal
-import sqlite3
 import time
 import zipfile
 from pathlib import Path
 
+from backends import query
 from docs import make_docx, make_eml, make_pdf, make_zip_bomb
 from gristmill.knowledge_base import KnowledgeBase
 from process_tools import env_for, gristmill, start
@@ -138,16 +138,9 @@ def test_bombs_encryption_and_nesting_limits(tmp_path: Path) -> None:
 
 def _finished(home: Path) -> int:
     """Items committed as done in ``home`` (0 before its database exists)."""
-    if not (home / "gristmill.db").exists():
-        return 0
-    db = sqlite3.connect(f"file:{home / 'gristmill.db'}?mode=ro", uri=True, timeout=10)
-    try:
-        return db.execute("SELECT count(*) FROM items WHERE status IN "
-                          "('indexed', 'skipped', 'failed')").fetchone()[0]
-    except sqlite3.OperationalError:  # the schema is still being created
-        return 0
-    finally:
-        db.close()
+    rows = query(home, "SELECT count(*) FROM items WHERE status IN "
+                 "('indexed', 'skipped', 'failed')", missing_ok=True)
+    return rows[0][0] if rows else 0
 
 
 def test_kill_9_while_children_are_processed_loses_and_duplicates_nothing(
@@ -185,13 +178,8 @@ def test_kill_9_while_children_are_processed_loses_and_duplicates_nothing(
     assert kills >= 2
 
     def snapshot(home: Path) -> list[tuple[str, str, int, str]]:
-        db = sqlite3.connect(home / "gristmill.db")
-        try:
-            return db.execute(
-                "SELECT i.source, i.status, c.seq, c.text FROM items i LEFT JOIN chunks c "
-                "ON c.item_id = i.id ORDER BY i.source, c.seq").fetchall()
-        finally:
-            db.close()
+        return query(home, "SELECT i.source, i.status, c.seq, c.text FROM items i "
+                     "LEFT JOIN chunks c ON c.item_id = i.id ORDER BY i.source, c.seq")
 
     reference = snapshot(tmp_path / "ref")
     crashed = snapshot(tmp_path / "crash")

@@ -161,3 +161,31 @@ def test_unrelated_keys_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     write_dotenv("OTHER_TOOL_TOKEN=x\n")
     monkeypatch.setenv("GRISTMILL_NOT_A_SETTING", "1")
     assert Settings.load().embedder == "minilm"
+
+
+def test_database_url_selects_postgresql_with_the_usual_precedence(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No URL: the SQLite file; a URL from the toml, the environment or a flag (the flag
+    winning) selects PostgreSQL, with a pool of 3 connections unless set."""
+    assert Settings.load().database_url is None
+    write_toml('database_url = "postgresql://toml@db/kb"\npool_size = 5\n')
+    monkeypatch.setenv("GRISTMILL_DATABASE_URL", "postgresql://env@db/kb")
+    settings = Settings.load(database_url="postgres://flag@db/kb")
+    assert settings.database_url is not None
+    assert settings.database_url.get_secret_value() == "postgres://flag@db/kb"
+    assert settings.pool_size == 5
+    assert Settings.load().database_url.get_secret_value() == "postgresql://env@db/kb"
+    monkeypatch.setenv("GRISTMILL_DATABASE_URL", "")  # set but blank: SQLite again
+    Path("gristmill.toml").unlink()
+    assert Settings.load().database_url is None
+    assert Settings.load().pool_size == 3
+
+
+def test_a_bad_database_url_is_refused_without_echoing_it() -> None:
+    """Only postgresql:// URLs are accepted, and the error never prints the value (it
+    may hold a password)."""
+    with pytest.raises(ConfigError, match="database_url") as caught:
+        Settings.load(database_url="mysql://root:hunter2@db/kb")
+    assert "hunter2" not in str(caught.value)
+    assert "postgresql://" in str(caught.value)
+    assert "hunter2" not in repr(Settings.load(database_url="postgresql://u:hunter2@db/kb"))

@@ -184,6 +184,68 @@ def test_other_sqlite_errors_are_plain_store_errors() -> None:
     assert "UNIQUE constraint failed" in str(error)
 
 
+@pytest.mark.parametrize("name", sorted(errors_module._PG_BUSY))
+def test_postgres_conflicts_and_shutdowns_are_store_busy(name: str) -> None:
+    """Each SQLSTATE that means "not now" (a lost deadlock, a serialization conflict, a
+    lock timeout, a server shutting down or full) is StoreBusy: the write is retried."""
+    import psycopg
+
+    error_class = psycopg.errors.lookup(name)
+    assert type(translate_store_error(error_class("try again"))) is StoreBusy
+
+
+def test_a_broken_postgres_connection_is_store_busy() -> None:
+    """Connection exceptions (SQLSTATE class 08) are temporary too."""
+    import psycopg
+
+    error = translate_store_error(psycopg.errors.lookup("08006")("connection failure"))
+    assert type(error) is StoreBusy
+
+
+@pytest.mark.parametrize("name", sorted(errors_module._PG_CORRUPT))
+def test_postgres_data_corruption_is_store_corrupt(name: str) -> None:
+    """The server reporting damaged data or indexes translates to StoreCorrupt."""
+    import psycopg
+
+    error = translate_store_error(psycopg.errors.lookup(name)("invalid page in block 7"))
+    assert type(error) is StoreCorrupt
+    assert "restore a backup" in str(error)
+
+
+def test_other_postgres_errors_are_plain_store_errors() -> None:
+    """A constraint the data breaks is a StoreError with the server's message (the
+    batcher then isolates the row that broke it)."""
+    import psycopg
+
+    error = translate_store_error(psycopg.errors.UniqueViolation("duplicate key value"))
+    assert type(error) is StoreError
+    assert "duplicate key value" in str(error)
+
+
+def test_unreachable_and_misnamed_postgres_servers_say_what_to_check() -> None:
+    """Failing to connect: unreachable is StoreBusy, a wrong name or password a plain
+    StoreError; both name the setting to check."""
+    import psycopg
+
+    refused = translate_store_error(psycopg.OperationalError(
+        'connection to server at "127.0.0.1", port 9 failed: Connection refused'))
+    assert type(refused) is StoreBusy
+    wrong = translate_store_error(psycopg.OperationalError(
+        'connection failed: FATAL:  password authentication failed for user "gm"'))
+    assert type(wrong) is StoreError
+    for error in (refused, wrong):
+        assert "GRISTMILL_DATABASE_URL" in str(error)
+
+
+def test_no_free_pooled_connection_is_store_busy() -> None:
+    """A pool that has no connection to give within its timeout says how to get more."""
+    from psycopg_pool import PoolTimeout
+
+    error = translate_store_error(PoolTimeout("couldn't get a connection after 30.00 sec"))
+    assert type(error) is StoreBusy
+    assert "pool_size" in str(error)
+
+
 # -- the hierarchy -----------------------------------------------------------------
 
 

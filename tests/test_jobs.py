@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 from subprocess import Popen
@@ -13,6 +12,7 @@ from subprocess import Popen
 import psutil
 import pytest
 
+from backends import query
 from corpus import build
 from process_tools import env_for, gristmill, gristmill_json, start
 
@@ -30,21 +30,12 @@ def _running_job(env: dict[str, str], proc: Popen[str], timeout: float = 30) -> 
 
 
 def _chunks(home: Path) -> list[tuple[str, int, str]]:
-    db = sqlite3.connect(home / "gristmill.db")
-    try:
-        return db.execute("SELECT i.source, c.seq, c.text FROM chunks c JOIN items i "
-                          "ON i.id = c.item_id ORDER BY 1, 2").fetchall()
-    finally:
-        db.close()
+    return query(home, "SELECT i.source, c.seq, c.text FROM chunks c JOIN items i "
+                 "ON i.id = c.item_id ORDER BY 1, 2")
 
 
 def _leases(home: Path) -> int:
-    db = sqlite3.connect(home / "gristmill.db")
-    try:
-        return db.execute("SELECT count(*) FROM items WHERE status = 'processing'"
-                          ).fetchone()[0]
-    finally:
-        db.close()
+    return query(home, "SELECT count(*) FROM items WHERE status = 'processing'")[0][0]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from backends import query
 from docs import make_pdf
 from gristmill.errors import ConfigError, SourceError
 from gristmill.knowledge_base import KnowledgeBase
@@ -219,8 +220,6 @@ def test_extraction_starts_before_a_slow_walk_ends(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Workers get the first files while discovery is still hashing the rest, so a
     large pile on a slow disk is searchable piece by piece, not after the whole walk."""
-    import sqlite3
-
     import gristmill.discovery
 
     src = tmp_path / "src"
@@ -236,11 +235,9 @@ def test_extraction_starts_before_a_slow_walk_ends(tmp_path: Path,
     with _kb(tmp_path) as kb:
         report = kb.ingest([src])
         assert report.items["indexed"] == 120
-    db = sqlite3.connect(tmp_path / "home" / "gristmill.db")
-    first_done, last_found = db.execute(
-        "SELECT (SELECT min(updated_at) FROM items WHERE status = 'indexed'), "
-        "(SELECT max(created_at) FROM items)").fetchone()
-    db.close()
+    [(first_done, last_found)] = query(
+        tmp_path / "home", "SELECT (SELECT min(updated_at) FROM items WHERE status = "
+        "'indexed'), (SELECT max(created_at) FROM items)")
     assert first_done < last_found - 1.0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from backends import ON_POSTGRES, group_concat, query
 from gristmill.catalog import DiscoveryCounts
 from gristmill.knowledge_base import KnowledgeBase
 from gristmill.watching import Watcher, WatchReport
@@ -51,15 +51,9 @@ def _write(path: Path, text: str) -> Path:
 def _catalog(home: Path) -> dict[str, tuple[str, str]]:
     """``source -> (status, text of its chunks)`` for every item, read as another
     process would (read-only, committed data only)."""
-    db = sqlite3.connect(f"file:{home / 'gristmill.db'}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT i.source, i.status, coalesce(group_concat(c.text, ' '), '') FROM items i "
-            "LEFT JOIN chunks c ON c.item_id = i.id GROUP BY i.id").fetchall()
-    except sqlite3.OperationalError:  # not created yet
-        return {}
-    finally:
-        db.close()
+    rows = query(home, f"SELECT i.source, i.status, coalesce({group_concat('c.text')}, '') "
+                 f"FROM items i LEFT JOIN chunks c ON c.item_id = i.id GROUP BY i.id",
+                 missing_ok=True)
     return {source: (status, text) for source, status, text in rows}
 
 
@@ -238,13 +232,10 @@ def test_a_deleted_file_loses_its_item_and_its_chunks(tmp_path: Path) -> None:
         gone.unlink()
         _eventually(lambda: _settled(home, {keep: "zkeepword"}), "the delete")
         assert _search(home, "zgoneword") == []
-        db = sqlite3.connect(home / "gristmill.db")
-        try:
-            assert db.execute("SELECT count(*) FROM chunks").fetchone()[0] == 1
-            assert db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts "
-                              "MATCH 'zgoneword'").fetchone()[0] == 0
-        finally:
-            db.close()
+        assert query(home, "SELECT count(*) FROM chunks")[0][0] == 1
+        if not ON_POSTGRES:  # FTS5 rows are deleted by trigger; tsvector is in the row
+            assert query(home, "SELECT count(*) FROM chunks_fts WHERE chunks_fts "
+                         "MATCH 'zgoneword'")[0][0] == 0
 
 
 def test_moving_and_deleting_folders_is_honoured_for_everything_under_them(
@@ -340,13 +331,8 @@ def test_resaving_the_newest_file_gets_vectors_with_the_default_embedder(
         _eventually(lambda: _settled(home, {first: "Herons"}), "the catch-up")
         _write(first, "Kingfishers dive for small fish from branches over rivers.")
         _eventually(lambda: _settled(home, {first: "Kingfishers"}), "the re-save")
-        db = sqlite3.connect(home / "gristmill.db")
-        try:
-            unembedded = db.execute(
-                "SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM embeddings e "
-                "WHERE e.text_hash = c.text_hash)").fetchone()[0]
-        finally:
-            db.close()
+        unembedded = query(home, "SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 "
+                           "FROM embeddings e WHERE e.text_hash = c.text_hash)")[0][0]
         assert unembedded == 0
         assert _search(home, "a bird catching fish", mode="vector")[:1] == [str(first)]
 

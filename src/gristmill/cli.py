@@ -1,7 +1,8 @@
 """The ``gristmill`` command: parses flags, calls one library method, prints the result.
 
-Every command takes ``--home`` (or ``GRISTMILL_HOME``) and ``--embedder`` (or
-``GRISTMILL_EMBEDDER``); ``--json`` gives machine-readable output.
+Every command takes ``--home`` (or ``GRISTMILL_HOME``), ``--embedder`` (or
+``GRISTMILL_EMBEDDER``) and ``--database`` (or ``GRISTMILL_DATABASE_URL``); ``--json``
+gives machine-readable output.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ err = Console(stderr=True, soft_wrap=True)
 Home = Annotated[Path | None, typer.Option(
     "--home", help="Knowledge-base folder [env: GRISTMILL_HOME; default ./.gristmill].",
     show_default=False)]
+DatabaseOpt = Annotated[str | None, typer.Option(
+    "--database", help="postgresql://user:password@host/dbname: the catalog in PostgreSQL "
+    "[env: GRISTMILL_DATABASE_URL; default: the SQLite file in the home folder].",
+    show_default=False)]
 EmbedderOpt = Annotated[str | None, typer.Option(
     "--embedder", help="minilm (default) or none (keyword-only) [env: GRISTMILL_EMBEDDER].",
     show_default=False)]
@@ -57,10 +62,11 @@ CollectionOpt = Annotated[str | None, typer.Option(
 
 
 @contextmanager
-def _kb(home: Path | None, embedder: str | None, **settings: Any) -> Iterator[KnowledgeBase]:
+def _kb(home: Path | None, embedder: str | None, database: str | None,
+        **settings: Any) -> Iterator[KnowledgeBase]:
     """Open the knowledge base, turning our errors into one line and an exit code."""
     try:
-        kb = KnowledgeBase.open(home, embedder=embedder, **settings)
+        kb = KnowledgeBase.open(home, embedder=embedder, database_url=database, **settings)
     except GristmillError as exc:
         _fail(exc)
     try:
@@ -97,14 +103,14 @@ def ingest(
         "--ocr-lang", help="OCR languages, Tesseract codes joined by + (eng+deu) "
         "[env: GRISTMILL_OCR_LANG; default eng].", show_default=False)] = None,
     json_out: JsonOpt = False,
-    home: Home = None,
+    home: Home = None, database: DatabaseOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:
     """Discover, extract, chunk, embed and index files. Re-running resumes.
 
     Example: gristmill ingest ~/papers --collection papers --include '*.pdf'
     """
-    with _kb(home, embedder, workers=workers, ocr_lang=ocr_lang) as kb:
+    with _kb(home, embedder, database, workers=workers, ocr_lang=ocr_lang) as kb:
         with TerminalProgress(err, embedding=kb.settings.embedder != "none") as progress:
             report = kb.ingest(sources, collection=collection, include=include or (),
                                exclude=exclude or (), max_files=max_files,
@@ -159,7 +165,7 @@ def watch(
         "[env: GRISTMILL_WATCH_DEBOUNCE; default 0.5].", show_default=False)] = None,
     workers: WorkersOpt = None,
     json_out: JsonOpt = False,
-    home: Home = None,
+    home: Home = None, database: DatabaseOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:
     """Keep a collection in step with folders: catch up with what changed while no
@@ -177,7 +183,7 @@ def watch(
             err.print(f"{time.strftime('%H:%M:%S')} {what}{_counts_line(counts)}",
                       highlight=False)
 
-    with _kb(home, embedder, workers=workers, watch_debounce=debounce) as kb:
+    with _kb(home, embedder, database, workers=workers, watch_debounce=debounce) as kb:
         report = kb.watch(sources, collection=collection, include=include or (),
                           exclude=exclude or (), on_change=None if json_out else changed)
         if json_out:
@@ -202,14 +208,14 @@ def search(
     k: Annotated[int, typer.Option("-k", min=1, max=1000, help="Number of results.")] = 10,
     mode: Annotated[str, typer.Option("--mode", help="hybrid, keyword or vector.")] = "hybrid",
     json_out: JsonOpt = False,
-    home: Home = None,
+    home: Home = None, database: DatabaseOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:
     """Search the knowledge base: BM25 and vectors fused by reciprocal rank.
 
     Example: gristmill search "how do leases expire" -k 5 --json
     """
-    with _kb(home, embedder) as kb:
+    with _kb(home, embedder, database) as kb:
         hits = kb.search(query, collection=collection, k=k, mode=mode)  # type: ignore[arg-type]
         if json_out:
             _print_json([hit.to_dict() for hit in hits])
@@ -228,13 +234,14 @@ def search(
 
 
 @app.command()
-def status(json_out: JsonOpt = False, home: Home = None, embedder: EmbedderOpt = None) -> None:
+def status(json_out: JsonOpt = False, home: Home = None, database: DatabaseOpt = None,
+           embedder: EmbedderOpt = None) -> None:
     """Items by status and chunk counts, overall and per collection; running jobs and
     their write batcher (flushes, rows, flush and commit latency).
 
     Example: gristmill status --json
     """
-    with _kb(home, embedder) as kb:
+    with _kb(home, embedder, database) as kb:
         data = kb.status()
         if json_out:
             _print_json(data)
@@ -263,13 +270,13 @@ def status(json_out: JsonOpt = False, home: Home = None, embedder: EmbedderOpt =
 def errors(collection: CollectionOpt = None,
            job: Annotated[int | None, typer.Option(
                "--job", help="Only the items this job saw.", show_default=False)] = None,
-           json_out: JsonOpt = False, home: Home = None,
+           json_out: JsonOpt = False, home: Home = None, database: DatabaseOpt = None,
            embedder: EmbedderOpt = None) -> None:
     """Failed and skipped items, grouped by the pattern of their reason.
 
     Example: gristmill errors --job 7 --json
     """
-    with _kb(home, embedder) as kb:
+    with _kb(home, embedder, database) as kb:
         groups = kb.errors(collection, job)
         if json_out:
             _print_json([g.to_dict() for g in groups])
@@ -290,7 +297,7 @@ def reset(
     skipped: Annotated[bool, typer.Option(
         "--skipped", help="Re-queue skipped files (e.g. after installing LibreOffice).")] = False,
     collection: CollectionOpt = None,
-    home: Home = None,
+    home: Home = None, database: DatabaseOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:
     """Re-queue items so the next ingest tries them again.
@@ -300,7 +307,7 @@ def reset(
     if not (failed or skipped):
         err.print("Nothing to reset: pass --failed and/or --skipped.")
         raise typer.Exit(2)
-    with _kb(home, embedder) as kb:
+    with _kb(home, embedder, database) as kb:
         if failed:
             n = kb.reset_failed(collection)
             out.print(f"Re-queued {n} failed item(s); run `gristmill ingest` on their source.")
@@ -315,10 +322,11 @@ def doctor(
         "--ocr-lang", help="OCR languages to check [env: GRISTMILL_OCR_LANG].",
         show_default=False)] = None,
     json_out: JsonOpt = False,
-    home: Home = None,
+    home: Home = None, database: DatabaseOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:
-    """Check this machine: home folder, SQLite, model, OCR, LibreOffice.
+    """Check this machine: home folder, database (SQLite or PostgreSQL), model, OCR,
+    LibreOffice.
 
     Exits 1 when a required part is broken; a missing optional part (OCR, LibreOffice)
     is a warning naming the package to install.
@@ -329,7 +337,8 @@ def doctor(
     from gristmill.ops.doctor import run_checks
 
     try:
-        settings = Settings.load(home=home, embedder=embedder, ocr_lang=ocr_lang)
+        settings = Settings.load(home=home, embedder=embedder, database_url=database,
+                                 ocr_lang=ocr_lang)
     except GristmillError as exc:
         _fail(exc)
     checks = run_checks(settings)
@@ -357,13 +366,14 @@ def jobs_list(
         "--state", help="Only jobs in this state (running, paused, interrupted, ...).",
         show_default=False)] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N jobs.")] = 20,
-    json_out: JsonOpt = False, home: Home = None, embedder: EmbedderOpt = None,
+    json_out: JsonOpt = False, home: Home = None, database: DatabaseOpt = None,
+    embedder: EmbedderOpt = None,
 ) -> None:
     """The latest jobs, newest first, with their state and progress.
 
     Example: gristmill jobs list --state running
     """
-    with _kb(home, embedder) as kb:
+    with _kb(home, embedder, database) as kb:
         found = kb.jobs.list(state, limit)
         if json_out:
             _print_json([job.to_dict() for job in found])
@@ -383,12 +393,12 @@ def jobs_list(
 
 @jobs_app.command("show")
 def jobs_show(job_id: JobId, json_out: JsonOpt = False, home: Home = None,
-              embedder: EmbedderOpt = None) -> None:
+              database: DatabaseOpt = None, embedder: EmbedderOpt = None) -> None:
     """One job: its spec, state and counters.
 
     Example: gristmill jobs show 7 --json
     """
-    with _kb(home, embedder) as kb:
+    with _kb(home, embedder, database) as kb:
         job = kb.jobs.get(job_id)
         if json_out:
             _print_json(job.to_dict())
@@ -398,52 +408,55 @@ def jobs_show(job_id: JobId, json_out: JsonOpt = False, home: Home = None,
 
 
 @jobs_app.command("pause")
-def jobs_pause(job_id: JobId, home: Home = None, embedder: EmbedderOpt = None) -> None:
+def jobs_pause(job_id: JobId, home: Home = None, database: DatabaseOpt = None,
+               embedder: EmbedderOpt = None) -> None:
     """Pause a running job: no new items are started, those in flight finish, its
     driver exits and holds no worker.
 
     Example: gristmill jobs pause 7
     """
-    with _kb(home, embedder) as kb:
+    with _kb(home, embedder, database) as kb:
         kb.jobs.pause(job_id)
         out.print(f"Job {job_id} is pausing: items in flight finish first. Resume it with "
                   f"`gristmill jobs resume {job_id}`.")
 
 
 @jobs_app.command("cancel")
-def jobs_cancel(job_id: JobId, home: Home = None, embedder: EmbedderOpt = None) -> None:
+def jobs_cancel(job_id: JobId, home: Home = None, database: DatabaseOpt = None,
+                embedder: EmbedderOpt = None) -> None:
     """Cancel a job: a running one stops within seconds (its workers are killed, its
     claims given back); what it finished stays in the knowledge base.
 
     Example: gristmill jobs cancel 7
     """
-    with _kb(home, embedder) as kb:
+    with _kb(home, embedder, database) as kb:
         job = kb.jobs.cancel(job_id)
         out.print(f"Job {job_id} is {job.state}.")
 
 
 @jobs_app.command("resume")
 def jobs_resume(job_id: JobId, json_out: JsonOpt = False, home: Home = None,
-                embedder: EmbedderOpt = None) -> None:
+                database: DatabaseOpt = None, embedder: EmbedderOpt = None) -> None:
     """Run a paused, interrupted or failed job again, in this terminal: its sources are
     walked afresh and only what is not finished is done.
 
     Example: gristmill jobs resume 7
     """
-    with _kb(home, embedder) as kb:
+    with _kb(home, embedder, database) as kb:
         with TerminalProgress(err, embedding=kb.settings.embedder != "none") as progress:
             report = kb.resume(job_id, on_progress=None if json_out else progress)
         _finish_run(report, json_out)
 
 
 @jobs_app.command("run", hidden=True)
-def jobs_run(job_id: JobId, home: Home = None, embedder: EmbedderOpt = None) -> None:
+def jobs_run(job_id: JobId, home: Home = None, database: DatabaseOpt = None,
+             embedder: EmbedderOpt = None) -> None:
     """Claim a queued (or paused, interrupted, failed) job and run it to the end in this
     process, without a progress display: what `gristmill serve` starts for each job.
 
     Example: gristmill jobs run 7
     """
-    with _kb(home, embedder) as kb:
+    with _kb(home, embedder, database) as kb:
         try:
             report = kb.resume(job_id)
         except GristmillError as exc:
@@ -459,7 +472,7 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535,
                                       help="Port to listen on (0: any free one).")] = 8000,
-    home: Home = None,
+    home: Home = None, database: DatabaseOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:
     """Serve the HTTP API (jobs, live events, search, health) until interrupted.
@@ -474,7 +487,7 @@ def serve(
     from gristmill.config import Settings
 
     try:
-        settings = Settings.load(home=home, embedder=embedder)
+        settings = Settings.load(home=home, embedder=embedder, database_url=database)
     except GristmillError as exc:
         _fail(exc)
     if not settings.has_api_tokens and not is_loopback(host):

@@ -34,6 +34,7 @@ from gristmill.errors import ConfigError
 __all__ = ["ApiToken", "Settings"]
 
 EmbedderName = Literal["minilm", "none"]
+_SECRETS = frozenset({"api_token", "database_url"})
 Scope = Literal["read", "admin"]
 
 
@@ -126,6 +127,13 @@ class Settings(BaseSettings):
     embed_threads: int | None = Field(
         None, ge=1, description="onnxruntime intra-op threads (default: all cores)."
     )
+    # A secret like the token: a URL may carry a password.
+    database_url: SecretStr | None = Field(
+        None, description="`postgresql://user:password@host:5432/dbname`: keep the catalog "
+        "and the index in PostgreSQL instead of the SQLite file in the home folder.")
+    pool_size: int = Field(
+        3, ge=1, le=100, description="PostgreSQL connections each gristmill process opens "
+        "at most (`serve` opens as many again, read-only, for searches).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # A secret: SecretStr keeps it out of reprs, logs and tracebacks.
     api_token: SecretStr | None = Field(
@@ -143,6 +151,14 @@ class Settings(BaseSettings):
                                  description="Longest search query the API accepts.")
     max_request_kb: int = Field(64, ge=1, le=100_000,
                                 description="Largest request body the API accepts (KiB).")
+    search_threads: int = Field(
+        default_factory=_default_workers, ge=1, le=256,
+        description="Searches `gristmill serve` runs at once (default: one per core); "
+        "more wait their turn.")
+    search_nice: int = Field(
+        5, ge=0, le=19, description="Lower CPU priority of `gristmill serve`'s search "
+        "threads (a Linux nice increment) so a job running beside it keeps its pace; "
+        "0 = the server's own priority.")
     vector_cache_mb: int = Field(
         1024, ge=0, description="Memory `gristmill serve` may hold chunk vectors in for "
         "fast vector search (~1.5 MB per 1,000 chunks); 0 or a bigger index: vectors are "
@@ -177,6 +193,19 @@ class Settings(BaseSettings):
     def _blank_token_is_none(cls, value: Any) -> Any:
         # GRISTMILL_API_TOKEN= (set but empty) must not count as a token.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _check_database_url(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None  # unset or blank: the SQLite file in the home folder
+        if not str(value).startswith(("postgresql://", "postgres://")):
+            # No input echoed back: the message must not print a password.
+            raise ValueError("write it as postgresql://user:password@host:5432/dbname, or "
+                             "leave it unset for the SQLite file in the home folder")
+        return value
 
     @field_validator("search_rate_limit")
     @classmethod
@@ -224,8 +253,10 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             err = exc.errors()[0]
             name = ".".join(str(p) for p in err["loc"]) or "settings"
+            # A secret's value is never echoed: a URL may carry a password.
+            value = "***" if name in _SECRETS else repr(err.get("input"))
             raise ConfigError(
-                f"setting {name!r} has a bad value {err.get('input')!r}: {err['msg']}. "
+                f"setting {name!r} has a bad value {value}: {err['msg']}. "
                 f"Fix the flag, GRISTMILL_{name.upper()}, .env or gristmill.toml."
             ) from None
 
@@ -236,7 +267,7 @@ class Settings(BaseSettings):
 
     @property
     def database_path(self) -> Path:
-        """The SQLite file holding the catalog and the index."""
+        """The SQLite file holding the catalog and the index (when no ``database_url``)."""
         return self.home / "gristmill.db"
 
     @property

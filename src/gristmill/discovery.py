@@ -6,18 +6,19 @@ them. So discovery runs in its own thread with its own database connection and c
 a batch of files at a time; the runner claims items as soon as they are committed.
 Batches start at 16 files and double up to 500, so the workers get their first files
 within milliseconds while most of a large walk still commits in few transactions. Only
-items seen by this run are claimed, so a file that has left the source is never
-extracted while discovery has not yet reached the point of noticing it is gone.
+items seen by this run (or by a later one, walking the same files in another process)
+are claimed, so a file that has left the source is never extracted while discovery has
+not yet reached the point of noticing it is gone.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from gristmill.catalog import Catalog, Database, DiscoveryCounts, FileFacts
+from gristmill.catalog import Catalog, CatalogDatabase, DiscoveryCounts, FileFacts
 from gristmill.sources import Matcher, sha256_file, walk
 
 __all__ = ["Discovery", "dry_run_counts"]
@@ -31,13 +32,14 @@ class Discovery:
 
     ``start()`` returns at once; ``running`` tells the runner whether more items may
     still appear; ``join()`` waits for the end and returns the counts (or raises what
-    stopped the walk).
+    stopped the walk). ``open_db`` opens the catalog for the walk's thread (for
+    instance ``lambda: open_database(settings)``).
     """
 
-    def __init__(self, database_path: Path, collection: str, roots: Sequence[str],
-                 matcher: Matcher, run_id: int, max_files: int | None,
+    def __init__(self, open_db: Callable[[], CatalogDatabase], collection: str,
+                 roots: Sequence[str], matcher: Matcher, run_id: int, max_files: int | None,
                  skip: Sequence[Path] = (), confine: Sequence[Path] = ()) -> None:
-        self._path = database_path
+        self._open_db = open_db
         self._confine = list(confine)
         self._collection = collection
         self._roots = list(roots)
@@ -72,10 +74,14 @@ class Discovery:
         return self.counts
 
     def _run(self) -> None:
-        db = Database(self._path)
+        try:
+            db = self._open_db()
+        except BaseException as exc:  # handed to join(), which re-raises it
+            self._error = exc
+            return
         try:
             self._walk(Catalog(db))
-        except BaseException as exc:  # handed to join(), which re-raises it
+        except BaseException as exc:
             self._error = exc
         finally:
             db.close()
@@ -104,7 +110,7 @@ class Discovery:
                 return
 
 
-def dry_run_counts(db: Database, collection: str, roots: Sequence[str], matcher: Matcher,
+def dry_run_counts(db: CatalogDatabase, collection: str, roots: Sequence[str], matcher: Matcher,
                    max_files: int | None, skip: Sequence[Path] = ()) -> DiscoveryCounts:
     """What a walk would find (new, changed, unchanged, skipped), writing nothing."""
     counts = DiscoveryCounts()

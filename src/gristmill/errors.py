@@ -22,7 +22,7 @@ A dashed branch (╌╌) is a class of :mod:`gristmill.batching`, not of this mo
 
 Every :class:`ItemError` carries the item's path so the reason can be shown next to it.
 Third-party exceptions are translated in one place, :func:`translate_extraction_error`
-(for extraction libraries) and :func:`translate_store_error` (for sqlite3).
+(for extraction libraries) and :func:`translate_store_error` (for sqlite3 and psycopg).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import errno
 import sqlite3
 import zipfile
 import zlib
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -140,8 +141,11 @@ def translate_extraction_error(exc: BaseException, path: str | None = None) -> I
     return ExtractionError(f"{name}: {message}"[:300], path=path)
 
 
-def translate_store_error(exc: sqlite3.Error) -> StoreError:
-    """Map a ``sqlite3`` exception to a :class:`StoreError` subclass."""
+def translate_store_error(exc: BaseException) -> StoreError:
+    """Map a ``sqlite3`` or ``psycopg`` (and ``psycopg_pool``) exception to a
+    :class:`StoreError` subclass."""
+    if not isinstance(exc, sqlite3.Error):
+        return _translate_postgres_error(exc)
     text = str(exc)
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return StoreBusy(f"database is busy: {text}; another gristmill process may be writing")
@@ -150,3 +154,46 @@ def translate_store_error(exc: sqlite3.Error) -> StoreError:
     ):
         return StoreCorrupt(f"database is damaged: {text}")
     return StoreError(f"database error: {text}")
+
+
+# SQLSTATEs that say "not now" rather than "not this": deadlock and serialization
+# failures, lock and statement timeouts, a server shutting down or full of connections.
+# Class 08 (connection exceptions) is matched by its prefix.
+_PG_BUSY = frozenset({"40001", "40P01", "55P03", "55006", "57014", "57P01", "57P02",
+                      "57P03", "53300"})
+_PG_CORRUPT = frozenset({"XX001", "XX002"})
+_PG_CHECK_URL = ("check GRISTMILL_DATABASE_URL (or --database) and that the PostgreSQL "
+                 "server is running")
+
+
+def _translate_postgres_error(exc: BaseException) -> StoreError:
+    # Matched by module, not imported: psycopg costs every worker an import otherwise.
+    module = type(exc).__module__
+    if module.startswith("psycopg_pool"):  # PoolTimeout, PoolClosed, TooManyRequests
+        return StoreBusy(f"no free PostgreSQL connection: {_first_line(exc)}; raise "
+                         "pool_size (GRISTMILL_POOL_SIZE) or run fewer processes at once")
+    if not module.startswith("psycopg"):
+        return StoreError(f"database error: {type(exc).__name__}: {_first_line(exc)}")
+    sqlstate: str | None = getattr(exc, "sqlstate", None)
+    text = " ".join(str(exc).split())
+    if sqlstate is None and type(exc).__name__ in ("OperationalError", "InterfaceError"):
+        # Connecting failed (no server answer to carry a SQLSTATE), or the connection
+        # broke: unreachable is temporary, a wrong name or password is not.
+        if "does not exist" in text:
+            return StoreError(f"cannot open the PostgreSQL database: {text}; create it "
+                              "(createdb NAME) or correct GRISTMILL_DATABASE_URL "
+                              "(or --database)")
+        if "authentication" in text or "password" in text:
+            return StoreError(f"cannot open the PostgreSQL database: {text}; "
+                              f"{_PG_CHECK_URL}")
+        return StoreBusy(f"cannot reach PostgreSQL: {text}; {_PG_CHECK_URL}")
+    if sqlstate in _PG_BUSY or (sqlstate or "").startswith("08"):
+        return StoreBusy(f"database is busy: {text}")
+    if sqlstate in _PG_CORRUPT:
+        return StoreCorrupt(f"database is damaged: {text}; restore a backup or re-ingest")
+    return StoreError(f"database error: {text}")
+
+
+def _first_line(exc: Any) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -19,20 +19,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from gristmill.catalog import Catalog, Database, DiscoveryCounts, lease_owner_token
+from gristmill.catalog import Catalog, DiscoveryCounts, lease_owner_token, open_database
 from gristmill.catalog.jobs import JobSpec, JobStore
 from gristmill.config import Settings
 from gristmill.discovery import Discovery, dry_run_counts
 from gristmill.embed import Embedder, make_embedder
 from gristmill.errors import ConfigError, SourceError
 from gristmill.extract import current_versions, reads
-from gristmill.index import Hit, SqliteIndex, VectorCache, reciprocal_rank_fusion
+from gristmill.index import Hit, VectorCache, make_index, reciprocal_rank_fusion
 from gristmill.ops import ErrorGroup, group_problems
 from gristmill.runtime.executors.local import start_fork_server
 from gristmill.runtime.runner import Progress, Runner
 from gristmill.sources import Matcher
 
 if TYPE_CHECKING:  # watchdog is imported only by a watch
+    from gristmill.index import Index
     from gristmill.watching import WatchReport
 
 __all__ = ["IngestReport", "KnowledgeBase", "SearchMode", "Searcher"]
@@ -72,7 +73,7 @@ class IngestReport:
 class Searcher:
     """Ranks chunks for queries: BM25, vectors, or both fused by reciprocal rank."""
 
-    def __init__(self, index: SqliteIndex, embedder: Embedder | None,
+    def __init__(self, index: Index, embedder: Embedder | None,
                  vectors: VectorCache | None = None) -> None:
         self.index = index
         self.embedder = embedder
@@ -87,7 +88,8 @@ class Searcher:
             raise ConfigError(f"k must be at least 1, not {k}")
         if mode not in ("hybrid", "keyword", "vector"):
             raise ConfigError(f"unknown search mode {mode!r}: use hybrid, keyword or vector")
-        depth = max(k, _CANDIDATES)
+        # Rank fusion needs deeper lists than it returns; one ranking alone does not.
+        depth = max(k, _CANDIDATES) if mode == "hybrid" else k
         rankings = []
         if mode in ("hybrid", "keyword"):
             rankings.append(self.index.keyword(query, collection, depth))
@@ -120,9 +122,9 @@ class KnowledgeBase:
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
         _configure_logging(settings)
-        self.db = Database(settings.database_path)
+        self.db = open_database(settings)
         self.catalog = Catalog(self.db)
-        self.index = SqliteIndex(self.db)
+        self.index = make_index(self.db)
         self.jobs = JobStore(self.db, stale_after=settings.lease_seconds)
         self._embedder: Embedder | None = None
 
@@ -223,7 +225,7 @@ class KnowledgeBase:
         start_fork_server()  # its imports overlap discovery
         run_id = self.jobs.start_run(job_id, owner)
         roots = list(spec.sources)
-        discovery = Discovery(self.settings.database_path, spec.collection, roots,
+        discovery = Discovery(lambda: open_database(self.settings), spec.collection, roots,
                               Matcher(spec.include, spec.exclude), run_id, spec.max_files,
                               [self.settings.home],  # never ingest our own files
                               confine=self.settings.source_roots)
@@ -315,16 +317,20 @@ class KnowledgeBase:
         """A searcher with a read-only connection of its own, sharing this knowledge
         base's embedder (and ``vectors``, see :meth:`vector_cache`): one per thread
         serves concurrent searches (the API does)."""
-        return Searcher(SqliteIndex(Database(self.settings.database_path, readonly=True)),
+        return Searcher(make_index(open_database(self.settings, readonly=True)),
                         self.embedder, vectors)
 
     def vector_cache(self) -> VectorCache | None:
         """An in-memory copy of the chunk vectors for a long-lived process, not yet
-        started; None without an embedder or with ``vector_cache_mb = 0``."""
+        started; None without an embedder, with ``vector_cache_mb = 0``, or where
+        pgvector's HNSW index answers on the server."""
         embedder = self.embedder
         if embedder is None or self.settings.vector_cache_mb == 0:
             return None
-        return VectorCache(self.settings.database_path, embedder.model_id, embedder.dim,
+        if getattr(self.index, "vector_engine", None) == "pgvector":
+            return None
+        return VectorCache(lambda: open_database(self.settings, readonly=True),
+                           embedder.model_id, embedder.dim,
                            self.settings.vector_cache_mb)
 
     # -- status ------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gristmill.catalog import Database
+from backends import open_catalog
 from gristmill.catalog.jobs import JobSpec, JobStore
 from gristmill.errors import ConfigError
 
@@ -16,7 +16,7 @@ DEAD = f"{socket.gethostname()}:999999:1.00"  # no such process
 
 
 def test_a_queued_job_is_claimed_by_exactly_one_driver(tmp_path: Path) -> None:
-    jobs = JobStore(Database(tmp_path / "g.db"))
+    jobs = JobStore(open_catalog(tmp_path / "g.db"))
     job_id = jobs.create(SPEC, "api", state="queued")
     assert jobs.get(job_id).state == "queued"
     assert jobs.claim_for_resume(job_id, "first") == SPEC
@@ -25,7 +25,7 @@ def test_a_queued_job_is_claimed_by_exactly_one_driver(tmp_path: Path) -> None:
 
 
 def test_a_queued_job_whose_process_died_is_interrupted_and_resumable(tmp_path: Path) -> None:
-    jobs = JobStore(Database(tmp_path / "g.db"))
+    jobs = JobStore(open_catalog(tmp_path / "g.db"))
     job_id = jobs.create(SPEC, "api", state="queued")
     jobs.hand_over(job_id, DEAD)
     assert jobs.get(job_id).state == "interrupted"
@@ -34,7 +34,7 @@ def test_a_queued_job_whose_process_died_is_interrupted_and_resumable(tmp_path: 
 
 def test_hand_over_leaves_a_claimed_job_alone(tmp_path: Path) -> None:
     """The started process may claim the job before the server records it as owner."""
-    jobs = JobStore(Database(tmp_path / "g.db"))
+    jobs = JobStore(open_catalog(tmp_path / "g.db"))
     job_id = jobs.create(SPEC, "api", state="queued")
     jobs.claim_for_resume(job_id, "me-the-driver")
     jobs.hand_over(job_id, DEAD)
@@ -42,7 +42,7 @@ def test_hand_over_leaves_a_claimed_job_alone(tmp_path: Path) -> None:
 
 
 def test_queued_jobs_cancel_at_once_and_cannot_be_paused_or_requeued(tmp_path: Path) -> None:
-    jobs = JobStore(Database(tmp_path / "g.db"))
+    jobs = JobStore(open_catalog(tmp_path / "g.db"))
     job_id = jobs.create(SPEC, "api", state="queued")
     with pytest.raises(ConfigError, match="only a running job can be paused"):
         jobs.pause(job_id)
@@ -54,7 +54,7 @@ def test_queued_jobs_cancel_at_once_and_cannot_be_paused_or_requeued(tmp_path: P
 
 
 def test_a_queued_job_that_cannot_start_is_failed(tmp_path: Path) -> None:
-    jobs = JobStore(Database(tmp_path / "g.db"))
+    jobs = JobStore(open_catalog(tmp_path / "g.db"))
     job_id = jobs.create(SPEC, "api", state="queued")
     assert jobs.fail_queued(job_id, "/data does not exist")
     assert jobs.get(job_id).state == "failed"
@@ -63,4 +63,4 @@ def test_a_queued_job_that_cannot_start_is_failed(tmp_path: Path) -> None:
 
 def test_a_new_job_is_running_or_queued(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="running or queued"):
-        JobStore(Database(tmp_path / "g.db")).create(SPEC, "api", state="paused")
+        JobStore(open_catalog(tmp_path / "g.db")).create(SPEC, "api", state="paused")

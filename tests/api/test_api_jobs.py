@@ -22,6 +22,7 @@ from http_server import (
     wait_for_progress,
 )
 
+from backends import ON_POSTGRES
 from corpus import build, marker
 from process_tools import env_for, gristmill
 
@@ -103,7 +104,10 @@ def test_a_job_streams_progress_and_ends_with_its_final_state(
     assert hits.status_code == 200 and hits.json()[0]["source"].endswith("doc7.html")
     health = server.client.get("/api/v1/health").json()
     assert health["catalog"]["items"]["indexed"] == N_FILES
+    assert health["catalog"]["backend"] == ("postgresql" if ON_POSTGRES else "sqlite")
+    assert health["catalog"]["bytes"] > 0
     assert health["embedder"]["name"] == "none" and health["index"]["chunks"] > 0
+    assert health["index"]["vector_engine"] in ("client-scan", "pgvector")
     listed = server.client.get("/api/v1/jobs", params={"state": "succeeded"}).json()
     assert [job["id"] for job in listed] == [job_id]
 

@@ -1,10 +1,10 @@
-"""The SQLite catalog: migrations, discovery, leases, settling, reaping, counts."""
+"""The catalog (on the suite's backend): migrations, discovery, leases, settling,
+reaping, counts."""
 
 from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import subprocess
 import threading
 import time
@@ -14,10 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gristmill.catalog import Catalog, Database, FileFacts, Item, Status, lease_owner_token
-from gristmill.catalog.database import MIGRATIONS
+from backends import open_catalog
+from gristmill.catalog import (
+    Catalog,
+    CatalogDatabase,
+    FileFacts,
+    Item,
+    Status,
+    lease_owner_token,
+    pg_migrations,
+)
+from gristmill.catalog.database import MIGRATIONS, Database
 from gristmill.errors import StoreCorrupt, StoreError
-from gristmill.index.sqlite import SqliteIndex, StoredChunk
+from gristmill.index import StoredChunk, make_index
 
 COLLECTION = "docs"
 ROOT = "/data"
@@ -36,14 +45,18 @@ class CountingHasher:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "home" / "gristmill.db")
+def db(tmp_path: Path) -> Iterator[CatalogDatabase]:
+    database = open_catalog(tmp_path / "home" / "gristmill.db")
     yield database
     database.close()
 
 
+def latest_schema(db: CatalogDatabase) -> int:
+    return len(MIGRATIONS if db.backend == "sqlite" else pg_migrations.MIGRATIONS)
+
+
 @pytest.fixture
-def catalog(db: Database) -> Catalog:
+def catalog(db: CatalogDatabase) -> Catalog:
     return Catalog(db)
 
 
@@ -57,14 +70,14 @@ def discover(catalog: Catalog, *names: str, run_id: int = 1, root: str = ROOT,
     catalog.record_discovered(collection, root, batch, run_id, CountingHasher())
 
 
-def row(db: Database, source: str, *columns: str) -> tuple[object, ...]:
+def row(db: CatalogDatabase, source: str, *columns: str) -> tuple[object, ...]:
     found = db.conn.execute(
         f"SELECT {', '.join(columns)} FROM items WHERE source = ?", (source,)).fetchone()
     assert found is not None, source
     return tuple(found)
 
 
-def status_of(db: Database, source: str) -> str:
+def status_of(db: CatalogDatabase, source: str) -> str:
     return str(row(db, source, "status")[0])
 
 
@@ -75,22 +88,24 @@ def claim_all(catalog: Catalog, owner: str, lease_seconds: float = 60.0) -> list
 # -- migrations --------------------------------------------------------------------
 
 
-def test_new_database_is_migrated_to_the_latest_schema(db: Database) -> None:
-    """Opening a fresh file creates the schema and records its version in user_version."""
-    assert db.schema_version == len(MIGRATIONS) >= 1
-    tables = {name for (name,) in db.conn.execute("SELECT name FROM sqlite_master")}
-    assert {"items", "jobs", "chunks", "chunks_fts", "embeddings"} <= tables
+def test_new_database_is_migrated_to_the_latest_schema(db: CatalogDatabase) -> None:
+    """Opening a fresh database creates the schema and records its version."""
+    assert db.schema_version == latest_schema(db) >= 1
+    for table in ("items", "jobs", "runs", "chunks", "embeddings"):
+        assert db.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+    if db.backend == "sqlite":
+        assert db.conn.execute("SELECT count(*) FROM chunks_fts").fetchone()[0] == 0
 
 
 def test_reopening_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
     """Reopening a migrated file changes nothing and loses nothing."""
     path = tmp_path / "g.db"
-    first = Database(path)
+    first = open_catalog(path)
     discover(Catalog(first), "a.txt")
     first.close()
-    second = Database(path)
+    second = open_catalog(path)
     try:
-        assert second.schema_version == len(MIGRATIONS)
+        assert second.schema_version == latest_schema(second)
         assert Catalog(second).counts()["pending"] == 1
     finally:
         second.close()
@@ -100,13 +115,13 @@ def test_two_processes_opening_a_fresh_file_both_succeed(tmp_path: Path) -> None
     """Several Database objects racing to migrate the same new file all open it cleanly."""
     path = tmp_path / "race.db"
     start = threading.Barrier(4)
-    opened: list[Database] = []
+    opened: list[CatalogDatabase] = []
     failures: list[BaseException] = []
 
     def open_it() -> None:
         start.wait()
         try:
-            opened.append(Database(path))
+            opened.append(open_catalog(path))
         except BaseException as exc:  # collected and asserted below
             failures.append(exc)
 
@@ -117,7 +132,7 @@ def test_two_processes_opening_a_fresh_file_both_succeed(tmp_path: Path) -> None
         thread.join()
     try:
         assert failures == []
-        assert {d.schema_version for d in opened} == {len(MIGRATIONS)}
+        assert {d.schema_version for d in opened} == {latest_schema(opened[0])}
         discover(Catalog(opened[0]), "a.txt")
         assert Catalog(opened[1]).counts()["pending"] == 1
     finally:
@@ -128,22 +143,27 @@ def test_two_processes_opening_a_fresh_file_both_succeed(tmp_path: Path) -> None
 def test_file_from_a_newer_gristmill_is_refused(tmp_path: Path) -> None:
     """A catalog written by a newer schema raises StoreError telling the user to upgrade."""
     path = tmp_path / "new.db"
-    conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
-    conn.close()
+    db = open_catalog(path)
+    newer = latest_schema(db) + 5
+    if db.backend == "sqlite":
+        db.conn.execute(f"PRAGMA user_version = {newer}")
+    else:
+        db.conn.execute("UPDATE gristmill_schema SET version = ?", (newer,))
+    db.close()
     with pytest.raises(StoreError, match="newer gristmill"):
-        Database(path)
+        open_catalog(path)
 
 
+@pytest.mark.sqlite_only("a damaged SQLite file")
 def test_file_that_is_not_a_database_raises_store_corrupt(tmp_path: Path) -> None:
     """Opening a damaged or foreign file says it is damaged (StoreCorrupt)."""
     path = tmp_path / "junk.db"
     path.write_bytes(b"definitely not sqlite " * 500)
     with pytest.raises(StoreCorrupt):
-        Database(path)
+        Database(path)  # the SQLite class itself
 
 
-def test_failed_transaction_is_rolled_back(db: Database) -> None:
+def test_failed_transaction_is_rolled_back(db: CatalogDatabase) -> None:
     """An exception inside a transaction leaves no partial write behind."""
     with pytest.raises(RuntimeError), db.transaction() as txn:
         txn.execute("INSERT INTO jobs (collection, sources, state, started_at) "
@@ -155,7 +175,7 @@ def test_failed_transaction_is_rolled_back(db: Database) -> None:
 # -- discovery ---------------------------------------------------------------------
 
 
-def test_new_files_are_hashed_and_pending(catalog: Catalog, db: Database) -> None:
+def test_new_files_are_hashed_and_pending(catalog: Catalog, db: CatalogDatabase) -> None:
     """New files are hashed once each and queued as pending with their facts."""
     hasher = CountingHasher()
     counts = catalog.record_discovered(
@@ -166,7 +186,7 @@ def test_new_files_are_hashed_and_pending(catalog: Catalog, db: Database) -> Non
         "pending", 5, 7, f"sha-{ROOT}/a.txt", 1)
 
 
-def test_unchanged_files_are_not_rehashed(catalog: Catalog, db: Database) -> None:
+def test_unchanged_files_are_not_rehashed(catalog: Catalog, db: CatalogDatabase) -> None:
     """A file with the same size and mtime is never re-read, only marked as seen."""
     catalog.record_discovered(COLLECTION, ROOT, [facts("a.txt")], 1, CountingHasher())
     hasher = CountingHasher()
@@ -176,7 +196,7 @@ def test_unchanged_files_are_not_rehashed(catalog: Catalog, db: Database) -> Non
     assert row(db, f"{ROOT}/a.txt", "seen_run") == (2,)
 
 
-def test_touched_file_with_same_bytes_keeps_its_work(catalog: Catalog, db: Database) -> None:
+def test_touched_file_with_same_bytes_keeps_its_work(catalog: Catalog, db: CatalogDatabase) -> None:
     """A file whose mtime changed but bytes did not is hashed and keeps its status."""
     source = f"{ROOT}/a.txt"
     catalog.record_discovered(COLLECTION, ROOT, [facts("a.txt")], 1, CountingHasher())
@@ -189,7 +209,8 @@ def test_touched_file_with_same_bytes_keeps_its_work(catalog: Catalog, db: Datab
     assert row(db, source, "status", "mtime_ns", "seen_run") == ("indexed", 99, 2)
 
 
-def test_changed_file_is_requeued_with_fresh_attempts(catalog: Catalog, db: Database) -> None:
+def test_changed_file_is_requeued_with_fresh_attempts(catalog: Catalog,
+                                                      db: CatalogDatabase) -> None:
     """A file whose bytes changed goes back to pending with its errors and attempts reset."""
     source = f"{ROOT}/a.txt"
     catalog.record_discovered(COLLECTION, ROOT, [facts("a.txt")], 1, CountingHasher())
@@ -204,7 +225,7 @@ def test_changed_file_is_requeued_with_fresh_attempts(catalog: Catalog, db: Data
         "pending", "new-digest", 11, 0, 0, None)
 
 
-def test_skip_reason_is_stored(catalog: Catalog, db: Database) -> None:
+def test_skip_reason_is_stored(catalog: Catalog, db: CatalogDatabase) -> None:
     """A path discovery skips (symlink, special file) is recorded skipped with its reason."""
     hasher = CountingHasher()
     counts = catalog.record_discovered(
@@ -216,7 +237,7 @@ def test_skip_reason_is_stored(catalog: Catalog, db: Database) -> None:
 
 
 def test_known_file_that_becomes_skipped_keeps_the_new_reason(
-    catalog: Catalog, db: Database
+    catalog: Catalog, db: CatalogDatabase
 ) -> None:
     """A file replaced by something skippable is marked skipped with the new reason."""
     catalog.record_discovered(COLLECTION, ROOT, [facts("a.txt")], 1, CountingHasher())
@@ -227,7 +248,7 @@ def test_known_file_that_becomes_skipped_keeps_the_new_reason(
         "skipped", "now a symlink", None)
 
 
-def test_unreadable_file_fails_with_a_reason(catalog: Catalog, db: Database) -> None:
+def test_unreadable_file_fails_with_a_reason(catalog: Catalog, db: CatalogDatabase) -> None:
     """A file that cannot be read while hashing is recorded failed with why, not raised."""
     def denied(source: str) -> str:
         raise PermissionError(13, "Permission denied", source)
@@ -238,7 +259,7 @@ def test_unreadable_file_fails_with_a_reason(catalog: Catalog, db: Database) -> 
         "failed", "cannot read: Permission denied")
 
 
-def test_unreadable_file_is_retried_once_readable(catalog: Catalog, db: Database) -> None:
+def test_unreadable_file_is_retried_once_readable(catalog: Catalog, db: CatalogDatabase) -> None:
     """A file unreadable at discovery is hashed and queued on the next pass once readable."""
     def denied(source: str) -> str:
         raise PermissionError(13, "Permission denied", source)
@@ -270,7 +291,7 @@ def test_same_path_in_two_collections_is_two_items(catalog: Catalog) -> None:
 
 
 def test_remove_unseen_deletes_only_unseen_in_scope_items(
-    catalog: Catalog, db: Database
+    catalog: Catalog, db: CatalogDatabase
 ) -> None:
     """Files gone from the source are removed with their chunks; out-of-scope ones stay."""
     discover(catalog, "keep.txt", "gone.txt", "other.md", run_id=1)
@@ -279,7 +300,7 @@ def test_remove_unseen_deletes_only_unseen_in_scope_items(
     gone_id = row(db, f"{ROOT}/gone.txt", "id")[0]
     assert isinstance(gone_id, int)
     with db.transaction() as txn:
-        SqliteIndex.replace_chunks(txn, gone_id, COLLECTION, [
+        make_index(db).replace_chunks(txn, gone_id, COLLECTION, [
             StoredChunk(0, "vanishing words", "h0", None, None),
             StoredChunk(1, "more vanishing words", "h1", None, None)])
 
@@ -293,7 +314,7 @@ def test_remove_unseen_deletes_only_unseen_in_scope_items(
     assert db.conn.execute(
         "SELECT count(*) FROM items WHERE collection = 'other'").fetchone()[0] == 1
     assert db.conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
-    assert SqliteIndex(db).keyword("vanishing", None, 10) == []
+    assert make_index(db).keyword("vanishing", None, 10) == []
 
 
 def test_remove_unseen_with_nothing_gone_removes_nothing(catalog: Catalog) -> None:
@@ -306,7 +327,7 @@ def test_remove_unseen_with_nothing_gone_removes_nothing(catalog: Catalog) -> No
 # -- leases ------------------------------------------------------------------------
 
 
-def test_claim_leases_at_most_limit_items(catalog: Catalog, db: Database) -> None:
+def test_claim_leases_at_most_limit_items(catalog: Catalog, db: CatalogDatabase) -> None:
     """claim hands out at most `limit` pending items, marked processing under the owner."""
     discover(catalog, *(f"{i}.txt" for i in range(5)))
     items = catalog.claim("owner-a", COLLECTION, [ROOT], 3, 60)
@@ -332,14 +353,14 @@ def test_claim_never_gives_an_item_to_two_owners(catalog: Catalog) -> None:
 def test_concurrent_claims_are_disjoint(tmp_path: Path) -> None:
     """Drivers claiming at once through separate connections never share an item."""
     path = tmp_path / "shared.db"
-    setup = Database(path)
+    setup = open_catalog(path)
     discover(Catalog(setup), *(f"{i}.txt" for i in range(60)))
     setup.close()
     claimed: dict[str, list[int]] = {}
     start = threading.Barrier(3)
 
     def drive(owner: str) -> None:
-        database = Database(path)
+        database = open_catalog(path)
         mine: list[int] = []
         try:
             start.wait()
@@ -358,7 +379,7 @@ def test_concurrent_claims_are_disjoint(tmp_path: Path) -> None:
     assert len(every) == len(set(every)) == 60
 
 
-def test_claim_respects_not_before(catalog: Catalog, db: Database) -> None:
+def test_claim_respects_not_before(catalog: Catalog, db: CatalogDatabase) -> None:
     """An item backing off after a transient error is not claimed before its time."""
     discover(catalog, "later.txt", "now.txt")
     later = time.time() + 3600
@@ -377,7 +398,7 @@ def test_claim_only_takes_the_named_collection_and_roots(catalog: Catalog) -> No
     assert [i.source for i in claim_all(catalog, "a")] == [f"{ROOT}/a.txt"]
 
 
-def test_settle_succeeds_only_for_the_lease_owner(catalog: Catalog, db: Database) -> None:
+def test_settle_succeeds_only_for_the_lease_owner(catalog: Catalog, db: CatalogDatabase) -> None:
     """Only the process holding the lease can record the item's result."""
     discover(catalog, "a.txt")
     [item] = claim_all(catalog, "owner-a")
@@ -390,7 +411,7 @@ def test_settle_succeeds_only_for_the_lease_owner(catalog: Catalog, db: Database
         "extracted", 2, None, None)
 
 
-def test_settle_twice_is_refused(catalog: Catalog, db: Database) -> None:
+def test_settle_twice_is_refused(catalog: Catalog, db: CatalogDatabase) -> None:
     """A second settle of the same lease (a duplicate result) changes nothing."""
     discover(catalog, "a.txt")
     [item] = claim_all(catalog, "owner-a")
@@ -402,7 +423,7 @@ def test_settle_twice_is_refused(catalog: Catalog, db: Database) -> None:
 
 
 def test_settle_after_lease_reaped_and_reclaimed_is_refused(
-    catalog: Catalog, db: Database
+    catalog: Catalog, db: CatalogDatabase
 ) -> None:
     """A slow worker whose lease expired cannot overwrite the new owner's work."""
     discover(catalog, "a.txt")
@@ -415,7 +436,7 @@ def test_settle_after_lease_reaped_and_reclaimed_is_refused(
         assert Catalog.settle(txn, item.id, "fresh", Status.EXTRACTED)
 
 
-def test_reap_frees_expired_leases(catalog: Catalog, db: Database) -> None:
+def test_reap_frees_expired_leases(catalog: Catalog, db: CatalogDatabase) -> None:
     """A processing item whose lease expired returns to pending and can be claimed again."""
     discover(catalog, "a.txt")
     [item] = claim_all(catalog, "gone-host:1:1.00", lease_seconds=-1)
@@ -425,7 +446,7 @@ def test_reap_frees_expired_leases(catalog: Catalog, db: Database) -> None:
     assert [i.id for i in claim_all(catalog, "next")] == [item.id]
 
 
-def test_reap_frees_leases_of_a_dead_local_process(catalog: Catalog, db: Database) -> None:
+def test_reap_frees_leases_of_a_dead_local_process(catalog: Catalog, db: CatalogDatabase) -> None:
     """After kill -9 of a driver on this host, its unexpired leases are freed at once."""
     discover(catalog, "a.txt")
     child = subprocess.Popen(["true"])
@@ -436,7 +457,7 @@ def test_reap_frees_leases_of_a_dead_local_process(catalog: Catalog, db: Databas
     assert status_of(db, item.source) == "pending"
 
 
-def test_reap_keeps_live_leases(catalog: Catalog, db: Database) -> None:
+def test_reap_keeps_live_leases(catalog: Catalog, db: CatalogDatabase) -> None:
     """Unexpired leases of a live local process or another host are left alone."""
     discover(catalog, "mine.txt", "remote.txt", "odd.txt")
     catalog.claim(lease_owner_token(), COLLECTION, [ROOT], 1, 3600)
@@ -464,7 +485,7 @@ def test_lease_owner_token_names_this_host_and_process() -> None:
 # -- failures, counts, promotion ---------------------------------------------------
 
 
-def test_reset_failed_requeues_failed_items(catalog: Catalog, db: Database) -> None:
+def test_reset_failed_requeues_failed_items(catalog: Catalog, db: CatalogDatabase) -> None:
     """--retry-failed puts failed items back to pending with attempts and errors cleared."""
     discover(catalog, "bad.txt", "good.txt")
     db.conn.execute("UPDATE items SET status = 'failed', attempts = 3, crashes = 1, "
@@ -478,7 +499,7 @@ def test_reset_failed_requeues_failed_items(catalog: Catalog, db: Database) -> N
     assert status_of(db, f"{ROOT}/good.txt") == "indexed"
 
 
-def test_reset_failed_can_be_limited_to_a_collection(catalog: Catalog, db: Database) -> None:
+def test_reset_failed_can_be_limited_to_a_collection(catalog: Catalog, db: CatalogDatabase) -> None:
     """Resetting one collection's failures leaves other collections' failures alone."""
     discover(catalog, "a.txt", collection="one")
     discover(catalog, "a.txt", collection="two")
@@ -487,7 +508,7 @@ def test_reset_failed_can_be_limited_to_a_collection(catalog: Catalog, db: Datab
     assert catalog.counts("two")["failed"] == 1
 
 
-def test_counts_include_every_status(catalog: Catalog, db: Database) -> None:
+def test_counts_include_every_status(catalog: Catalog, db: CatalogDatabase) -> None:
     """counts() reports all six statuses, zeros included, per collection or overall."""
     assert catalog.counts() == {s.value: 0 for s in Status}
     discover(catalog, *(f"{i}.txt" for i in range(6)))
@@ -501,7 +522,8 @@ def test_counts_include_every_status(catalog: Catalog, db: Database) -> None:
     assert sum(overall.values()) == 7
 
 
-def test_problems_lists_failed_and_skipped_with_reasons(catalog: Catalog, db: Database) -> None:
+def test_problems_lists_failed_and_skipped_with_reasons(catalog: Catalog,
+                                                        db: CatalogDatabase) -> None:
     """problems() yields (status, source, reason) for failed and skipped items only."""
     discover(catalog, "a.txt", "b.txt", "c.txt")
     db.conn.execute("UPDATE items SET status = 'failed', error = 'corrupt' "
@@ -512,22 +534,23 @@ def test_problems_lists_failed_and_skipped_with_reasons(catalog: Catalog, db: Da
         ("skipped", f"{ROOT}/b.txt", "no reason recorded")]
 
 
-def extracted_item(catalog: Catalog, db: Database, name: str, texts: list[str]) -> int:
+def extracted_item(catalog: Catalog, db: CatalogDatabase, name: str, texts: list[str]) -> int:
     discover(catalog, name)
     [item] = [i for i in claim_all(catalog, "w") if i.source.endswith(name)]
     with db.transaction() as txn:
-        SqliteIndex.replace_chunks(txn, item.id, COLLECTION, [
+        make_index(db).replace_chunks(txn, item.id, COLLECTION, [
             StoredChunk(n, t, "hash-" + t, None, None) for n, t in enumerate(texts)])
         Catalog.settle(txn, item.id, "w", Status.EXTRACTED, chunk_count=len(texts))
     return item.id
 
 
-def store_vector(db: Database, model: str, text: str) -> None:
+def store_vector(db: CatalogDatabase, model: str, text: str) -> None:
     with db.transaction() as txn:
-        SqliteIndex.store_vectors(txn, model, ["hash-" + text], np.ones((1, 4), np.float32))
+        make_index(db).store_vectors(txn, model, ["hash-" + text],
+                                    np.ones((1, 4), np.float32))
 
 
-def test_promote_waits_for_every_chunk_vector(catalog: Catalog, db: Database) -> None:
+def test_promote_waits_for_every_chunk_vector(catalog: Catalog, db: CatalogDatabase) -> None:
     """An extracted item becomes indexed only once each of its chunks has a vector."""
     item_id = extracted_item(catalog, db, "a.txt", ["one", "two"])
     store_vector(db, "m", "one")
@@ -543,7 +566,7 @@ def test_promote_waits_for_every_chunk_vector(catalog: Catalog, db: Database) ->
                            (item_id,)).fetchone() == ("indexed", "m")
 
 
-def test_promote_can_be_limited_to_items(catalog: Catalog, db: Database) -> None:
+def test_promote_can_be_limited_to_items(catalog: Catalog, db: CatalogDatabase) -> None:
     """promote(item_ids=...) only looks at the named items."""
     first = extracted_item(catalog, db, "a.txt", ["one"])
     second = extracted_item(catalog, db, "b.txt", ["two"])
@@ -555,7 +578,7 @@ def test_promote_can_be_limited_to_items(catalog: Catalog, db: Database) -> None
     assert statuses == {first: "extracted", second: "indexed"}
 
 
-def test_promote_ignores_items_not_extracted(catalog: Catalog, db: Database) -> None:
+def test_promote_ignores_items_not_extracted(catalog: Catalog, db: CatalogDatabase) -> None:
     """Pending, processing or failed items are never promoted."""
     discover(catalog, "a.txt", "b.txt")
     claim_all(catalog, "w")
@@ -564,7 +587,7 @@ def test_promote_ignores_items_not_extracted(catalog: Catalog, db: Database) -> 
         assert Catalog.promote(txn, "m") == 0
 
 
-def _settle_as(db: Database, source: str, status: str, extractor: str | None,
+def _settle_as(db: CatalogDatabase, source: str, status: str, extractor: str | None,
                version: int | None, error_type: str | None = None) -> None:
     with db.transaction() as txn:
         txn.execute("UPDATE items SET status = ?, extractor = ?, extractor_version = ?, "
@@ -573,7 +596,7 @@ def _settle_as(db: Database, source: str, status: str, extractor: str | None,
 
 
 def test_items_of_an_older_extractor_version_are_requeued(
-        catalog: Catalog, db: Database) -> None:
+        catalog: Catalog, db: CatalogDatabase) -> None:
     """Bumping one extractor's version redoes exactly the items it produced, whatever
     their outcome, and only under the roots of the run."""
     discover(catalog, "a.pdf", "b.pdf", "c.txt", "d.pdf", "e.pdf")
@@ -593,7 +616,7 @@ def test_items_of_an_older_extractor_version_are_requeued(
 
 
 def test_files_of_a_type_that_became_readable_are_requeued(
-        catalog: Catalog, db: Database) -> None:
+        catalog: Catalog, db: CatalogDatabase) -> None:
     """A file skipped as an unsupported type is picked up once an extractor reads it."""
     discover(catalog, "data.json", "image.xyz")
     _settle_as(db, "data.json", "skipped", None, None, "unsupported")

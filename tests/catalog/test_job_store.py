@@ -5,6 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from backends import open_catalog
 from gristmill.catalog import Database
 from gristmill.catalog.database import MIGRATIONS
 from gristmill.catalog.jobs import JobSpec, JobStore
@@ -13,7 +16,7 @@ SPEC = JobSpec("default", ("/data",), ("*.pdf",), (), 10)
 
 
 def test_a_job_keeps_its_spec_and_each_run_gets_a_new_id(tmp_path: Path) -> None:
-    jobs = JobStore(Database(tmp_path / "g.db"))
+    jobs = JobStore(open_catalog(tmp_path / "g.db"))
     job_id = jobs.create(SPEC, "host:1:1.00")
     first, second = jobs.start_run(job_id, "me"), jobs.start_run(job_id, "me")
     assert second > first
@@ -23,7 +26,7 @@ def test_a_job_keeps_its_spec_and_each_run_gets_a_new_id(tmp_path: Path) -> None
 
 def test_counters_are_frozen_when_a_job_ends(tmp_path: Path) -> None:
     """Items a later job re-marks do not leave the earlier, finished job's figures."""
-    db = Database(tmp_path / "g.db")
+    db = open_catalog(tmp_path / "g.db")
     jobs = JobStore(db)
     job_id = jobs.create(SPEC, "me")
     run = jobs.start_run(job_id, "me")
@@ -39,7 +42,7 @@ def test_counters_are_frozen_when_a_job_ends(tmp_path: Path) -> None:
 
 
 def test_a_running_job_whose_driver_died_is_interrupted(tmp_path: Path) -> None:
-    jobs = JobStore(Database(tmp_path / "g.db"))
+    jobs = JobStore(open_catalog(tmp_path / "g.db"))
     import socket
 
     job_id = jobs.create(SPEC, f"{socket.gethostname()}:999999:1.00")  # no such process
@@ -47,6 +50,7 @@ def test_a_running_job_whose_driver_died_is_interrupted(tmp_path: Path) -> None:
     assert [j.id for j in jobs.list("interrupted")] == [job_id]
 
 
+@pytest.mark.sqlite_only("upgrades a catalog written before SQLite migration 004")
 def test_run_ids_continue_after_the_jobs_of_an_older_schema(tmp_path: Path) -> None:
     """Items of a pre-runs catalog carry job ids as their run marks; the migration makes
     each old job its own run, so no new run id can collide with them."""

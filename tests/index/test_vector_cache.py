@@ -1,30 +1,75 @@
-"""The in-memory vectors a server searches: the same answers as the SQLite scan, kept
-fresh as chunks and vectors change, and out of the way when too big."""
+"""The in-memory vectors a server searches: the same answers as the index's own scan,
+kept fresh as chunks and vectors change, and out of the way when too big."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
-from test_index import MODEL, add_item, index_vectors, put_chunks, unit_vectors
 
-from gristmill.catalog import Database
-from gristmill.index import SqliteIndex, VectorCache
+from backends import open_catalog
+from gristmill.catalog import CatalogDatabase
+from gristmill.index import StoredChunk, VectorCache, make_index
 
 DIM = 8
+MODEL = "test-model"
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "gristmill.db")
+def db(tmp_path: Path) -> Iterator[CatalogDatabase]:
+    database = open_catalog(tmp_path / "gristmill.db")
     yield database
     database.close()
 
 
-def _started(db: Database, max_mb: int = 64) -> VectorCache:
-    cache = VectorCache(db.path, MODEL, DIM, max_mb)
+def add_item(db: CatalogDatabase, source: str, collection: str = "docs") -> int:
+    now = time.time()
+    with db.transaction() as txn:
+        return int(txn.execute(
+            "INSERT INTO items (collection, source, root, status, created_at, updated_at) "
+            "VALUES (?, ?, '/r', 'extracted', ?, ?) RETURNING id",
+            (collection, source, now, now)).fetchone()[0])
+
+
+def put_chunks(db: CatalogDatabase, item_id: int, texts: list[str],
+               collection: str = "docs") -> None:
+    with db.transaction() as txn:
+        make_index(db).replace_chunks(txn, item_id, collection, [
+            StoredChunk(seq, text, f"hash-{text}", seq + 1, None)
+            for seq, text in enumerate(texts)])
+
+
+def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def index_vectors(db: CatalogDatabase, vectors: np.ndarray, collection: str = "docs"
+                  ) -> list[int]:
+    item = add_item(db, f"/r/{collection}-{len(vectors)}.txt", collection)
+    texts = [f"{collection} vector {i}" for i in range(len(vectors))]
+    put_chunks(db, item, texts, collection)
+    with db.transaction() as txn:
+        make_index(db).store_vectors(txn, MODEL, [f"hash-{t}" for t in texts], vectors)
+    return [i for (i,) in db.conn.execute(
+        "SELECT id FROM chunks WHERE item_id = ? ORDER BY seq", (item,))]
+
+
+def _source(db: CatalogDatabase) -> Path | Callable[[], CatalogDatabase]:
+    """What a server hands its cache: the SQLite file, or a read-only opener."""
+    if db.backend == "sqlite":
+        return Path(db.display_name)
+    from gristmill.catalog.postgres import PostgresDatabase
+
+    url = db.url  # type: ignore[attr-defined]
+    return lambda: PostgresDatabase(url, readonly=True)
+
+
+def _started(db: CatalogDatabase, max_mb: int = 64) -> VectorCache:
+    cache = VectorCache(_source(db), MODEL, DIM, max_mb)
     cache.start()
     return cache
 
@@ -36,7 +81,7 @@ def _until(predicate: object, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def test_cache_answers_exactly_as_the_scan(db: Database) -> None:
+def test_cache_answers_exactly_as_the_scan(db: CatalogDatabase) -> None:
     """Top k with and without a collection filter: same ids, same order, same scores as
     the exact SQLite scan; an unknown collection finds nothing."""
     index_vectors(db, unit_vectors(300, DIM, seed=1), "docs")
@@ -44,7 +89,7 @@ def test_cache_answers_exactly_as_the_scan(db: Database) -> None:
     cache = _started(db)
     try:
         _until(lambda: cache.ready)
-        scan = SqliteIndex(db)
+        scan = make_index(db)
         for seed in range(5):
             query = unit_vectors(1, DIM, seed=100 + seed)[0]
             for collection in (None, "docs", "mail"):
@@ -58,7 +103,7 @@ def test_cache_answers_exactly_as_the_scan(db: Database) -> None:
         cache.close()
 
 
-def test_cache_follows_new_and_replaced_chunks(db: Database) -> None:
+def test_cache_follows_new_and_replaced_chunks(db: CatalogDatabase) -> None:
     """Vectors stored after the first build are found after a refresh; chunks replaced
     by an item's new version (without vectors yet) drop out."""
     first = index_vectors(db, unit_vectors(50, DIM, seed=3), "docs")
@@ -79,10 +124,10 @@ def test_cache_follows_new_and_replaced_chunks(db: Database) -> None:
         cache.close()
 
 
-def test_an_index_over_the_memory_budget_is_left_to_the_scan(db: Database) -> None:
+def test_an_index_over_the_memory_budget_is_left_to_the_scan(db: CatalogDatabase) -> None:
     """Over max_mb the cache builds nothing and says so by answering None."""
     index_vectors(db, unit_vectors(40_000, DIM, seed=5), "docs")  # ~0.8 MB of vectors
-    cache = VectorCache(db.path, MODEL, DIM, max_mb=0)
+    cache = VectorCache(_source(db), MODEL, DIM, max_mb=0)
     cache.start()
     try:
         _until(lambda: cache.status != "building")

@@ -28,13 +28,14 @@ from gristmill.api.events import JobFeeds
 from gristmill.api.launcher import JobLauncher
 from gristmill.api.metrics import catalog_registry
 from gristmill.api.problems import ApiError, install_handlers
+from gristmill.api.search_pool import SearchPool
 from gristmill.api.security import Caller, Tokens, require_admin, resolve_source
 from gristmill.api.throttle import SearchThrottle
 from gristmill.catalog.jobs import JobSpec, Problem
 from gristmill.catalog.sqlite import lease_owner_token
 from gristmill.config import Settings
 from gristmill.errors import ConfigError
-from gristmill.knowledge_base import KnowledgeBase, Searcher
+from gristmill.knowledge_base import KnowledgeBase
 
 __all__ = ["JobRequest", "create_app"]
 
@@ -62,6 +63,17 @@ def _file_size(path: Path) -> int:
         return 0
 
 
+def _catalog_place(kb: KnowledgeBase) -> dict[str, Any]:
+    """Where the catalog is and how big: the SQLite file, or the PostgreSQL database (its
+    URL without the password)."""
+    if kb.db.backend == "postgresql":
+        row = kb.db.conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        return {"backend": "postgresql", "url": kb.db.display_name,
+                "bytes": int(row[0]) if row else 0}
+    path = kb.settings.database_path
+    return {"backend": "sqlite", "path": str(path), "bytes": _file_size(path)}
+
+
 class _Guarded:
     """A knowledge base used by one thread at a time (its SQLite connection is shared
     by the server's worker threads)."""
@@ -75,38 +87,10 @@ class _Guarded:
             return fn(self.kb)
 
 
-class _Searchers:
-    """A read-only connection per server thread, one shared embedder: searches run in
-    parallel (SQLite WAL readers do not block each other or the job's writer)."""
-
-    def __init__(self, kb: KnowledgeBase) -> None:
-        self._kb = kb
-        self.vectors = kb.vector_cache()
-        self._local = threading.local()
-        self._all: list[Searcher] = []
-        self._lock = threading.Lock()
-
-    def get(self) -> Searcher:
-        searcher: Searcher | None = getattr(self._local, "searcher", None)
-        if searcher is None:
-            searcher = self._local.searcher = self._kb.searcher(self.vectors)
-            with self._lock:
-                self._all.append(searcher)
-        return searcher
-
-    def close(self) -> None:
-        if self.vectors is not None:
-            self.vectors.close()
-        with self._lock:
-            for searcher in self._all:
-                searcher.close()
-            self._all.clear()
-
-
 def create_app(settings: Settings) -> FastAPI:
     """The FastAPI application serving the knowledge base at ``settings.home``."""
     control = _Guarded(settings)  # job rows: one connection, one thread at a time
-    searchers = _Searchers(control.kb)
+    searchers = SearchPool(control.kb, settings.search_threads, settings.search_nice)
     launcher = JobLauncher(settings)
     owner = lease_owner_token()  # answers for a queued job until its process takes over
     tokens = Tokens(settings)
@@ -114,8 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if searchers.vectors is not None:
-            searchers.vectors.start()
+        searchers.start()
         yield
         launcher.reap()
         searchers.close()
@@ -226,7 +209,7 @@ def create_app(settings: Settings) -> FastAPI:
         return EventSourceResponse(feeds.events(job_id, last_event_id))
 
     @api.get("/search")
-    def search(
+    async def search(
         request: Request,
         q: str,
         k: Annotated[int, Query(ge=1, le=1000)] = 10,
@@ -242,7 +225,7 @@ def create_app(settings: Settings) -> FastAPI:
         who: Caller = request.state.caller
         throttle.check(who.name if tokens.enabled else client)
         try:
-            hits = searchers.get().search(q, collection=collection, k=k, mode=mode)
+            hits = await searchers.search(q, collection=collection, k=k, mode=mode)
         except ConfigError as exc:  # e.g. vector search without an embedder
             raise ApiError(400, str(exc)) from None
         return [hit.to_dict() for hit in hits]
@@ -258,13 +241,14 @@ def create_app(settings: Settings) -> FastAPI:
                 "SELECT model, count(*) FROM embeddings GROUP BY model").fetchall()
             return {
                 "status": "ok",
-                "catalog": {"path": str(settings.database_path),
+                "catalog": {**_catalog_place(kb),
                             "schema_version": kb.db.schema_version,
-                            "bytes": _file_size(settings.database_path),
                             "items": kb.catalog.counts(),
                             "collections": kb.catalog.collections()},
                 "index": {"chunks": kb.index.chunk_count(),
-                          "vectors": dict(vectors)},
+                          "vectors": dict(vectors),
+                          "vector_engine": kb.index.vector_engine,
+                          "vector_engine_note": kb.index.vector_engine_note},
                 "embedder": {"name": settings.embedder,
                              "model": kb.embedder.model_id if kb.embedder else None},
                 "cache": {"embedding_vectors": sum(n for _, n in vectors),

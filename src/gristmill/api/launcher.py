@@ -8,6 +8,7 @@ terminal sends its process group) leaves it running. Its output goes to
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -38,9 +39,16 @@ class JobLauncher:
         # which its environment (inherited by the child) does not carry.
         command = [sys.executable, "-m", "gristmill", "jobs", "run", str(job_id),
                    "--home", str(home), "--embedder", self.settings.embedder]
+        env = dict(os.environ)
+        if self.settings.database_url is not None:
+            # In the environment, not as --database: a command line (and the password
+            # in the URL) is visible to every user of the machine.
+            env["GRISTMILL_DATABASE_URL"] = self.settings.database_url.get_secret_value()
+        env["GRISTMILL_POOL_SIZE"] = str(self.settings.pool_size)
         with open(log_path, "ab") as log:
             child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=env)
         with self._lock:
             self._children = [c for c in self._children if c.poll() is None]
             self._children.append(child)

@@ -15,6 +15,7 @@ from typing import TypeVar
 from gristmill.errors import StoreBusy
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # Read at call time (tests shorten them).
 _BUSY_RETRIES = 8
@@ -45,12 +46,18 @@ def _write_or_bisect(write: Callable[[Sequence[T]], None], ops: Sequence[T],
 
 
 def _write_with_backoff(write: Callable[[Sequence[T]], None], ops: Sequence[T]) -> None:
+    retry_busy(lambda: write(ops))
+
+
+def retry_busy(call: Callable[[], R]) -> R:
+    """``call()``, called again after a jittered backoff each time it raises
+    :class:`StoreBusy`, ``_BUSY_RETRIES`` times at most; the last StoreBusy propagates."""
     for attempt in range(_BUSY_RETRIES):
         try:
-            write(ops)
-            return
+            return call()
         except StoreBusy:
             if attempt == _BUSY_RETRIES - 1:
                 raise
             delay = _BUSY_BASE_DELAY * 2**attempt
             time.sleep(delay * (0.5 + random.random()))
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises

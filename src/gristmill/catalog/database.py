@@ -178,8 +178,12 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
 class Database:
     """A SQLite connection with gristmill's settings and explicit transactions."""
 
+    backend = "sqlite"
+
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
+        self.readonly = readonly
+        self.display_name = str(path)
         if not readonly:
             path.parent.mkdir(parents=True, exist_ok=True)
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import json
 import socket
-import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gristmill.catalog.database import Database
+from gristmill.catalog.backend import CatalogDatabase, Transaction
 from gristmill.catalog.sqlite import owner_is_dead
 from gristmill.errors import ConfigError
 
@@ -111,13 +110,14 @@ class Problem:
 class JobStore:
     """The ``jobs`` and ``runs`` tables."""
 
-    def __init__(self, db: Database, stale_after: float = 120.0) -> None:
+    def __init__(self, db: CatalogDatabase, stale_after: float = 120.0) -> None:
         """Args:
         stale_after: seconds without a heartbeat after which a running job on another
             host counts as interrupted (on this host a dead driver is seen at once).
         """
         self.db = db
         self.stale_after = stale_after
+        self._lock_row = " FOR UPDATE" if db.backend == "postgresql" else ""
 
     def create(self, spec: JobSpec, owner: str, *, state: str = "running") -> int:
         """Record a new job; returns its id.
@@ -130,12 +130,12 @@ class JobStore:
             raise ValueError(f"a new job is running or queued, not {state!r}")
         now = time.time()
         with self.db.transaction() as txn:
-            cursor = txn.execute(
+            row = txn.execute(
                 "INSERT INTO jobs (collection, sources, spec, state, owner, started_at, "
-                "heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (spec.collection, json.dumps(list(spec.sources)), json.dumps(asdict(spec)),
-                 state, owner, now, now))
-        return int(cursor.lastrowid or 0)
+                 state, owner, now, now)).fetchone()
+        return int(row[0])
 
     def hand_over(self, job_id: int, owner: str) -> None:
         """Make ``owner`` (the process started to run it) answer for a queued job.
@@ -163,9 +163,9 @@ class JobStore:
         with self.db.transaction() as txn:
             txn.execute("UPDATE jobs SET owner = ?, heartbeat_at = ? WHERE id = ?",
                         (owner, now, job_id))
-            cursor = txn.execute("INSERT INTO runs (job_id, started_at) VALUES (?, ?)",
-                                 (job_id, now))
-        return int(cursor.lastrowid or 0)
+            row = txn.execute("INSERT INTO runs (job_id, started_at) VALUES (?, ?) "
+                              "RETURNING id", (job_id, now)).fetchone()
+        return int(row[0])
 
     def heartbeat(self, job_id: int) -> None:
         """Note that the job's driver is alive."""
@@ -198,7 +198,8 @@ class JobStore:
                                            "chunks": job.chunks, "bytes": job.bytes,
                                            "runs": job.runs}}
         with self.db.transaction() as txn:
-            current = txn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            current = txn.execute(f"SELECT state FROM jobs WHERE id = ?{self._lock_row}",
+                                  (job_id,)).fetchone()
             if current and current[0] == "cancelling":
                 state = "cancelled"
             txn.execute(
@@ -267,10 +268,12 @@ class JobStore:
                         "heartbeat_at = ? WHERE id = ?", (owner, time.time(), job_id))
         return self.get(job_id)
 
-    def _stored_state(self, txn: sqlite3.Connection, job_id: int) -> str:
-        """The state as :meth:`get` shows it, read inside ``txn``."""
-        row = txn.execute("SELECT state, owner, heartbeat_at FROM jobs WHERE id = ?",
-                          (job_id,)).fetchone()
+    def _stored_state(self, txn: Transaction, job_id: int) -> str:
+        """The state as :meth:`get` shows it, read inside ``txn`` (and, on PostgreSQL,
+        locked until it ends: SQLite's ``BEGIN IMMEDIATE`` already keeps other writers out,
+        PostgreSQL's default isolation would let two claimers read the same state)."""
+        row = txn.execute(f"SELECT state, owner, heartbeat_at FROM jobs WHERE id = ?"
+                          f"{self._lock_row}", (job_id,)).fetchone()
         if row is None:
             raise ConfigError(f"no job {job_id}: `gristmill jobs list` shows the jobs")
         state, owner, heartbeat = row
@@ -362,9 +365,10 @@ class JobStore:
                 f"SELECT status, count(*), sum(coalesce(pages, 0)), "
                 f"sum(coalesce(chunk_count, 0)), sum(coalesce(size, 0)) FROM items "
                 f"WHERE {scope} GROUP BY status", (job.id,)):
-            job.items[status] = n
-            job.pages += pages
-            job.chunks += chunks
-            job.bytes += size
+            # int(): PostgreSQL sums a BIGINT column as numeric (a Decimal).
+            job.items[status] = int(n)
+            job.pages += int(pages)
+            job.chunks += int(chunks)
+            job.bytes += int(size)
         job.runs = self.db.conn.execute("SELECT count(*) FROM runs WHERE job_id = ?",
                                         (job.id,)).fetchone()[0]

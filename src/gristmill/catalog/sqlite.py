@@ -1,17 +1,23 @@
-"""The SQLite catalog: discovery upserts, leases, settlements, counts and jobs."""
+"""The catalog: discovery upserts, leases, settlements and counts, on SQLite or PostgreSQL.
+
+The SQL is shared; where the dialects differ the method branches on ``db.backend``. On
+PostgreSQL several ingest processes may work on one catalog at once: claims skip rows
+another transaction has locked (``FOR UPDATE SKIP LOCKED``), so no item is leased twice,
+and a write that loses a deadlock to another process is retried.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import socket
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import psutil
 
-from gristmill.catalog.database import Database
+from gristmill.catalog.backend import CatalogDatabase, Transaction
 from gristmill.catalog.item import Item, Status
 
 __all__ = ["Catalog", "DiscoveryCounts", "FileFacts", "lease_owner_token", "owner_is_dead"]
@@ -79,13 +85,28 @@ def owner_is_dead(owner: str, host: str) -> bool:
 
 
 Hasher = Callable[[str], str]
+T = TypeVar("T")
 
 
 class Catalog:
-    """Items and jobs in the SQLite file; every write is one explicit transaction."""
+    """Items in the catalog database; every write is one explicit transaction."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: CatalogDatabase) -> None:
         self.db = db
+
+    def transact(self, work: Callable[[Transaction], T]) -> T:
+        """Run ``work`` in a transaction; on PostgreSQL, again when it lost a deadlock or
+        a serialization conflict to another process (its writes were rolled back)."""
+        if self.db.backend != "postgresql":
+            with self.db.transaction() as txn:
+                return work(txn)
+        from gristmill.batching.policy import retry_busy
+
+        def attempt() -> T:
+            with self.db.transaction() as txn:
+                return work(txn)
+
+        return retry_busy(attempt)
 
     # -- discovery ---------------------------------------------------------------
 
@@ -124,16 +145,18 @@ class Catalog:
                 if old is None:
                     writes.append((_INSERT, (collection, facts.source, root, None, None, None,
                                              Status.SKIPPED.value, facts.skip_reason,
-                                             "not a regular file", run_id, now, now)))
+                                             "not a regular file", run_id, now, now, run_id,
+                                             run_id)))
                 else:
                     writes.append((_SET_PROBLEM, (Status.SKIPPED.value, facts.skip_reason,
-                                                  "not a regular file", run_id, now, old[0])))
+                                                  "not a regular file", run_id, run_id, now,
+                                                  old[0])))
                     writes.append((_DROP_CHUNKS, (old[0],)))  # no stale text in search
                     writes.append((_DROP_CHILDREN, (old[0],)))
                 continue
             if old is not None and old[1] == facts.size and old[2] == facts.mtime_ns:
                 counts.unchanged += 1
-                writes.append((_SEEN, (run_id, old[0])))
+                writes.append((_SEEN, (run_id, run_id, old[0])))
                 continue
             try:
                 digest = hasher(facts.source)
@@ -145,10 +168,11 @@ class Catalog:
                 if old is None:
                     writes.append((_INSERT, (collection, facts.source, root, None, None,
                                              None, Status.FAILED.value,
-                                             reason, "unreadable", run_id, now, now)))
+                                             reason, "unreadable", run_id, now, now, run_id,
+                                             run_id)))
                 else:
                     writes.append((_SET_PROBLEM, (Status.FAILED.value, reason, "unreadable",
-                                                  run_id, now, old[0])))
+                                                  run_id, run_id, now, old[0])))
                     writes.append((_DROP_CHUNKS, (old[0],)))
                     writes.append((_DROP_CHILDREN, (old[0],)))
                 continue
@@ -156,17 +180,24 @@ class Catalog:
                 counts.new += 1
                 writes.append((_INSERT, (collection, facts.source, root, facts.size,
                                          facts.mtime_ns, digest, Status.PENDING.value, None,
-                                         None, run_id, now, now)))
+                                         None, run_id, now, now, run_id, run_id)))
             elif old[3] == digest:
                 counts.unchanged += 1  # touched, same bytes: keep the work already done
-                writes.append((_TOUCH, (facts.size, facts.mtime_ns, run_id, now, old[0])))
+                writes.append((_TOUCH, (facts.size, facts.mtime_ns, run_id, run_id, now,
+                                        old[0])))
             else:
                 counts.changed += 1
-                writes.append((_CHANGED, (facts.size, facts.mtime_ns, digest, run_id, now,
-                                          old[0])))
-        with self.db.transaction() as txn:
+                writes.append((_CHANGED, (facts.size, facts.mtime_ns, digest, now, old[0],
+                                          digest)))
+                # Also when another process recorded these bytes first: then only this.
+                writes.append((_TOUCH, (facts.size, facts.mtime_ns, run_id, run_id, now,
+                                        old[0])))
+
+        def write(txn: Transaction) -> None:
             for sql, params in writes:
                 txn.execute(sql, params)
+
+        self.transact(write)
         return counts
 
     def requeue_outdated(
@@ -194,11 +225,10 @@ class Catalog:
             (collection, *roots)) if reads(source)]
         for start in range(0, len(ids), 500):
             part = ids[start:start + 500]
-            with self.db.transaction() as txn:
-                txn.execute(
-                    f"UPDATE items SET status = 'pending', attempts = 0, crashes = 0, "
-                    f"not_before = NULL, error = NULL, error_type = NULL, updated_at = ? "
-                    f"WHERE id IN ({','.join('?' * len(part))})", (time.time(), *part))
+            self.transact(lambda txn, part=part: txn.execute(
+                f"UPDATE items SET status = 'pending', attempts = 0, crashes = 0, "
+                f"not_before = NULL, error = NULL, error_type = NULL, updated_at = ? "
+                f"WHERE id IN ({','.join('?' * len(part))})", (time.time(), *part)))
         return len(ids)
 
     def remove_unseen(
@@ -210,21 +240,30 @@ class Catalog:
         current include/exclude patterns leave out of the pass (they were not looked for).
         Child items are never seen by discovery: they go with their container.
         """
+        # Older runs only: a run that started later (another process walking the same
+        # folder) marks what it sees with its higher id, and those files are there.
         gone = [
             item_id
             for item_id, source in self.db.conn.execute(
                 "SELECT id, source FROM items WHERE collection = ? AND root = ? "
-                "AND parent_id IS NULL AND (seen_run IS NULL OR seen_run != ?)",
+                "AND parent_id IS NULL AND (seen_run IS NULL OR seen_run < ?)",
                 (collection, root, run_id))
             if in_scope(source)
         ]
+
+        def delete(txn: Transaction, part: list[int]) -> int:
+            # Checked again as it is deleted: another run may have seen it meanwhile.
+            unseen = (f"id IN ({','.join('?' * len(part))}) "
+                      f"AND (seen_run IS NULL OR seen_run < ?)")
+            txn.execute(f"DELETE FROM chunks WHERE item_id IN (SELECT id FROM items "
+                        f"WHERE {unseen})", (*part, run_id))
+            return txn.execute(f"DELETE FROM items WHERE {unseen}", (*part, run_id)).rowcount
+
+        removed = 0
         for start in range(0, len(gone), 500):
             part = gone[start:start + 500]
-            marks = ",".join("?" * len(part))
-            with self.db.transaction() as txn:
-                txn.execute(f"DELETE FROM chunks WHERE item_id IN ({marks})", part)
-                txn.execute(f"DELETE FROM items WHERE id IN ({marks})", part)
-        return len(gone)
+            removed += self.transact(lambda txn, part=part: delete(txn, part))
+        return removed
 
     # -- leases ------------------------------------------------------------------
 
@@ -239,20 +278,22 @@ class Catalog:
         now = time.time()
         marks = ",".join("?" * len(roots))
         seen, seen_params = _seen_by(run_id)
-        with self.db.transaction() as txn:
-            rows = txn.execute(
-                f"""UPDATE items SET status = 'processing', lease_owner = ?,
-                        lease_expires = ?, updated_at = ?
-                    WHERE id IN (
-                        SELECT id FROM items
-                        WHERE status = 'pending' AND collection = ? AND root IN ({marks})
-                          AND (not_before IS NULL OR not_before <= ?){seen}
-                        ORDER BY id LIMIT ?)
-                    RETURNING id, collection, source, size, sha256, attempts, crashes,
-                              parent_id""",
-                (owner, now + lease_seconds, now, collection, *roots, now, *seen_params,
-                 limit),
-            ).fetchall()
+        # SQLite has one writer at a time; on PostgreSQL, rows another process is
+        # claiming right now are locked, and skipped instead of waited for or shared.
+        skip_locked = " FOR UPDATE SKIP LOCKED" if self.db.backend == "postgresql" else ""
+        rows = self.transact(lambda txn: txn.execute(
+            f"""UPDATE items SET status = 'processing', lease_owner = ?,
+                    lease_expires = ?, updated_at = ?
+                WHERE id IN (
+                    SELECT id FROM items
+                    WHERE status = 'pending' AND collection = ? AND root IN ({marks})
+                      AND (not_before IS NULL OR not_before <= ?){seen}
+                    ORDER BY id LIMIT ?{skip_locked})
+                RETURNING id, collection, source, size, sha256, attempts, crashes,
+                          parent_id""",
+            (owner, now + lease_seconds, now, collection, *roots, now, *seen_params,
+             limit),
+        ).fetchall())
         return [self._located(Item(*row)) for row in sorted(rows)]
 
     def _located(self, item: Item) -> Item:
@@ -270,7 +311,7 @@ class Catalog:
                                    members=tuple(member for _, member in chain[1:]))
 
     @staticmethod
-    def replace_children(txn: sqlite3.Connection, parent: Item,
+    def replace_children(txn: Transaction, parent: Item,
                          children: Sequence[tuple[str, int | None, str | None]],
                          run_id: int | None) -> None:
         """Drop the children ``parent`` had (their own children and chunks with them)
@@ -280,11 +321,15 @@ class Catalog:
         if not children:
             return
         now = time.time()
+        # The casts type parameters that PostgreSQL cannot infer in a SELECT list.
         txn.executemany(
             """INSERT INTO items (collection, source, root, size, status, error, error_type,
                                   parent_id, member, seen_run, created_at, updated_at)
-               SELECT collection, ?, root, ?, ?, ?, ?, id, ?, ?, ?, ? FROM items
-               WHERE id = ?
+               SELECT collection, CAST(? AS TEXT), root, CAST(? AS BIGINT), CAST(? AS TEXT),
+                      CAST(? AS TEXT), CAST(? AS TEXT), id, CAST(? AS TEXT),
+                      CAST(? AS BIGINT), CAST(? AS DOUBLE PRECISION),
+                      CAST(? AS DOUBLE PRECISION)
+               FROM items WHERE id = ?
                ON CONFLICT (collection, source) DO NOTHING""",
             [(f"{parent.source}!/{name}", size,
               Status.FAILED.value if problem else Status.PENDING.value, problem,
@@ -293,10 +338,9 @@ class Catalog:
 
     def renew_leases(self, owner: str, lease_seconds: float) -> None:
         """Push back the expiry of every lease ``owner`` holds (its heartbeat)."""
-        with self.db.transaction() as txn:
-            txn.execute(
-                "UPDATE items SET lease_expires = ? WHERE lease_owner = ? "
-                "AND status = 'processing'", (time.time() + lease_seconds, owner))
+        self.transact(lambda txn: txn.execute(
+            "UPDATE items SET lease_expires = ? WHERE lease_owner = ? "
+            "AND status = 'processing'", (time.time() + lease_seconds, owner)))
 
     def reap_expired(self) -> int:
         """Return to ``pending`` every processing item whose lease expired or whose owner
@@ -304,19 +348,20 @@ class Catalog:
         host = socket.gethostname()
         now = time.time()
         stale = [
-            item_id
+            (item_id, owner or "", -1.0 if expires is None else expires)
             for item_id, owner, expires in self.db.conn.execute(
                 "SELECT id, lease_owner, lease_expires FROM items WHERE status = 'processing'")
             if expires is None or expires < now or owner is None or owner_is_dead(owner, host)
         ]
+        # Only if the lease is still the one judged stale: meanwhile its item may have
+        # been settled and claimed again, or its live owner may have renewed it.
         for start in range(0, len(stale), 500):
             part = stale[start:start + 500]
-            marks = ",".join("?" * len(part))
-            with self.db.transaction() as txn:
-                txn.execute(
-                    f"UPDATE items SET status = 'pending', lease_owner = NULL, "
-                    f"lease_expires = NULL WHERE status = 'processing' AND id IN ({marks})",
-                    part)
+            self.transact(lambda txn, part=part: txn.executemany(
+                "UPDATE items SET status = 'pending', lease_owner = NULL, "
+                "lease_expires = NULL WHERE id = ? AND status = 'processing' "
+                "AND coalesce(lease_owner, '') = ? AND coalesce(lease_expires, -1.0) = ?",
+                part))
         return len(stale)
 
     def has_pending(
@@ -336,7 +381,7 @@ class Catalog:
 
     @staticmethod
     def settle(
-        txn: sqlite3.Connection, item_id: int, owner: str, status: Status, **fields: object
+        txn: Transaction, item_id: int, owner: str, status: Status, **fields: object
     ) -> bool:
         """Set an item's status and fields if ``owner`` still holds its lease.
 
@@ -345,6 +390,10 @@ class Catalog:
         """
         columns = {"status": status.value, "updated_at": time.time(),
                    "lease_owner": None, "lease_expires": None, **fields}
+        for name, value in columns.items():
+            if isinstance(value, str) and "\x00" in value:
+                # A reason quoting a hostile file's bytes: PostgreSQL text cannot hold NUL.
+                columns[name] = value.replace("\x00", "")
         assignments = ", ".join(f"{name} = ?" for name in columns)
         cursor = txn.execute(
             f"UPDATE items SET {assignments} WHERE id = ? AND lease_owner = ? "
@@ -352,7 +401,7 @@ class Catalog:
         return cursor.rowcount == 1
 
     @staticmethod
-    def promote(txn: sqlite3.Connection, model: str, item_ids: Iterable[int] | None = None) -> int:
+    def promote(txn: Transaction, model: str, item_ids: Iterable[int] | None = None) -> int:
         """Mark ``extracted`` items whose every chunk has a ``model`` vector ``indexed``."""
         sql = """UPDATE items SET status = 'indexed', embed_model = :model, updated_at = :now
                  WHERE status = 'extracted' {only}
@@ -373,18 +422,18 @@ class Catalog:
 
     def demote_for_model(self, model: str) -> int:
         """Send items indexed without ``model`` vectors back to ``extracted``."""
-        with self.db.transaction() as txn:
-            return txn.execute(
-                "UPDATE items SET status = 'extracted' WHERE status = 'indexed' "
-                "AND coalesce(chunk_count, 0) > 0 AND coalesce(embed_model, '') != ?",
-                (model,)).rowcount
+        return self.transact(lambda txn: txn.execute(
+            "UPDATE items SET status = 'extracted' WHERE status = 'indexed' "
+            "AND coalesce(chunk_count, 0) > 0 AND coalesce(embed_model, '') != ?",
+            (model,)).rowcount)
 
     def twin(self, sha256: str, model: str) -> int | None:
         """An item with these exact bytes whose chunks are already stored, if any."""
+        # A CASE, not a boolean: NULLs sort first in PostgreSQL's descending order.
         row = self.db.conn.execute(
             "SELECT id FROM items WHERE sha256 = ? AND status IN ('extracted', 'indexed') "
-            "AND chunk_count > 0 ORDER BY status = 'indexed' AND embed_model = ? DESC "
-            "LIMIT 1", (sha256, model)).fetchone()
+            "AND chunk_count > 0 ORDER BY CASE WHEN status = 'indexed' AND embed_model = ? "
+            "THEN 0 ELSE 1 END LIMIT 1", (sha256, model)).fetchone()
         return None if row is None else int(row[0])
 
     # -- reading -----------------------------------------------------------------
@@ -430,8 +479,7 @@ class Catalog:
         if collection is not None:
             sql += " AND collection = ?"
             params = (collection,)
-        with self.db.transaction() as txn:
-            return txn.execute(sql, params).rowcount
+        return self.transact(lambda txn: txn.execute(sql, params).rowcount)
 
     def reset_skipped(self, collection: str | None = None) -> int:
         """Re-queue skipped files (not what discovery skipped as not a regular file):
@@ -443,33 +491,44 @@ class Catalog:
         if collection is not None:
             sql += " AND collection = ?"
             params = (collection,)
-        with self.db.transaction() as txn:
-            return txn.execute(sql, params).rowcount
+        return self.transact(lambda txn: txn.execute(sql, params).rowcount)
 
 
+# Two processes may walk the same folder at once. A run marks an item seen with its id
+# unless a later run already did (`seen_run` never goes down, so the later run's removal
+# pass keeps it); an item the other process inserted first is only marked; bytes the
+# other process already recorded as changed are not reset a second time (its runner
+# may hold the item's lease by now).
+_NEWER_RUN = "CASE WHEN seen_run > ? THEN seen_run ELSE ? END"
 _INSERT = (
     "INSERT INTO items (collection, source, root, size, mtime_ns, sha256, status, error, "
-    "error_type, seen_run, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "error_type, seen_run, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (collection, source) DO UPDATE SET seen_run = "
+    "CASE WHEN items.seen_run > ? THEN items.seen_run ELSE ? END"
 )
-_SEEN = "UPDATE items SET seen_run = ? WHERE id = ?"
-_TOUCH = "UPDATE items SET size = ?, mtime_ns = ?, seen_run = ?, updated_at = ? WHERE id = ?"
+_SEEN = f"UPDATE items SET seen_run = {_NEWER_RUN} WHERE id = ?"
+_TOUCH = (f"UPDATE items SET size = ?, mtime_ns = ?, seen_run = {_NEWER_RUN}, updated_at = ? "
+          f"WHERE id = ?")
 _CHANGED = (
-    "UPDATE items SET size = ?, mtime_ns = ?, sha256 = ?, seen_run = ?, updated_at = ?, "
+    "UPDATE items SET size = ?, mtime_ns = ?, sha256 = ?, updated_at = ?, "
     "status = 'pending', attempts = 0, crashes = 0, not_before = NULL, error = NULL, "
-    "error_type = NULL, lease_owner = NULL, lease_expires = NULL WHERE id = ?"
+    "error_type = NULL, lease_owner = NULL, lease_expires = NULL "
+    "WHERE id = ? AND coalesce(sha256, '') != ?"
 )
 _DROP_CHUNKS = "DELETE FROM chunks WHERE item_id = ?"
 _DROP_CHILDREN = "DELETE FROM items WHERE parent_id = ?"  # cascades to theirs and chunks
 _SET_PROBLEM = (
-    "UPDATE items SET status = ?, error = ?, error_type = ?, seen_run = ?, updated_at = ?, "
+    f"UPDATE items SET status = ?, error = ?, error_type = ?, seen_run = {_NEWER_RUN}, "
+    "updated_at = ?, "
     "sha256 = NULL, size = NULL, mtime_ns = NULL, lease_owner = NULL, lease_expires = NULL "
     "WHERE id = ?"
 )
 
 
 def _seen_by(run_id: int | None) -> tuple[str, tuple[int, ...]]:
-    """SQL that keeps items the discovery of ``run_id`` has seen (none: no filter), and
-    child items, which discovery never sees (their container was seen to make them)."""
+    """SQL that keeps items the discovery of ``run_id`` (or of a later run, walking the
+    same files in another process) has seen (none: no filter), and child items, which
+    discovery never sees (their container was seen to make them)."""
     return (("", ()) if run_id is None
-            else (" AND (seen_run = ? OR parent_id IS NOT NULL)", (run_id,)))
+            else (" AND (seen_run >= ? OR parent_id IS NOT NULL)", (run_id,)))
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from gristmill.catalog.backend import CatalogDatabase
 from gristmill.catalog.database import Database
 
 __all__ = ["VectorCache"]
@@ -43,10 +45,15 @@ class _Matrix:
 
 
 class VectorCache:
-    """One model's chunk vectors in memory, refreshed in the background."""
+    """One model's chunk vectors in memory, refreshed in the background.
 
-    def __init__(self, path: Path, model: str, dim: int, max_mb: int) -> None:
-        self._path = path
+    ``database`` is the SQLite file (read once it exists), or a function opening a
+    read-only connection to the catalog (``open_database(settings, readonly=True)``).
+    """
+
+    def __init__(self, database: Path | Callable[[], CatalogDatabase], model: str, dim: int,
+                 max_mb: int) -> None:
+        self._database = database
         self._model = model
         self._dim = dim
         self._max_bytes = max_mb * 1024 * 1024
@@ -106,15 +113,24 @@ class VectorCache:
     # -- the refresher -------------------------------------------------------------
 
     def _run(self) -> None:
-        db: Database | None = None
+        db: CatalogDatabase | None = None
         wait = 0.0
         try:
             while not self._stop.wait(wait):
                 if db is None:
-                    if not self._path.exists():
-                        wait = _MIN_REFRESH
-                        continue
-                    db = Database(self._path, readonly=True)
+                    if isinstance(self._database, Path):
+                        if not self._database.exists():
+                            wait = _MIN_REFRESH
+                            continue
+                        db = Database(self._database, readonly=True)
+                    else:
+                        try:
+                            db = self._database()
+                        except Exception:  # an unreachable server: try again later
+                            log.warning("vector cache cannot open the catalog; searches "
+                                        "read it directly meanwhile", exc_info=True)
+                            wait = _MIN_REFRESH
+                            continue
                 started = time.monotonic()
                 try:
                     self._refresh(db)
@@ -126,7 +142,7 @@ class VectorCache:
             if db is not None:
                 db.close()
 
-    def _refresh(self, db: Database) -> None:
+    def _refresh(self, db: CatalogDatabase) -> None:
         conn = db.conn
         signature = (
             *conn.execute("SELECT count(*), coalesce(max(id), 0) FROM chunks").fetchone(),

@@ -1,9 +1,10 @@
 """``gristmill doctor``: whether this machine can do everything the settings ask.
 
 Each check names what it looked at and, when something is missing, the command that
-fixes it. Optional parts (OCR, LibreOffice) only cost the formats that need them, so a
-missing one is a warning; a broken required part (the home folder, the embedding model
-the settings name, SQLite without FTS5) is an error.
+fixes it. Optional parts (OCR, LibreOffice, pgvector) only cost the formats or the speed
+that need them, so a missing one is a warning; a broken required part (the home folder,
+the embedding model the settings name, SQLite without FTS5, an unreachable PostgreSQL)
+is an error.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class Check:
 
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a person would fix them."""
-    return [_home(settings), _sqlite(), _embedder(settings), _ocr(settings), _libreoffice()]
+    database = _sqlite() if settings.database_url is None else _postgres(settings)
+    return [_home(settings), database, _embedder(settings), _ocr(settings), _libreoffice()]
 
 
 def _home(settings: Settings) -> Check:
@@ -69,6 +71,31 @@ def _sqlite() -> Check:
     finally:
         db.close()
     return Check("sqlite", "ok", f"SQLite {sqlite3.sqlite_version} with FTS5")
+
+
+def _postgres(settings: Settings) -> Check:
+    from gristmill.catalog.postgres import PostgresDatabase
+    from gristmill.index.postgres import NO_PGVECTOR, vector_search_check
+
+    assert settings.database_url is not None
+    try:
+        # Opening it also migrates it: what the first ingest would do anyway.
+        db = PostgresDatabase(settings.database_url.get_secret_value(), pool_size=1)
+    except GristmillError as exc:
+        return Check("postgresql", "error", f"PostgreSQL: {exc}")
+    try:
+        version = db.server_version()
+        level, vectors = vector_search_check(db)
+        where = f"PostgreSQL {version} at {db.display_name} (schema {db.schema_version})"
+    except GristmillError as exc:
+        return Check("postgresql", "error", f"PostgreSQL: {exc}")
+    finally:
+        db.close()
+    if level != "ok":
+        hint = (" (Debian: postgresql-NN-pgvector, NN the server's major version)"
+                if vectors == NO_PGVECTOR else "")
+        return Check("postgresql", "warning", f"{where}; {vectors}{hint}")
+    return Check("postgresql", "ok", f"{where}; {vectors}")
 
 
 def _embedder(settings: Settings) -> Check:

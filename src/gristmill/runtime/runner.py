@@ -15,27 +15,30 @@ from __future__ import annotations
 import logging
 import random
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psutil
 from pebble import ProcessExpired
 
 from gristmill.batching import Batcher
-from gristmill.catalog import Catalog, Item, Status
+from gristmill.catalog import Catalog, Item, Status, Transaction
 from gristmill.catalog.jobs import JobStore
 from gristmill.config import Settings
 from gristmill.embed import Embedder
-from gristmill.index import SqliteIndex, StoredChunk
+from gristmill.index import StoredChunk
 from gristmill.runtime.embed_stage import EmbedStage, EmbedWork
 from gristmill.runtime.executors.local import HARD_TIMEOUT_FACTOR, LocalExecutor
 from gristmill.runtime.worker import RECYCLE_EXIT_CODE, WorkOptions, WorkResult
+
+if TYPE_CHECKING:
+    from gristmill.index import Index
 
 __all__ = ["Progress", "Runner", "tree_rss"]
 
@@ -137,7 +140,7 @@ class Runner:
         self,
         settings: Settings,
         catalog: Catalog,
-        index: SqliteIndex,
+        index: Index,
         embedder: Embedder | None,
         *,
         collection: str,
@@ -511,7 +514,7 @@ class Runner:
         self._written = True
         self._count_done(ops)
 
-    def _apply_settle(self, txn: sqlite3.Connection, op: _Settle) -> None:
+    def _apply_settle(self, txn: Transaction, op: _Settle) -> None:
         if _superseded(txn, op.item):
             log.info("item %s changed since it was claimed; its result was dropped",
                      op.item.source)
@@ -559,11 +562,10 @@ class Runner:
         if not self._in_flight:
             return
         ids = [item.id for item in self._in_flight.values()]
-        with self.catalog.db.transaction() as txn:
-            txn.executemany(
-                "UPDATE items SET status = 'pending', lease_owner = NULL, lease_expires = NULL "
-                "WHERE id = ? AND lease_owner = ? AND status = 'processing'",
-                [(i, self.owner) for i in ids])
+        self.catalog.transact(lambda txn: txn.executemany(
+            "UPDATE items SET status = 'pending', lease_owner = NULL, lease_expires = NULL "
+            "WHERE id = ? AND lease_owner = ? AND status = 'processing'",
+            [(i, self.owner) for i in ids]))
         self._in_flight.clear()
 
     # -- reporting ---------------------------------------------------------------
@@ -601,7 +603,7 @@ class Runner:
             self.on_progress(self.progress)
 
 
-def _superseded(txn: sqlite3.Connection, item: Item) -> bool:
+def _superseded(txn: Transaction, item: Item) -> bool:
     """Whether the file's bytes changed since ``item`` was claimed. A watch records a
     new save of an item in flight (back to ``pending``) and the same runner may claim it
     again before the first result is written: that stale result would otherwise pass the

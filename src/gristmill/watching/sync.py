@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from gristmill.catalog import Catalog, Database, DiscoveryCounts, FileFacts
+from gristmill.catalog import Catalog, CatalogDatabase, DiscoveryCounts, FileFacts, Transaction
 from gristmill.errors import SourceError
 from gristmill.sources import Matcher, sha256_file, walk
 from gristmill.sources.local import _facts as file_facts  # one stat, judged as the walk does
@@ -35,7 +35,7 @@ _PAGE = 500  # catalog rows read (or deleted) at a time when pruning a folder
 class Sync:
     """Applies settled changes to the catalog; see the module docstring."""
 
-    def __init__(self, db: Database, collection: str, scope: Scope, run_id: int, *,
+    def __init__(self, db: CatalogDatabase, collection: str, scope: Scope, run_id: int, *,
                  batch: int = 500, skip: Sequence[Path] = (),
                  confine: Sequence[Path] = ()) -> None:
         self.db = db
@@ -131,20 +131,22 @@ class Sync:
 
     def _remove(self, sources: Sequence[str]) -> int:
         """Delete the items (their chunks, their children) with these sources."""
+        def remove(txn: Transaction, part: list[str]) -> int:
+            marks = ",".join("?" * len(part))
+            ids = [row[0] for row in txn.execute(
+                f"SELECT id FROM items WHERE collection = ? AND parent_id IS NULL "
+                f"AND source IN ({marks})", (self.collection, *part))]
+            if not ids:
+                return 0
+            id_marks = ",".join("?" * len(ids))
+            # Children and their chunks go by ON DELETE CASCADE; the FTS rows by trigger.
+            txn.execute(f"DELETE FROM chunks WHERE item_id IN ({id_marks})", ids)
+            txn.execute(f"DELETE FROM items WHERE id IN ({id_marks})", ids)
+            return len(ids)
+
         removed = 0
         for part in _batches(sources, _PAGE):
-            marks = ",".join("?" * len(part))
-            with self.db.transaction() as txn:
-                ids = [row[0] for row in txn.execute(
-                    f"SELECT id FROM items WHERE collection = ? AND parent_id IS NULL "
-                    f"AND source IN ({marks})", (self.collection, *part))]
-                if not ids:
-                    continue
-                id_marks = ",".join("?" * len(ids))
-                # Children and their chunks go by ON DELETE CASCADE; the FTS rows by trigger.
-                txn.execute(f"DELETE FROM chunks WHERE item_id IN ({id_marks})", ids)
-                txn.execute(f"DELETE FROM items WHERE id IN ({id_marks})", ids)
-                removed += len(ids)
+            removed += self.catalog.transact(lambda txn, part=part: remove(txn, part))
         return removed
 
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from watchdog.observers import Observer
 
-from gristmill.catalog import Database, DiscoveryCounts, lease_owner_token
+from gristmill.catalog import DiscoveryCounts, lease_owner_token, open_database
 from gristmill.catalog.jobs import JobSpec
 from gristmill.discovery import Discovery
 from gristmill.errors import ConfigError, SourceError
@@ -234,8 +234,9 @@ class Watcher:
     # -- the feeder thread ---------------------------------------------------------
 
     def _feed(self, run_id: int) -> None:
-        db = Database(self.kb.settings.database_path)
+        db = None
         try:
+            db = open_database(self.kb.settings)
             self._catch_up(run_id)
             if self._stop.is_set():
                 return
@@ -248,12 +249,13 @@ class Watcher:
             self._error = exc
             self.stop()
         finally:
-            db.close()
+            if db is not None:
+                db.close()
 
     def _catch_up(self, run_id: int) -> None:
         """Walk the folders like an ingest: what changed while no watch ran."""
         settings = self.kb.settings
-        discovery = Discovery(settings.database_path, self.collection, self.roots,
+        discovery = Discovery(lambda: open_database(settings), self.collection, self.roots,
                               self.scope.matcher, run_id, None, [settings.home],
                               confine=settings.source_roots)
         discovery.start()

@@ -1,0 +1,71 @@
+"""Which database holds the catalog: the SQLite file in the home folder, or PostgreSQL
+when ``database_url`` is set. Both offer the surface described here.
+
+SQL is written once, in SQLite's style (``?`` and ``:name`` placeholders); where the two
+dialects differ, the code branches on ``db.backend`` in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from gristmill.config import Settings
+
+__all__ = ["CatalogDatabase", "Cursor", "Transaction", "open_database"]
+
+
+class Cursor(Protocol):
+    """What a statement returns: its rows, and how many rows it changed."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchmany(self, size: int = ..., /) -> list[Any]: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Transaction(Protocol):
+    """Runs SQLite-style SQL: ``db.conn``, or what ``db.transaction()`` yields (on
+    PostgreSQL that one also has ``raw``, the ``psycopg.Connection``, for ``COPY``)."""
+
+    def execute(self, sql: str, params: Any = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, seq_of_params: Iterable[Any], /) -> Cursor: ...
+
+
+class CatalogDatabase(Protocol):
+    """:class:`~gristmill.catalog.database.Database` (SQLite) or
+    :class:`~gristmill.catalog.postgres.PostgresDatabase`."""
+
+    #: ``"sqlite"`` or ``"postgresql"``.
+    backend: str
+    #: Where it is, fit to show: the file's path, or the URL with its password masked.
+    display_name: str
+    readonly: bool
+
+    @property
+    def conn(self) -> Transaction: ...
+    def transaction(self) -> AbstractContextManager[Any]: ...
+    def close(self) -> None: ...
+    @property
+    def schema_version(self) -> int: ...
+
+
+def open_database(settings: Settings, *, readonly: bool = False) -> CatalogDatabase:
+    """The catalog database ``settings`` name, migrated to this version's schema
+    (``readonly``: for searches; neither migrated nor written).
+
+    Raises:
+        StoreError: it cannot be opened (see each backend).
+    """
+    if settings.database_url is None:
+        from gristmill.catalog.database import Database
+
+        return Database(settings.database_path, readonly=readonly)
+    from gristmill.catalog.postgres import PostgresDatabase
+
+    return PostgresDatabase(settings.database_url.get_secret_value(),
+                            pool_size=settings.pool_size, readonly=readonly)
