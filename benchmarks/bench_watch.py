@@ -21,6 +21,14 @@ connections the tree held open at once (descriptors on ``gristmill.db-wal``, one
 connection; those on ``gristmill.db`` itself too, see :class:`DbFds`); rescans after
 lost events; the stop on SIGTERM (exit status, seconds); and the cores the machine had
 busy, since on a shared machine a test suite running beside the benchmark slows it.
+
+With ``--database postgresql://.../NAME`` the watcher keeps its catalog in PostgreSQL
+instead (the database is dropped and made afresh), and the connections counted are the
+server's own count of sessions on that database (``pg_stat_activity``, sampled every
+50 ms), to compare with the pool size (``--pool-size``, default 3).
+
+    python benchmarks/bench_watch.py --work BENCH/watch-pg \
+        --database postgresql://postgres@127.0.0.1:5432/gristmill_bench_watch
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +123,94 @@ class DbFds:
         self._thread.join()
 
 
+class PgSessions:
+    """Samples how many sessions PostgreSQL has open on one database (its own view:
+    every client connection, whichever process holds it), less this sampler's."""
+
+    def __init__(self, url: str, every: float = 0.05) -> None:
+        import psycopg
+
+        self._conn = psycopg.connect(url, autocommit=True)
+        self.every = every
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            row = self._conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid != pg_backend_pid()").fetchone()
+            self.peak = max(self.peak, int(row[0]) if row else 0)
+            self._stop.wait(self.every)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._conn.close()
+
+
+def _fresh_pg_database(url: str) -> None:
+    import psycopg
+
+    parts = urllib.parse.urlsplit(url)
+    name = parts.path.lstrip("/")
+    if not name.replace("_", "").isalnum():
+        raise SystemExit(f"--database: use a plain database name, not {name!r}")
+    admin = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+class Catalog:
+    """The benchmark's own read of the catalog (not gristmill's code under test)."""
+
+    def __init__(self, home: Path, url: str | None) -> None:
+        self.path, self.url = home / "gristmill.db", url
+
+    def _rows(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.url:
+            import psycopg
+
+            try:
+                with psycopg.connect(self.url) as conn:
+                    return conn.execute(sql).fetchall()
+            except psycopg.errors.UndefinedTable:
+                return []
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            return db.execute(sql).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            db.close()
+
+    def check(self, last: dict[str, str]) -> tuple[int, int, int, int]:
+        """(indexed with the last content, stale or missing, extra items, not finished)."""
+        concat = "string_agg(c.text, ' ')" if self.url else "group_concat(c.text, ' ')"
+        rows = self._rows(
+            f"SELECT i.source, i.status, coalesce({concat}, '') FROM items i "
+            f"LEFT JOIN chunks c ON c.item_id = i.id GROUP BY i.id, i.source, i.status")
+        good = stale = extra = unfinished = 0
+        for source, status, text in rows:
+            if status in ("pending", "processing", "extracted"):
+                unfinished += 1
+            token = last.get(source)
+            if token is None:
+                extra += 1
+            elif status == "indexed" and token in text:
+                good += 1
+            else:
+                stale += 1
+        return good, len(last) - good, extra, unfinished
+
+    def count_indexed(self) -> int:
+        rows = self._rows("SELECT count(*) FROM items WHERE status = 'indexed'")
+        return int(rows[0][0]) if rows else 0
+
+
 def _cpu_busy() -> tuple[float, float]:
     fields = [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
     idle = fields[3] + fields[4]
@@ -135,40 +232,6 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
-def _check(db_path: Path, last: dict[str, str]) -> tuple[int, int, int, int]:
-    """(indexed with the last content, stale or missing, extra items, not finished)."""
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT i.source, i.status, coalesce(group_concat(c.text, ' '), '') FROM items i "
-            "LEFT JOIN chunks c ON c.item_id = i.id GROUP BY i.id").fetchall()
-    finally:
-        db.close()
-    good = stale = extra = unfinished = 0
-    for source, status, text in rows:
-        if status in ("pending", "processing", "extracted"):
-            unfinished += 1
-        token = last.get(source)
-        if token is None:
-            extra += 1
-        elif status == "indexed" and token in text:
-            good += 1
-        else:
-            stale += 1
-    return good, len(last) - good, extra, unfinished
-
-
-def _count_indexed(db_path: Path) -> int:
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        return int(db.execute("SELECT count(*) FROM items WHERE status = 'indexed'"
-                              ).fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        db.close()
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work: Path = args.work.resolve()
     home, folder, log_path = work / "home", work / "watched", work / "watch.log"
@@ -179,11 +242,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env.update(GRISTMILL_HOME=str(home), GRISTMILL_EMBEDDER=args.embedder,
                GRISTMILL_WORKERS=str(args.workers),
                GRISTMILL_WATCH_DEBOUNCE=str(args.debounce))
+    if args.database:
+        _fresh_pg_database(args.database)
+        env.update(GRISTMILL_DATABASE_URL=args.database,
+                   GRISTMILL_POOL_SIZE=str(args.pool_size))
+    catalog = Catalog(home, args.database)
     log = open(log_path, "wb")  # noqa: SIM115 - closed after the watcher exits
     watcher = subprocess.Popen([sys.executable, "-m", "gristmill", "watch", str(folder)],
                                env=env, stdout=log, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, start_new_session=True)
     db_path = home / "gristmill.db"
+    sessions: PgSessions | None = None
     try:
         deadline = time.monotonic() + 120
         while b"Caught up" not in log_path.read_bytes():
@@ -191,6 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit(f"the watcher did not start:\n{log_path.read_text()}")
             time.sleep(0.05)
         fds = DbFds(watcher.pid, db_path)
+        sessions = PgSessions(args.database) if args.database else None
         busy0, total0 = _cpu_busy()
         cpu0 = _tree_cpu(watcher.pid)
         with PeakRSS(watcher.pid) as rss:
@@ -206,8 +276,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             indexed_at = None
             while time.monotonic() < deadline:
                 # The cheap count first; the full check of every text once it adds up.
-                if _count_indexed(db_path) >= len(last):
-                    good, missing, extra, unfinished = _check(db_path, last)
+                if catalog.count_indexed() >= len(last):
+                    good, missing, extra, unfinished = catalog.check(last)
                     if missing == 0 and extra == 0 and unfinished == 0:
                         indexed_at = time.monotonic()
                         break
@@ -215,8 +285,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cpu1 = _tree_cpu(watcher.pid)
             busy1, total1 = _cpu_busy()
         fds.stop()
-        good, missing, extra, unfinished = _check(db_path, last)
-        searchable = _search_sample(home, args.embedder, last, args.search_sample, args.seed)
+        if sessions is not None:
+            sessions.stop()
+        good, missing, extra, unfinished = catalog.check(last)
+        searchable = _search_sample(home, env, last, args.search_sample, args.seed)
         stop_started = time.monotonic()
         watcher.send_signal(signal.SIGTERM)
         exit_code = watcher.wait(timeout=120)
@@ -243,7 +315,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_tree_mib": round(rss.peak_tree_bytes / 2**20, 1),
         "peak_rss_process_mib": round(rss.peak_process_bytes / 2**20, 1),
         "max_db_fds_tree": fds.peak, "max_db_fds_one_process": fds.by_process_peak,
-        "max_db_connections_tree": fds.wal_peak,
+        "max_db_connections_tree": (sessions.peak if sessions is not None else fds.wal_peak),
+        "database": "postgresql" if args.database else "sqlite",
+        "pool_size": args.pool_size if args.database else None,
         "rescans": text.count("events were lost"),
         "sigterm_exit_code": exit_code, "sigterm_seconds": round(stop_seconds, 2),
         "watcher_tree_cpu_s": round(cpu1 - cpu0, 1),
@@ -253,7 +327,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _search_sample(home: Path, embedder: str, last: dict[str, str], n: int,
+def _search_sample(home: Path, env: dict[str, str], last: dict[str, str], n: int,
                    seed: int) -> dict[str, int]:
     """Search for ``n`` files' last tokens: each must find exactly its own file."""
     from gristmill import KnowledgeBase
@@ -261,7 +335,9 @@ def _search_sample(home: Path, embedder: str, last: dict[str, str], n: int,
     rng = random.Random(seed)
     sample = rng.sample(sorted(last), min(n, len(last)))
     right = 0
-    with KnowledgeBase.open(home, embedder=embedder) as kb:
+    settings = {"embedder": env["GRISTMILL_EMBEDDER"],
+                "database_url": env.get("GRISTMILL_DATABASE_URL")}
+    with KnowledgeBase.open(home, **settings) as kb:
         for source in sample:
             hits = kb.search(last[source], mode="keyword", k=5)
             right += [hit.source for hit in hits] == [source]
@@ -283,6 +359,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds after the last save to wait for everything")
     parser.add_argument("--search-sample", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--database", help="a PostgreSQL URL for the catalog (its database "
+                        "is dropped and made afresh); default: SQLite in the home")
+    parser.add_argument("--pool-size", type=int, default=3,
+                        help="connections per process at most, with --database")
     parser.add_argument("--out", type=Path, help="also write the summary here")
     args = parser.parse_args(argv)
     if args.files > args.saves:

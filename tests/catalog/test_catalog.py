@@ -436,6 +436,58 @@ def test_settle_after_lease_reaped_and_reclaimed_is_refused(
         assert Catalog.settle(txn, item.id, "fresh", Status.EXTRACTED)
 
 
+def test_settle_with_the_claimed_bytes_is_refused_once_the_file_changed(
+    catalog: Catalog, db: CatalogDatabase
+) -> None:
+    """A result of bytes the catalog no longer records (a watch saw a new save while
+    the item was in flight) is refused, though the lease is still held."""
+    discover(catalog, "a.txt")
+    [item] = claim_all(catalog, "owner-a")
+    assert item.sha256 == f"sha-{ROOT}/a.txt"
+    with db.transaction() as txn:
+        txn.execute("UPDATE items SET sha256 = 'newer' WHERE id = ?", (item.id,))
+    with db.transaction() as txn:
+        assert not Catalog.settle(txn, item.id, "owner-a", Status.EXTRACTED,
+                                  claimed_sha256=item.sha256, chunk_count=2)
+    assert status_of(db, item.source) == "processing"
+    with db.transaction() as txn:
+        assert Catalog.settle(txn, item.id, "owner-a", Status.EXTRACTED,
+                              claimed_sha256="newer", chunk_count=2)
+    assert status_of(db, item.source) == "extracted"
+
+
+def test_a_claim_finds_each_items_twin(catalog: Catalog, db: CatalogDatabase) -> None:
+    """Asked for twins, a claim names for each item an item with the same bytes whose
+    chunks are stored (indexed with the model first), and none for unique bytes."""
+    digests = {f"{ROOT}/{name}": "same" for name in ("a.txt", "b.txt", "c.txt", "d.txt")}
+    digests[f"{ROOT}/u.txt"] = "unique"
+    catalog.record_discovered(COLLECTION, ROOT, [facts("a.txt"), facts("b.txt")], 1,
+                              CountingHasher(digests))
+    first, second = claim_all(catalog, "w")
+    with db.transaction() as txn:
+        Catalog.settle(txn, first.id, "w", Status.EXTRACTED, chunk_count=3)
+        Catalog.settle(txn, second.id, "w", Status.INDEXED, chunk_count=3,
+                       embed_model="minilm")
+    catalog.record_discovered(COLLECTION, ROOT, [facts(n) for n in ("c.txt", "d.txt", "u.txt")],
+                              1, CountingHasher(digests))
+    claimed = catalog.claim("w", COLLECTION, [ROOT], 2, 60, twins_for="minilm")
+    assert [(i.source, i.twin) for i in claimed] == [
+        (f"{ROOT}/c.txt", second.id), (f"{ROOT}/d.txt", second.id)]
+    [unique] = catalog.claim("w", COLLECTION, [ROOT], 5, 60, twins_for="other-model")
+    assert (unique.source, unique.twin) == (f"{ROOT}/u.txt", None)
+    with db.transaction() as txn:
+        txn.execute("UPDATE items SET status = 'pending' WHERE id IN (?, ?)",
+                    (claimed[0].id, claimed[1].id))
+    # Without the model's vectors anywhere, an extracted twin is as good as another.
+    again = catalog.claim("w", COLLECTION, [ROOT], 5, 60, twins_for="other-model")
+    assert {i.twin for i in again} <= {first.id, second.id} and None not in {
+        i.twin for i in again}
+    with db.transaction() as txn:
+        txn.execute("UPDATE items SET status = 'pending' WHERE id IN (?, ?)",
+                    (again[0].id, again[1].id))
+    assert [i.twin for i in claim_all(catalog, "w")] == [None, None]  # not asked: none
+
+
 def test_reap_frees_expired_leases(catalog: Catalog, db: CatalogDatabase) -> None:
     """A processing item whose lease expired returns to pending and can be claimed again."""
     discover(catalog, "a.txt")

@@ -240,6 +240,31 @@ def test_a_claim_skips_items_another_transaction_has_locked(db: PostgresDatabase
     assert {item.id for item in claimed}.isdisjoint(locked)
 
 
+def test_a_catalog_filling_up_gets_fresh_planner_statistics(db: PostgresDatabase,
+                                                             postgres_url: str) -> None:
+    """Discovery refreshes the statistics of ``items`` as it grows (autovacuum would
+    wait up to a minute), so claims on a table that went from empty to thousands of
+    pending files walk the pending-items index instead of sorting them all."""
+    catalog = Catalog(db)
+
+    def reltuples() -> float:
+        return float(_sql(postgres_url, "SELECT reltuples FROM pg_class "
+                                        "WHERE oid = 'items'::regclass")[0][0])
+
+    assert reltuples() < 0  # never analyzed
+    for start in range(0, 3000, 500):
+        catalog.record_discovered("docs", "/data", [
+            FileFacts(f"/data/{i}.txt", size=1, mtime_ns=1)
+            for i in range(start, start + 500)], 1, lambda s: s)
+        if start == 0:
+            assert reltuples() < 0  # 500 rows: not worth it yet
+    assert reltuples() >= 2000
+    plan = "\n".join(row[0] for row in _sql(postgres_url, """
+        EXPLAIN SELECT id FROM items WHERE status = 'pending' AND collection = 'docs'
+        AND root IN ('/data') ORDER BY id LIMIT 4"""))
+    assert "items_pending" in plan, plan
+
+
 def test_a_knowledge_base_on_postgresql_keeps_no_catalog_file(tmp_path: Path,
                                                               postgres_url: str) -> None:
     """With ``database_url`` the catalog and the index live in PostgreSQL: the home

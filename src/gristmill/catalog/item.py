@@ -46,6 +46,9 @@ class Item:
     attempts: int
     crashes: int
     parent_id: int | None = None
+    #: An item holding the same bytes whose chunks are stored, found by the claim (when
+    #: it was asked for): its chunks can be copied instead of extracting these again.
+    twin: int | None = None
     path: str = ""
     members: tuple[str, ...] = ()
 

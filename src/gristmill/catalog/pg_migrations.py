@@ -76,6 +76,11 @@ def _m001_catalog(conn: psycopg.Connection[Any]) -> None:
             UNIQUE (collection, source)
         );
         CREATE INDEX items_status ON items (status, collection);
+        -- What a claim walks: pending items in id order. Without it PostgreSQL walks the
+        -- primary key past every finished item (SQLite's items_status index holds the
+        -- rowid, in order): a claim took 5-9 ms half-way through 10,000 items, and a
+        -- run's claims grew with the square of its size; with it, under 1 ms.
+        CREATE INDEX items_pending ON items (id) WHERE status = 'pending';
         CREATE INDEX items_sha256 ON items (sha256);
         CREATE INDEX items_root ON items (collection, root);
         CREATE INDEX items_parent ON items (parent_id);

@@ -357,9 +357,10 @@ class Runner:
         if room <= 0:
             return 0
         items = self.catalog.claim(self.owner, self.collection, self.roots, room,
-                                   self.settings.lease_seconds, run_id=self._run_id)
+                                   self.settings.lease_seconds, run_id=self._run_id,
+                                   twins_for=self.model)
         for item in items:
-            twin = self.catalog.twin(item.sha256, self.model) if item.sha256 else None
+            twin = item.twin
             if twin is not None and twin != item.id:
                 # Identical bytes were already extracted: reuse those chunks.
                 self._batcher.add(_Settle(item, self._extracted_status(),
@@ -515,10 +516,6 @@ class Runner:
         self._count_done(ops)
 
     def _apply_settle(self, txn: Transaction, op: _Settle) -> None:
-        if _superseded(txn, op.item):
-            log.info("item %s changed since it was claimed; its result was dropped",
-                     op.item.source)
-            return
         fields = dict(op.fields)
         if op.copy_from is not None:
             twin = txn.execute(
@@ -528,9 +525,15 @@ class Runner:
                 op.status = Status.PENDING
             else:
                 fields.update(pages=twin[0], extractor=twin[1], extractor_version=twin[2])
-        if not self.catalog.settle(txn, op.item.id, self.owner, op.status, **fields):
-            log.info("item %s: lease lost before its result was written; dropped",
-                     op.item.source)
+        # A watch records a new save of an item in flight (back to `pending`, new
+        # sha256) and this runner may claim it again before this result is written:
+        # the lease check alone (it knows the owner, not the claim) would let this
+        # older result through. A child's bytes are learnt by its extraction.
+        claimed = op.item.sha256 if op.item.parent_id is None else None
+        if not self.catalog.settle(txn, op.item.id, self.owner, op.status,
+                                   claimed_sha256=claimed, **fields):
+            log.info("item %s: lease lost or file changed before its result was written; "
+                     "dropped", op.item.source)
             return
         if op.copy_from is not None and op.status is not Status.PENDING:
             count = self.index.copy_chunks(txn, op.copy_from, op.item.id, op.item.collection)
@@ -601,17 +604,6 @@ class Runner:
             self.progress.embed_backlog = len(self._embedding)
         if self.on_progress is not None:
             self.on_progress(self.progress)
-
-
-def _superseded(txn: Transaction, item: Item) -> bool:
-    """Whether the file's bytes changed since ``item`` was claimed. A watch records a
-    new save of an item in flight (back to ``pending``) and the same runner may claim it
-    again before the first result is written: that stale result would otherwise pass the
-    lease check, which knows the owner, not the claim."""
-    if item.parent_id is not None or item.sha256 is None:
-        return False  # a child's bytes are learnt by its extraction
-    row = txn.execute("SELECT sha256 FROM items WHERE id = ?", (item.id,)).fetchone()
-    return row is not None and row[0] != item.sha256
 
 
 def _weigh(op: _Op) -> int:
