@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     pool_size: int = Field(
         3, ge=1, le=100, description="PostgreSQL connections each gristmill process opens "
         "at most (`serve` opens as many again, read-only, for searches).")
+    store_retry_seconds: float = Field(
+        60.0, ge=0, le=3600, description="How long a run waits out an unreachable "
+        "database (a PostgreSQL restart or failover) before it stops, resumable; "
+        "`serve` waits at most 5 s, then answers 503.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # A secret: SecretStr keeps it out of reprs, logs and tracebacks.
     api_token: SecretStr | None = Field(
@@ -151,6 +155,27 @@ class Settings(BaseSettings):
                                  description="Longest search query the API accepts.")
     max_request_kb: int = Field(64, ge=1, le=100_000,
                                 description="Largest request body the API accepts (KiB).")
+    # Hardening of `gristmill serve` (see SECURITY.md): names, schema, jobs, connections.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names `gristmill serve` answers to besides `localhost` and IP "
+        "addresses (comma-separated; `*` = any): the name it is reached by through DNS or "
+        "a proxy. Other `Host` headers get 421 (a DNS-rebinding defence).")
+    openapi_schema: bool = Field(
+        False, description="Serve the OpenAPI schema at `/openapi.json` (behind the token "
+        "like every GET route). There is no /docs or /redoc page: they load from a CDN.")
+    max_running_jobs: int = Field(
+        2, ge=1, le=1000, description="Job processes `gristmill serve` runs at once; "
+        "jobs started beyond that stay `queued` until one ends.")
+    http_max_connections: int = Field(
+        500, ge=10, description="Open connections (event streams included) `gristmill "
+        "serve` holds at once; a request beyond that gets 503.")
+    http_request_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds a client has to send a whole request "
+        "(head and body) before `gristmill serve` closes its connection.")
+    http_keepalive_timeout: int = Field(
+        5, ge=1, le=300, description="Seconds `gristmill serve` keeps an idle "
+        "connection open between requests.")
     search_threads: int = Field(
         default_factory=_default_workers, ge=1, le=256,
         description="Searches `gristmill serve` runs at once (default: one per core); "
@@ -167,7 +192,8 @@ class Settings(BaseSettings):
     source_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Folders HTTP API jobs may ingest from (os.pathsep-separated); "
-        "none = the API accepts no job source.")
+        "none = the API accepts no job source. When set, every run (CLI included) reads "
+        "nothing outside them, symlinks included.")
     # `gristmill watch`: how file-system events become pipeline work.
     watch_debounce: float = Field(
         0.5, gt=0, le=60, description="Seconds a changed file must stay quiet before "
@@ -186,6 +212,13 @@ class Settings(BaseSettings):
     def _split_roots(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("api_token", mode="before")

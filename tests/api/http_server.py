@@ -51,7 +51,9 @@ def start_server(env: dict[str, str], home: Path, log: Path, token: str | None =
         text = log.read_bytes()[seen:].decode()
         found = re.findall(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", text)
         if found:
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            # JSON on every request: the API refuses state changes of any other type.
+            headers = {"Content-Type": "application/json",
+                       **({"Authorization": f"Bearer {token}"} if token else {})}
             client = httpx.Client(base_url=found[-1], headers=headers, timeout=30)
             return Server(proc, found[-1], home, client)
         assert proc.poll() is None, log.read_text()

@@ -61,6 +61,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 def _as(server: Server, token: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers["Content-Type"] = "application/json"  # what the API asks of state changes
     return httpx.Client(base_url=server.url, headers=headers, timeout=30)
 
 

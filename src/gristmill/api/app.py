@@ -5,11 +5,15 @@ Every route is under ``/api/v1`` and, when tokens are configured, needs
 start and steer jobs. Jobs run in processes of their own (see
 :mod:`gristmill.api.launcher`); the server only writes requests into job rows and reads
 them back, so it stays responsive and jobs outlive it. ``/`` is the dashboard and
-``/healthz`` an unauthenticated liveness probe.
+``/healthz`` an unauthenticated liveness probe. Every request passes
+:class:`~gristmill.api.guards.RequestGuard` first (Host, cross-site and content-type
+checks; security headers on every response).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -21,13 +25,15 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Respons
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from gristmill.api.events import JobFeeds
+from gristmill.api.guards import RequestGuard
 from gristmill.api.launcher import JobLauncher
 from gristmill.api.metrics import catalog_registry
-from gristmill.api.problems import ApiError, install_handlers
+from gristmill.api.params import MAX_ID, JobId, JobIdQuery, Text
+from gristmill.api.problems import RETRY_AFTER_SECONDS, ApiError, install_handlers
 from gristmill.api.search_pool import SearchPool
 from gristmill.api.security import Caller, Tokens, require_admin, resolve_source
 from gristmill.api.throttle import SearchThrottle
@@ -40,8 +46,15 @@ from gristmill.knowledge_base import KnowledgeBase
 __all__ = ["JobRequest", "create_app"]
 
 _STATIC = Path(__file__).parent / "static"  # the dashboard: plain HTML/JS, no build step
+_DISPATCH_SECONDS = 0.5  # how soon a queued job starts once a running one has ended
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def _as_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
 
 
 class JobRequest(BaseModel):
@@ -49,11 +62,13 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt field must not be ignored
 
-    source: str | list[str] = Field(description="Absolute path(s) inside a source root.")
-    collection: str = Field("default", min_length=1)
-    include: list[str] = Field(default_factory=list)
-    exclude: list[str] = Field(default_factory=list)
-    max_files: int | None = Field(None, ge=1)
+    # One path or a list; always a list once read, so an error names `source.0`.
+    source: Annotated[list[Text], BeforeValidator(_as_list)] = Field(
+        description="Absolute path(s) inside a source root.")
+    collection: Text = Field("default", min_length=1)
+    include: list[Text] = Field(default_factory=list)
+    exclude: list[Text] = Field(default_factory=list)
+    max_files: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 def _file_size(path: Path) -> int:
@@ -89,17 +104,33 @@ class _Guarded:
 
 def create_app(settings: Settings) -> FastAPI:
     """The FastAPI application serving the knowledge base at ``settings.home``."""
-    control = _Guarded(settings)  # job rows: one connection, one thread at a time
+    # A request waits out a database restart for a few seconds at most, then gets a 503
+    # with Retry-After (problems.py); the jobs it starts get the whole budget.
+    control = _Guarded(settings.model_copy(update={"store_retry_seconds": min(
+        settings.store_retry_seconds, RETRY_AFTER_SECONDS)}))
     searchers = SearchPool(control.kb, settings.search_threads, settings.search_nice)
-    launcher = JobLauncher(settings)
     owner = lease_owner_token()  # answers for a queued job until its process takes over
+    launcher = JobLauncher(settings, owner)
     tokens = Tokens(settings)
     throttle = SearchThrottle(settings.search_rate_limit)
+
+    async def dispatching() -> None:
+        """Start queued jobs as running ones end (``max_running_jobs`` at once)."""
+        while True:
+            await asyncio.sleep(_DISPATCH_SECONDS)
+            if not launcher.waiting:
+                continue
+            try:
+                await asyncio.to_thread(control.run, lambda kb: launcher.dispatch(kb.jobs))
+            except Exception:  # e.g. the database is down: try again at the next tick
+                log.exception("could not start queued jobs; retrying")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         searchers.start()
+        dispatcher = asyncio.get_running_loop().create_task(dispatching())
         yield
+        dispatcher.cancel()
         launcher.reap()
         searchers.close()
         control.kb.close()
@@ -112,6 +143,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     def admin(authorization: Annotated[str | None, Header()] = None) -> None:
         require_admin(tokens.caller(authorization))
+
+    def start(kb: KnowledgeBase, job_id: int) -> None:
+        """Hand a queued job to the launcher: it starts now or when a slot frees."""
+        why = launcher.submit(kb.jobs, job_id)
+        if why is not None:
+            raise ApiError(500, f"job {job_id} {why}")
 
     def job_dict(job_id: int) -> dict[str, Any]:
         launcher.reap()  # job processes that ended are collected while clients watch
@@ -135,8 +172,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     feeds = JobFeeds(job_dict, problems)
 
+    # No /docs or /redoc: they load their scripts from a CDN. The schema only if asked.
     app = FastAPI(title="gristmill", version="1", lifespan=lifespan,
-                  max_body_size=settings.max_request_kb * 1024)
+                  max_body_size=settings.max_request_kb * 1024,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(RequestGuard, allowed_hosts=settings.allowed_hosts,
+                       tokens=settings.has_api_tokens)
     install_handlers(app)
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(caller)])
     steering = [Depends(admin)]
@@ -144,7 +185,7 @@ def create_app(settings: Settings) -> FastAPI:
     @api.post("/jobs", status_code=202, dependencies=steering)
     def create_job(request: JobRequest, response: Response) -> dict[str, Any]:
         """Queue an ingest job and start the process that runs it."""
-        given = [request.source] if isinstance(request.source, str) else request.source
+        given = request.source
         if not given:
             raise ApiError(422, "source: give at least one path")
         if not request.collection.strip():
@@ -155,12 +196,7 @@ def create_app(settings: Settings) -> FastAPI:
 
         def queue(kb: KnowledgeBase) -> int:
             job_id = kb.jobs.create(spec, owner, state="queued")
-            try:
-                launcher.launch(kb.jobs, job_id)
-            except OSError as exc:  # no process: the job must not wait queued for ever
-                kb.jobs.fail_queued(job_id, f"could not start its process: {exc}")
-                raise ApiError(500, f"job {job_id} could not start its process: {exc}"
-                               ) from None
+            start(kb, job_id)
             return job_id
 
         job_id = control.run(queue)
@@ -168,39 +204,40 @@ def create_app(settings: Settings) -> FastAPI:
         return job_dict(job_id)
 
     @api.get("/jobs")
-    def list_jobs(state: str | None = None,
+    def list_jobs(state: Text | None = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict[str, Any]]:
         """The latest jobs, newest first, optionally only those in ``state``."""
         return control.run(lambda kb: [job.to_dict() for job in kb.jobs.list(state, limit)])
 
     @api.get("/jobs/{job_id}")
-    def get_job(job_id: int) -> dict[str, Any]:
+    def get_job(job_id: JobId) -> dict[str, Any]:
         """One job: spec, state and counters."""
         return job_dict(job_id)
 
     @api.post("/jobs/{job_id}/pause", status_code=202, dependencies=steering)
-    def pause_job(job_id: int) -> dict[str, Any]:
+    def pause_job(job_id: JobId) -> dict[str, Any]:
         """Ask a running job to pause: in-flight items finish, then its process exits."""
         return steer(job_id, lambda kb: kb.jobs.pause(job_id))
 
     @api.post("/jobs/{job_id}/resume", status_code=202, dependencies=steering)
-    def resume_job(job_id: int) -> dict[str, Any]:
-        """Queue a paused, interrupted or failed job again and start its process."""
+    def resume_job(job_id: JobId) -> dict[str, Any]:
+        """Queue a paused, interrupted or failed job again; its process starts when a
+        slot is free."""
 
         def requeue(kb: KnowledgeBase) -> None:
             kb.jobs.requeue(job_id, owner)
-            launcher.launch(kb.jobs, job_id)
+            start(kb, job_id)
 
         return steer(job_id, requeue)
 
     @api.delete("/jobs/{job_id}", status_code=202, dependencies=steering)
-    def cancel_job(job_id: int) -> dict[str, Any]:
+    def cancel_job(job_id: JobId) -> dict[str, Any]:
         """Cancel a job: a running one stops within seconds, others at once."""
         return steer(job_id, lambda kb: kb.jobs.cancel(job_id))
 
     @api.get("/jobs/{job_id}/events")
     def job_event_stream(
-        job_id: int,
+        job_id: JobId,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> EventSourceResponse:
         """Server-Sent Events: ``state``, ``progress``, ``failure`` and ``heartbeat``
@@ -211,10 +248,10 @@ def create_app(settings: Settings) -> FastAPI:
     @api.get("/search")
     async def search(
         request: Request,
-        q: str,
+        q: Text,
         k: Annotated[int, Query(ge=1, le=1000)] = 10,
         mode: Literal["hybrid", "keyword", "vector"] = "hybrid",
-        collection: str | None = None,
+        collection: Text | None = None,
     ) -> list[dict[str, object]]:
         """The ``k`` best chunks for ``q``."""
         if len(q) > settings.max_query_chars:
@@ -263,7 +300,7 @@ def create_app(settings: Settings) -> FastAPI:
         return control.run(read)
 
     @api.get("/errors")
-    def errors(collection: str | None = None, job: int | None = None
+    def errors(collection: Text | None = None, job: JobIdQuery = None
                ) -> list[dict[str, Any]]:
         """Failed and skipped items grouped by the pattern of their reason, of one
         collection or one job if asked."""
@@ -311,6 +348,12 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
         return FileResponse(_STATIC / "index.html")
+
+    if settings.openapi_schema:
+        @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(caller)])
+        def openapi_schema() -> dict[str, Any]:
+            """The OpenAPI schema of this API (only with ``openapi_schema`` on)."""
+            return app.openapi()
 
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
     app.include_router(api)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +29,7 @@ import anyio
 from sse_starlette import ServerSentEvent
 
 from gristmill.catalog.jobs import FINAL_STATES, Problem
+from gristmill.errors import StoreBusy
 
 __all__ = ["HEARTBEAT_SECONDS", "POLL_SECONDS", "JobFeeds", "parse_event_id"]
 
@@ -41,15 +44,26 @@ ReadJob = Callable[[int], dict[str, Any]]
 ReadProblems = Callable[[int, Cursor, int], list[Problem]]
 
 
+# What `events` writes: a count, then a timestamp as repr() gives it and an item id.
+# Strictly that: `nan`, `inf` or a negative number would compare with no real cursor, so
+# a finished job's stream would never see that it had sent everything and never end;
+# an id beyond 64 bits cannot be a database parameter.
+_EVENT_ID = re.compile(r"(\d{1,18})(?::(\d{1,20}(?:\.\d{1,20})?(?:e[+-]?\d{1,3})?)/(\d{1,18}))?")
+
+
 def parse_event_id(value: str | None) -> tuple[int, Cursor]:
     """The event count and problem cursor in a ``Last-Event-ID`` (``(0, (0, 0))`` for
     none or garbage: the client then starts from the beginning)."""
-    count, _, cursor = (value or "").strip().partition(":")
-    at, _, item = cursor.partition("/")
-    try:
-        return max(0, int(count)), (float(at), int(item)) if cursor else (0.0, 0)
-    except ValueError:
+    found = _EVENT_ID.fullmatch((value or "").strip())
+    if found is None:
         return 0, (0.0, 0)
+    count, at, item = found.groups()
+    if at is None:
+        return int(count), (0.0, 0)
+    when = float(at)
+    if not math.isfinite(when):  # 1e999: digits, yet infinite
+        return 0, (0.0, 0)
+    return int(count), (when, int(item))
 
 
 @dataclass
@@ -143,18 +157,26 @@ class JobFeeds:
     async def _poll(self, job_id: int, feed: _Feed) -> None:
         try:
             while feed.watchers > 0 or feed.reads == 0:
-                job = await anyio.to_thread.run_sync(self._read_job, job_id)
-                # After the job: a problem committed before it ended is then always seen.
-                while True:
-                    new = await anyio.to_thread.run_sync(
-                        self._read_problems, job_id, feed.cursor, _PAGE)
-                    for problem in new:
-                        if len(feed.problems) == feed.problems.maxlen:
-                            feed.floor = feed.problems[0].cursor
-                        feed.problems.append(problem)
-                        feed.cursor = problem.cursor
-                    if len(new) < _PAGE:
-                        break
+                try:
+                    job = await anyio.to_thread.run_sync(self._read_job, job_id)
+                    # After the job: a problem committed before it ended is always seen.
+                    while True:
+                        new = await anyio.to_thread.run_sync(
+                            self._read_problems, job_id, feed.cursor, _PAGE)
+                        for problem in new:
+                            if len(feed.problems) == feed.problems.maxlen:
+                                feed.floor = feed.problems[0].cursor
+                            feed.problems.append(problem)
+                            feed.cursor = problem.cursor
+                        if len(new) < _PAGE:
+                            break
+                except StoreBusy:
+                    # The database is away for a while (a restart): the streams stay open
+                    # on what they last heard, with heartbeats, and the next poll retries.
+                    await anyio.sleep(POLL_SECONDS)
+                    if feed.watchers > 0:
+                        continue
+                    break
                 async with feed.changed:
                     feed.job = job
                     feed.reads += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
@@ -9,7 +11,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["ApiError", "install_handlers"]
+from gristmill.errors import StoreBusy, StoreError, StoreFull
+
+__all__ = ["RETRY_AFTER_SECONDS", "ApiError", "install_handlers"]
+
+log = logging.getLogger(__name__)
+
+#: What a 503 tells a client to wait before it asks again (``Retry-After``).
+RETRY_AFTER_SECONDS = 5
+_LOG_EVERY = 60.0  # seconds between log lines about the same kind of database failure
 
 
 class ApiError(Exception):
@@ -44,7 +54,8 @@ def install_handlers(app: FastAPI) -> None:
         # keeps `detail` a string everywhere.
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"] if part != "body")
-        return JSONResponse({"detail": f"{where}: {first['msg']}"}, 422)
+        why = str(first["msg"]).removeprefix("Value error, ")  # our validators' own words
+        return JSONResponse({"detail": f"{where}: {why}"}, 422)
 
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
         # The traceback goes to the server's log (uvicorn logs it); the client gets the
@@ -52,7 +63,32 @@ def install_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "internal server error; the server log has the "
                                        "traceback"}, 500)
 
+    last_logged: dict[str, float] = {}
+
+    async def store_failed(request: Request, exc: Exception) -> JSONResponse:
+        # The database failed, not the request. Clients get no internals (a server's
+        # address, a path); the log gets the reason, once a minute per kind of failure.
+        assert isinstance(exc, StoreError)
+        kind = type(exc).__name__
+        now = time.monotonic()
+        if now - last_logged.get(kind, -_LOG_EVERY) >= _LOG_EVERY:
+            last_logged[kind] = now
+            log.warning("%s %s answered %s: %s", request.method, request.url.path,
+                        "503" if isinstance(exc, StoreBusy) else
+                        "507" if isinstance(exc, StoreFull) else "500", exc)
+        if isinstance(exc, StoreBusy):  # away (a restart) or busy: it comes back
+            return JSONResponse(
+                {"detail": "the database is unavailable right now (restarting, unreachable "
+                           f"or busy); retry in {RETRY_AFTER_SECONDS} seconds"}, 503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        if isinstance(exc, StoreFull):
+            return JSONResponse({"detail": "the database's disk is full; the server's "
+                                           "operator must free space (see its log)"}, 507)
+        return JSONResponse({"detail": "the database failed; the server log has the "
+                                       "reason"}, 500)
+
     app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(StoreError, store_failed)
     app.add_exception_handler(Exception, crashed)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)

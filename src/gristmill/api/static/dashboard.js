@@ -89,7 +89,9 @@ async function apiError(response) {
 
 async function api(path, { method = 'GET', body } = {}) {
   const headers = authHeaders();
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  // Every state change is JSON, body or not: the server refuses any other content type
+  // on POST and DELETE, which is what keeps other sites' pages from forging them.
+  if (method !== 'GET') headers['Content-Type'] = 'application/json';
   let response;
   try {
     response = await fetch(`/api/v1${path}`, {
