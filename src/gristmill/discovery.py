@@ -13,6 +13,7 @@ not yet reached the point of noticing it is gone.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from gristmill.catalog import Catalog, CatalogDatabase, DiscoveryCounts, FileFacts
 from gristmill.sources import Matcher, sha256_file, walk
+from gristmill.sources.roots import real_roots
 
 __all__ = ["Discovery", "dry_run_counts"]
 
@@ -88,6 +90,9 @@ class Discovery:
 
     def _walk(self, catalog: Catalog) -> None:
         left = self._max_files
+        # Hashing reads the file: only one that is (still) inside the source roots.
+        allowed = real_roots(self._confine)
+        hasher = functools.partial(sha256_file, roots=allowed) if allowed else sha256_file
         for root in self._roots:
             complete = True
             for batch in _batches(walk(Path(root), self._matcher, self._skip, self._confine),
@@ -95,7 +100,7 @@ class Discovery:
                 if self._stop.is_set():
                     return  # an interrupted walk is incomplete: nothing is removed
                 self.counts += catalog.record_discovered(
-                    self._collection, root, batch, self._run_id, sha256_file)
+                    self._collection, root, batch, self._run_id, hasher)
                 if left is not None:
                     left -= len(batch)
                     if left <= 0:
@@ -111,12 +116,13 @@ class Discovery:
 
 
 def dry_run_counts(db: CatalogDatabase, collection: str, roots: Sequence[str], matcher: Matcher,
-                   max_files: int | None, skip: Sequence[Path] = ()) -> DiscoveryCounts:
+                   max_files: int | None, skip: Sequence[Path] = (),
+                   confine: Sequence[Path] = ()) -> DiscoveryCounts:
     """What a walk would find (new, changed, unchanged, skipped), writing nothing."""
     counts = DiscoveryCounts()
     left = max_files
     for root in roots:
-        for batch in _batches(walk(Path(root), matcher, list(skip)), left):
+        for batch in _batches(walk(Path(root), matcher, list(skip), confine), left):
             for facts in batch:
                 row = db.conn.execute(
                     "SELECT size, mtime_ns FROM items WHERE collection = ? AND source = ?",

@@ -51,6 +51,8 @@ class Item:
     twin: int | None = None
     path: str = ""
     members: tuple[str, ...] = ()
+    #: The file's mtime as recorded with its size and sha256 (None for a child).
+    mtime_ns: int | None = None
 
     @property
     def disk_path(self) -> str:

@@ -11,6 +11,7 @@ import logging
 import os
 import resource
 import signal
+import stat
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -30,6 +31,8 @@ from gristmill.errors import (
 )
 from gristmill.extract import Limits, Segment, extractor_for, sniff
 from gristmill.extract.base import Container, OcrOptions, use_ocr_options
+from gristmill.logfile import QuietFileHandler
+from gristmill.sources.roots import OUTSIDE, OutsideRoots, open_inside, real_roots
 
 if TYPE_CHECKING:  # the settings machinery (pydantic) stays out of worker processes
     from gristmill.config import Settings
@@ -61,6 +64,9 @@ class WorkOptions:
     max_file_bytes: int
     limits: Limits
     ocr: OcrOptions = field(default_factory=OcrOptions)
+    #: The source roots as real paths: a file opened outside them is not read (none:
+    #: anything may be read).
+    roots: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkOptions:
@@ -72,12 +78,14 @@ class WorkOptions:
                          parallel=settings.workers, slots_dir=settings.home / "run" / "ocr")
         return cls(chunk_tokens=settings.chunk_tokens,
                    max_file_bytes=settings.max_file_mb * 1024 * 1024,
-                   limits=Limits(max_text_chars=settings.max_text_chars), ocr=ocr)
+                   limits=Limits(max_text_chars=settings.max_text_chars), ocr=ocr,
+                   roots=real_roots(settings.source_roots))
 
 
 @dataclass(slots=True)
 class WorkResult:
-    """The outcome of one item: ``extracted``, ``skipped``, ``failed`` or ``retry``."""
+    """The outcome of one item: ``extracted``, ``skipped``, ``failed``, ``retry``, or
+    ``changed`` (the file changed while it was read: nothing of it may be kept)."""
 
     outcome: str
     chunks: list[Chunk] = field(default_factory=list)
@@ -90,9 +98,11 @@ class WorkResult:
     truncated: bool = False
     #: Members of a container item, to become its children: (name, size, problem).
     children: list[tuple[str, int | None, str | None]] = field(default_factory=list)
-    #: Size and sha256 of a child's bytes, learnt as it was unpacked.
+    #: Size and sha256 of a child's bytes, learnt as it was unpacked; of a file's bytes
+    #: (with their mtime) when they are not those discovery hashed.
     size: int | None = None
     sha256: str | None = None
+    mtime_ns: int | None = None
 
 
 def init_worker(log_path: str, max_rss_mb: int, memory_limit_mb: int,
@@ -113,7 +123,7 @@ def init_worker(log_path: str, max_rss_mb: int, memory_limit_mb: int,
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     root = logging.getLogger()
     if not any(isinstance(h, logging.FileHandler) for h in root.handlers):
-        handler = logging.FileHandler(log_path, encoding="utf-8")
+        handler = QuietFileHandler(log_path, encoding="utf-8")  # a full disk: lines dropped
         handler.setFormatter(logging.Formatter(
             "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
@@ -121,13 +131,15 @@ def init_worker(log_path: str, max_rss_mb: int, memory_limit_mb: int,
 
 
 def process_item(source: str, options: WorkOptions, token: int = 0,
-                 members: tuple[str, ...] = ()) -> WorkResult:
+                 members: tuple[str, ...] = (),
+                 expected: tuple[int, int] | None = None) -> WorkResult:
     """Extract and chunk one file. Never raises for a problem with the file itself.
 
     ``token`` names this attempt in the worker's progress file. For a child item,
     ``source`` is the file on disk that holds it and ``members`` the names leading to
     it (an attachment, then a member of that attachment...): each is unpacked in turn
-    into a temporary folder, removed afterwards.
+    into a temporary folder, removed afterwards. ``expected`` is the file's size and
+    mtime as discovery recorded them with its sha256.
     """
     if _max_rss_bytes and _self is not None and _self.memory_info().rss > _max_rss_bytes:
         # Retire before starting: memory left behind by earlier items (fragmentation,
@@ -135,13 +147,79 @@ def process_item(source: str, options: WorkOptions, token: int = 0,
         os._exit(RECYCLE_EXIT_CODE)
     _announce(token)
     started = time.perf_counter()
-    if members:
-        with tempfile.TemporaryDirectory(prefix="gristmill-") as tmp:
-            result = _extract_member(Path(source), members, Path(tmp), options)
+    try:
+        fd = open_inside(source, options.roots)
+    except OutsideRoots:
+        result = WorkResult("skipped", error=OUTSIDE, error_type="outside source roots")
+    except OSError:  # gone or unreadable: the extractor's own error says which
+        result = _extract_unguarded(Path(source), members, options)
     else:
-        result = _extract(Path(source), options)
+        try:
+            result = _extract_guarded(fd, Path(source), members, options, expected)
+        finally:
+            os.close(fd)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _extract_unguarded(path: Path, members: tuple[str, ...],
+                       options: WorkOptions) -> WorkResult:
+    if members:
+        with tempfile.TemporaryDirectory(prefix="gristmill-") as tmp:
+            return _extract_member(path, members, Path(tmp), options)
+    return _extract(path, options)
+
+
+def _extract_guarded(fd: int, path: Path, members: tuple[str, ...], options: WorkOptions,
+                     expected: tuple[int, int] | None) -> WorkResult:
+    """Extract the file open as ``fd`` (checked inside the source roots), and make sure
+    the bytes extracted are one version of it, and the version the result is recorded
+    with.
+
+    Extractors read by name, in their own way (streamed, in pages, twice): a file
+    rewritten meanwhile would give text from both versions, recorded under the sha256
+    of the first. So its identity and stat are taken at the open and compared after
+    extraction; when they differ nothing is kept (``changed``: read it again). When the
+    file was already another version at the open than the one discovery hashed, the
+    result carries the facts and sha256 of the bytes actually read. (Extractors open
+    the file by name again: a name swapped for another file and back within one
+    extraction is the one case the identity check cannot see.)
+    """
+    before = os.fstat(fd)
+    if not stat.S_ISREG(before.st_mode):
+        return WorkResult("skipped", error="not a regular file any more",
+                          error_type="not a regular file")
+    result = _extract_unguarded(path, members, options)
+    if _changed_since(fd, path, before):
+        return WorkResult("changed", error="the file changed while it was being read",
+                          error_type="changed")
+    if members or expected is None or expected == (before.st_size, before.st_mtime_ns):
+        return result
+    digest = hashlib.sha256()
+    os.lseek(fd, 0, os.SEEK_SET)
+    while block := os.read(fd, 1 << 20):
+        digest.update(block)
+    if _changed_since(fd, path, before):
+        return WorkResult("changed", error="the file changed while it was being read",
+                          error_type="changed")
+    result.size, result.sha256 = before.st_size, digest.hexdigest()
+    result.mtime_ns = before.st_mtime_ns
+    return result
+
+
+def _changed_since(fd: int, path: Path, before: os.stat_result) -> bool:
+    """Whether the file open as ``fd`` was written to (or its name now leads to another
+    file) since ``before`` was taken. ctime as well as mtime: restoring an mtime by hand
+    (``touch -d``, ``rsync -t``) still moves the ctime."""
+    now = os.fstat(fd)
+    if (now.st_size, now.st_mtime_ns, now.st_ctime_ns) != \
+            (before.st_size, before.st_mtime_ns, before.st_ctime_ns):
+        return True
+    try:
+        named = os.stat(path)
+    except OSError:
+        return True  # gone or moved away: what the extractor opened is not known
+    return (named.st_dev, named.st_ino) != (before.st_dev, before.st_ino)
 
 
 def _extract_member(container: Path, members: tuple[str, ...], tmp: Path,

@@ -5,6 +5,11 @@ whole tree. Directory symlinks are not followed, which rules out loops; file sym
 followed and judged by what they point at. Anything that is not a regular file (FIFO,
 device, socket, broken link, symlink loop) is reported with a reason instead of opened:
 reading a FIFO would block forever and ``/dev/zero`` never ends.
+
+With source roots configured, every folder is listed and every file hashed through a
+descriptor whose real path is checked against them (see :mod:`gristmill.sources.roots`):
+a folder swapped for a symlink after it was listed, or a root that has become one since
+its job was created, is never read.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import hashlib
+import logging
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -20,8 +26,11 @@ from pathlib import Path
 
 from gristmill.catalog import FileFacts
 from gristmill.errors import SourceError
+from gristmill.sources.roots import OutsideRoots, check_root, inside, open_inside, real_roots
 
 __all__ = ["Matcher", "sha256_file", "walk"]
+
+log = logging.getLogger(__name__)
 
 _HASH_BLOCK = 1 << 20
 
@@ -50,10 +59,18 @@ class Matcher:
         return fnmatch.fnmatchcase(target, pattern.removeprefix("./"))
 
 
-def sha256_file(path: str) -> str:
-    """The sha256 of a file's bytes, read in 1 MiB blocks."""
+def sha256_file(path: str, roots: Sequence[str] = ()) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks; with ``roots`` (real paths),
+    only if the file opened lies inside one of them.
+
+    Raises:
+        OutsideRoots: the file opened lies outside every root.
+        OSError: it cannot be read, or is no longer a regular file.
+    """
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with os.fdopen(open_inside(path, roots), "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file any more", path)
         while block := fh.read(_HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest()
@@ -64,15 +81,18 @@ def walk(root: Path, matcher: Matcher, skip_dirs: Sequence[Path] = (),
     """Yield facts for every file under ``root`` that ``matcher`` admits.
 
     Hidden directories (``.git``, ``.venv``) and ``skip_dirs`` (the KB's own home) are
-    not entered. With ``confine`` (the configured source roots), a file symlink that
-    resolves outside all of them is skipped with a reason, never read: a link planted
-    in an allowed folder must not reach ``/etc``.
+    not entered. With ``confine`` (the configured source roots), ``root`` itself must
+    resolve inside one of them, each folder is listed only if the folder actually opened
+    does, and a file symlink that resolves outside all of them is skipped with a reason,
+    never read: a link planted in an allowed folder must not reach ``/etc``.
 
     Raises:
-        SourceError: ``root`` does not exist or is not a readable folder.
+        SourceError: ``root`` does not exist, is not a readable folder, or lies (or
+            leads through a symlink) outside the source roots.
     """
     root = Path(os.path.abspath(root))
-    allowed = [os.path.realpath(p) for p in confine]
+    allowed = real_roots(confine)
+    check_root(str(root), allowed)  # at every run: the root may have become a symlink
     if root.is_file():
         yield _facts(str(root), allowed)
         return
@@ -82,31 +102,51 @@ def walk(root: Path, matcher: Matcher, skip_dirs: Sequence[Path] = (),
     stack = [str(root)]
     while stack:
         folder = stack.pop()
+        relative = os.path.relpath(folder, root).replace(os.sep, "/")
         try:
-            with os.scandir(folder) as listing:
+            # The listing is read from the folder opened, checked where it really is: a
+            # folder swapped for a symlink since its parent was listed is not followed.
+            fd = open_inside(folder, allowed, folder=True, follow=folder == str(root))
+        except OSError as exc:
+            if folder == str(root):
+                if isinstance(exc, OutsideRoots):
+                    check_root(str(root), allowed)  # raises, with the reason
+                raise SourceError(f"cannot list {root}: {exc.strerror}") from exc
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR) or isinstance(exc, OutsideRoots):
+                # Replaced since it was listed: judged as what it is now, like the
+                # entries of the listing (a folder symlink is not followed).
+                log.warning("%s became a symlink or a file while walked", folder)
+                if matcher(relative):
+                    yield _facts(folder, allowed)
+            continue
+        try:
+            with os.scandir(fd) as listing:
                 entries = sorted(listing, key=lambda e: e.name)
         except OSError as exc:
             if folder == str(root):
                 raise SourceError(f"cannot list {root}: {exc.strerror}") from exc
             continue
+        finally:
+            os.close(fd)
         subfolders = []
         for entry in entries:
-            relative = os.path.relpath(entry.path, root).replace(os.sep, "/")
+            path = os.path.join(folder, entry.name)  # a listing by descriptor gives names
+            relative = os.path.relpath(path, root).replace(os.sep, "/")
             try:
                 is_dir = entry.is_dir(follow_symlinks=False)
             except OSError:
                 is_dir = False
             if is_dir:
-                if not entry.name.startswith(".") and entry.path not in skip:
-                    subfolders.append(entry.path)
+                if not entry.name.startswith(".") and path not in skip:
+                    subfolders.append(path)
                 continue
             if matcher(relative):
-                yield _facts(entry.path, allowed)
+                yield _facts(path, allowed)
         stack.extend(reversed(subfolders))
 
 
 def _facts(path: str, allowed: Sequence[str] = ()) -> FileFacts:
-    if allowed and os.path.islink(path) and not _inside(os.path.realpath(path), allowed):
+    if allowed and os.path.islink(path) and not inside(os.path.realpath(path), allowed):
         return FileFacts(path, skip_reason="symlink out of the allowed source roots "
                          "(source_roots)")
     try:
@@ -122,11 +162,6 @@ def _facts(path: str, allowed: Sequence[str] = ()) -> FileFacts:
     if not stat.S_ISREG(st.st_mode):
         return FileFacts(path, skip_reason=f"not a regular file ({_kind(st.st_mode)})")
     return FileFacts(path, size=st.st_size, mtime_ns=st.st_mtime_ns)
-
-
-def _inside(path: str, roots: Sequence[str]) -> bool:
-    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-               for root in roots)
 
 
 def _kind(mode: int) -> str:

@@ -12,6 +12,7 @@ discovery walk; the runner claims what it records.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,6 +24,7 @@ from gristmill.catalog import Catalog, CatalogDatabase, DiscoveryCounts, FileFac
 from gristmill.errors import SourceError
 from gristmill.sources import Matcher, sha256_file, walk
 from gristmill.sources.local import _facts as file_facts  # one stat, judged as the walk does
+from gristmill.sources.roots import real_roots
 from gristmill.watching.events import Scope
 
 __all__ = ["Sync"]
@@ -46,7 +48,9 @@ class Sync:
         self.batch = batch
         self._skip = list(skip)
         self._confine = list(confine)
-        self._allowed = [os.path.realpath(p) for p in confine]
+        self._allowed = real_roots(confine)
+        # Hashing reads the file: only one that is (still) inside the source roots.
+        self._hasher = functools.partial(sha256_file, roots=self._allowed)
 
     def files(self, paths: Iterable[str]) -> DiscoveryCounts:
         """Record each file as it is now; remove the items of those that are gone."""
@@ -72,7 +76,7 @@ class Sync:
         for root, facts in by_root.items():
             for part in _batches(facts, self.batch):
                 counts += self.catalog.record_discovered(self.collection, root, part,
-                                                         self.run_id, sha256_file)
+                                                         self.run_id, self._hasher)
         counts.removed += self._remove(gone)
         for folder in folders:
             counts += self.tree(folder)
@@ -99,7 +103,7 @@ class Sync:
                 for part in _batches(walk(Path(folder), matcher, self._skip, self._confine),
                                      self.batch):
                     counts += self.catalog.record_discovered(self.collection, root, part,
-                                                             self.run_id, sha256_file)
+                                                             self.run_id, self._hasher)
             except SourceError:
                 if folder == root:
                     raise
