@@ -21,6 +21,7 @@ from gristmill.errors import (
     StoreBusy,
     StoreCorrupt,
     StoreError,
+    StoreUnavailable,
     TransientError,
     Unsupported,
     translate_extraction_error,
@@ -195,11 +196,11 @@ def test_postgres_conflicts_and_shutdowns_are_store_busy(name: str) -> None:
 
 
 def test_a_broken_postgres_connection_is_store_busy() -> None:
-    """Connection exceptions (SQLSTATE class 08) are temporary too."""
+    """Connection exceptions (SQLSTATE class 08) are temporary too: the server is away."""
     import psycopg
 
     error = translate_store_error(psycopg.errors.lookup("08006")("connection failure"))
-    assert type(error) is StoreBusy
+    assert type(error) is StoreUnavailable
 
 
 @pytest.mark.parametrize("name", sorted(errors_module._PG_CORRUPT))
@@ -223,13 +224,13 @@ def test_other_postgres_errors_are_plain_store_errors() -> None:
 
 
 def test_unreachable_and_misnamed_postgres_servers_say_what_to_check() -> None:
-    """Failing to connect: unreachable is StoreBusy, a wrong name or password a plain
-    StoreError; both name the setting to check."""
+    """Failing to connect: unreachable is StoreUnavailable (a StoreBusy), a wrong name or
+    password a plain StoreError; both name the setting to check."""
     import psycopg
 
     refused = translate_store_error(psycopg.OperationalError(
         'connection to server at "127.0.0.1", port 9 failed: Connection refused'))
-    assert type(refused) is StoreBusy
+    assert type(refused) is StoreUnavailable
     wrong = translate_store_error(psycopg.OperationalError(
         'connection failed: FATAL:  password authentication failed for user "gm"'))
     assert type(wrong) is StoreError

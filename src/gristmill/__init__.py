@@ -23,6 +23,8 @@ if TYPE_CHECKING:
         StoreBusy,
         StoreCorrupt,
         StoreError,
+        StoreFull,
+        StoreUnavailable,
         TransientError,
         Unsupported,
     )
@@ -44,7 +46,8 @@ _HOMES = {
     **dict.fromkeys(
         ["ConfigError", "ExtractionError", "GristmillError", "ItemError", "LimitExceeded",
          "ModelError", "SourceError", "StoreBusy", "StoreCorrupt", "StoreError",
-         "TransientError", "Unsupported"], "gristmill.errors"),
+         "StoreFull", "StoreUnavailable", "TransientError", "Unsupported"],
+        "gristmill.errors"),
     **dict.fromkeys(["Extractor", "Limits", "Segment", "register"], "gristmill.extract"),
     "Hit": "gristmill.index",
     **dict.fromkeys(["IngestReport", "KnowledgeBase", "SearchMode"],
@@ -93,6 +96,8 @@ __all__ = [
     "StoreBusy",
     "StoreCorrupt",
     "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
     "Ticket",
     "TransientError",
     "Unsupported",

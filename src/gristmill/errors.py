@@ -13,7 +13,10 @@
      │    └── TransientError    may work on a later attempt (I/O hiccup) -> retried
      └── StoreError             the catalog/index database failed
           ├── StoreBusy         temporary (locked database): retry later
+          │    ├── StoreUnavailable  the server is unreachable or restarting: retried
+          │    │                     for ``store_retry_seconds``, then the run stops
           │    └╌╌ QueueFull    a BatchWriter's queue stayed full: the database is behind
+          ├── StoreFull         the disk holding the database is full: free space, re-run
           ├── StoreCorrupt      permanent: restore from a backup or re-ingest
           ├╌╌ DeadLettered      the database rejected one batched row: see the dead letters
           └╌╌ WriterClosed      a row was inserted after its BatchWriter was closed
@@ -44,6 +47,8 @@ __all__ = [
     "StoreBusy",
     "StoreCorrupt",
     "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
     "TransientError",
     "Unsupported",
     "translate_extraction_error",
@@ -100,14 +105,38 @@ class StoreBusy(StoreError):
     """The database is locked by another writer; retry later."""
 
 
+class StoreUnavailable(StoreBusy):
+    """The database server cannot be reached, or is shutting down or restarting."""
+
+
+class StoreFull(StoreError):
+    """The disk holding the database (this machine's, or the server's) is full."""
+
+    def __init__(self, where: str, free_mb: int) -> None:
+        super().__init__(f"disk full in {where}: free {free_mb} MB and re-run")
+        self.where = where
+        self.free_mb = free_mb
+
+
+# What to ask a user to free when the database's disk is full: room for the write-ahead
+# log to grow and be checkpointed, a tenth of the database beyond it, and never less.
+_MIN_FREE_MB = 100
+
+
+def room_to_free(database_bytes: int) -> int:
+    """Megabytes to free on a full disk holding a database of ``database_bytes``."""
+    return max(_MIN_FREE_MB, -(-database_bytes // (10 * 2**20)))
+
+
 class StoreCorrupt(StoreError):
     """The database file is damaged; restore a backup or re-ingest into a new home."""
 
 
-# errno values that describe the machine's state rather than the file's content.
+# errno values that describe the machine's state rather than the file's content (a
+# full disk included: an extractor's temporary files did not fit, not the item's fault).
 _TRANSIENT_ERRNOS = frozenset(
     {errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.EIO, errno.ENOMEM, errno.ETIMEDOUT,
-     errno.ESTALE, errno.ENFILE, errno.EMFILE}
+     errno.ESTALE, errno.ENFILE, errno.EMFILE, errno.ENOSPC, errno.EDQUOT}
 )
 
 
@@ -141,12 +170,22 @@ def translate_extraction_error(exc: BaseException, path: str | None = None) -> I
     return ExtractionError(f"{name}: {message}"[:300], path=path)
 
 
-def translate_store_error(exc: BaseException) -> StoreError:
+def translate_store_error(exc: BaseException, where: str | None = None,
+                          free_mb: int = _MIN_FREE_MB) -> StoreError:
     """Map a ``sqlite3`` or ``psycopg`` (and ``psycopg_pool``) exception to a
-    :class:`StoreError` subclass."""
+    :class:`StoreError` subclass.
+
+    ``where`` names the database for a :class:`StoreFull` message (the folder holding
+    the SQLite file, the PostgreSQL server), ``free_mb`` how much to ask the user to free.
+    """
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        return StoreFull(where or "the database's folder", free_mb)
     if not isinstance(exc, sqlite3.Error):
-        return _translate_postgres_error(exc)
+        return _translate_postgres_error(exc, where, free_mb)
     text = str(exc)
+    # SQLITE_FULL: a write needed a page the disk (or the file's size limit) had not.
+    if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in text:
+        return StoreFull(where or "the database's folder", free_mb)
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return StoreBusy(f"database is busy: {text}; another gristmill process may be writing")
     if isinstance(exc, sqlite3.DatabaseError) and (
@@ -156,17 +195,23 @@ def translate_store_error(exc: BaseException) -> StoreError:
     return StoreError(f"database error: {text}")
 
 
+_SQLITE_FULL = 13
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 # SQLSTATEs that say "not now" rather than "not this": deadlock and serialization
-# failures, lock and statement timeouts, a server shutting down or full of connections.
-# Class 08 (connection exceptions) is matched by its prefix.
-_PG_BUSY = frozenset({"40001", "40P01", "55P03", "55006", "57014", "57P01", "57P02",
-                      "57P03", "53300"})
+# failures, lock and statement timeouts, a server full of connections.
+_PG_BUSY = frozenset({"40001", "40P01", "55P03", "55006", "57014", "53300"})
+# ... and those that say the server is going away or not up yet (a restart, a failover):
+# admin, crash and other shutdowns, "the database system is starting up". Class 08
+# (connection exceptions) is matched by its prefix.
+_PG_UNAVAILABLE = frozenset({"57P01", "57P02", "57P03", "57P05"})
+_PG_FULL = "53100"  # disk_full: "could not extend file ...: No space left on device"
 _PG_CORRUPT = frozenset({"XX001", "XX002"})
 _PG_CHECK_URL = ("check GRISTMILL_DATABASE_URL (or --database) and that the PostgreSQL "
                  "server is running")
 
 
-def _translate_postgres_error(exc: BaseException) -> StoreError:
+def _translate_postgres_error(exc: BaseException, where: str | None,
+                              free_mb: int) -> StoreError:
     # Matched by module, not imported: psycopg costs every worker an import otherwise.
     module = type(exc).__module__
     if module.startswith("psycopg_pool"):  # PoolTimeout, PoolClosed, TooManyRequests
@@ -186,9 +231,13 @@ def _translate_postgres_error(exc: BaseException) -> StoreError:
         if "authentication" in text or "password" in text:
             return StoreError(f"cannot open the PostgreSQL database: {text}; "
                               f"{_PG_CHECK_URL}")
-        return StoreBusy(f"cannot reach PostgreSQL: {text}; {_PG_CHECK_URL}")
-    if sqlstate in _PG_BUSY or (sqlstate or "").startswith("08"):
+        return StoreUnavailable(f"cannot reach PostgreSQL: {text}; {_PG_CHECK_URL}")
+    if sqlstate in _PG_UNAVAILABLE or (sqlstate or "").startswith("08"):
+        return StoreUnavailable(f"PostgreSQL is unavailable: {text}; {_PG_CHECK_URL}")
+    if sqlstate in _PG_BUSY:
         return StoreBusy(f"database is busy: {text}")
+    if sqlstate == _PG_FULL:
+        return StoreFull(where or "the PostgreSQL server's data folder", free_mb)
     if sqlstate in _PG_CORRUPT:
         return StoreCorrupt(f"database is damaged: {text}; restore a backup or re-ingest")
     return StoreError(f"database error: {text}")

@@ -66,8 +66,10 @@ class Batcher(Generic[T]):
         max_delay: float = 1.0,
         weigh: Callable[[T], int] = lambda _op: 1,
         clock: Callable[[], float] = time.monotonic,
+        outage_seconds: float | None = None,
     ) -> None:
         self._write = write
+        self._outage_seconds = outage_seconds  # how long an unreachable database is awaited
         self._on_dead = on_dead
         self._max_rows = max_rows
         self._max_delay = max_delay
@@ -102,7 +104,7 @@ class Batcher(Generic[T]):
         ops, rows, oldest = self._buffer, self._rows, self._oldest
         self._buffer, self._rows, self._oldest = [], 0, None
         started = self._clock()
-        _write_or_bisect(self._write, ops, self._dead)
+        _write_or_bisect(self._write, ops, self._dead, outage_seconds=self._outage_seconds)
         took = self._clock() - started
         self.stats.flushes += 1
         self.stats.ops += len(ops)

@@ -7,14 +7,16 @@ dialects differ, the code branches on ``db.backend`` in place.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from gristmill.config import Settings
 
 __all__ = ["CatalogDatabase", "Cursor", "Transaction", "open_database"]
+
+T = TypeVar("T")
 
 
 class Cursor(Protocol):
@@ -45,10 +47,19 @@ class CatalogDatabase(Protocol):
     #: Where it is, fit to show: the file's path, or the URL with its password masked.
     display_name: str
     readonly: bool
+    #: Seconds an unreachable database is waited out (None: the retry policy's default).
+    retry_seconds: float | None
 
     @property
     def conn(self) -> Transaction: ...
     def transaction(self) -> AbstractContextManager[Any]: ...
+    def transact(self, work: Callable[[Any], T]) -> T:
+        """Run ``work(txn)`` in a transaction, run again whole when the database was busy
+        or unreachable (see :mod:`gristmill.batching.policy`)."""
+        ...
+    def retrying(self, call: Callable[[], T]) -> T:
+        """``call()`` (a read, or a whole transaction), run again the same way."""
+        ...
     def close(self) -> None: ...
     @property
     def schema_version(self) -> int: ...
@@ -68,4 +79,5 @@ def open_database(settings: Settings, *, readonly: bool = False) -> CatalogDatab
     from gristmill.catalog.postgres import PostgresDatabase
 
     return PostgresDatabase(settings.database_url.get_secret_value(),
-                            pool_size=settings.pool_size, readonly=readonly)
+                            pool_size=settings.pool_size, readonly=readonly,
+                            retry_seconds=settings.store_retry_seconds)

@@ -6,15 +6,25 @@ commit in the same transaction. One process writes (the driver); readers use WAL
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
-from gristmill.errors import translate_store_error
+from gristmill.errors import StoreError, StoreFull, room_to_free, translate_store_error
 
 __all__ = ["MIGRATIONS", "Database"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Room kept beside the database file for when its disk fills up: deleting it lets the
+# run that hit the full disk still give back its leases and record its job's state.
+_RESERVE_BYTES = 1 << 20
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[Migration] = []
@@ -162,6 +172,17 @@ def _m005_problem_feed_and_run_stats(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN stats TEXT")
 
 
+@migration
+def _m006_run_holds_its_job(conn: sqlite3.Connection) -> None:
+    # A job's state belongs to the run that holds it (jobs.run_id): a superseded driver's
+    # late writes are ignored. A run's own liveness (its driver, heartbeat, end) tells
+    # a resume whether the previous driver is still finishing its in-flight items.
+    conn.execute("ALTER TABLE jobs ADD COLUMN run_id INTEGER")
+    conn.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+    conn.execute("ALTER TABLE runs ADD COLUMN heartbeat_at REAL")
+    conn.execute("ALTER TABLE runs ADD COLUMN ended_at REAL")
+
+
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     # executescript() would COMMIT the migration's transaction first; run the
     # statements one by one instead (complete_statement knows trigger bodies).
@@ -184,6 +205,7 @@ class Database:
         self.path = path
         self.readonly = readonly
         self.display_name = str(path)
+        self.retry_seconds: float | None = None  # a file is never unreachable
         if not readonly:
             path.parent.mkdir(parents=True, exist_ok=True)
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
@@ -198,8 +220,9 @@ class Database:
                 # batch (not per row) the fsync costs little.
                 self.conn.execute("PRAGMA synchronous = FULL")
                 self._migrate()
+                self._keep_reserve()
         except sqlite3.Error as exc:
-            raise translate_store_error(exc) from exc
+            raise self._translate(exc) from exc
 
     def _use_wal(self) -> None:
         # Switching a new file to WAL takes an exclusive lock without calling SQLite's
@@ -218,21 +241,80 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception; sqlite3's
+        errors come out as :class:`~gristmill.errors.StoreError` (a full disk as
+        :class:`~gristmill.errors.StoreFull`)."""
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise translate_store_error(exc) from exc
+            raise self._translate(exc) from exc
         try:
             yield self.conn
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise self._translate(exc) from exc
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            self._rollback()
+            raise self._translate(exc) from exc
+
+    def _rollback(self) -> None:
+        # After some errors (a full disk, an I/O error) SQLite has already rolled the
+        # transaction back itself, and ROLLBACK would fail with "no transaction is
+        # active": that error must not take the place of the one that caused it.
+        if not self.conn.in_transaction:
+            return
+        try:
             self.conn.execute("ROLLBACK")
-            raise translate_store_error(exc) from exc
+        except sqlite3.Error as exc:
+            log.warning("%s: rollback failed after an error: %s", self.path, exc)
+
+    def transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in a transaction. Not retried: SQLite already waits up to 30 s
+        for another writer's lock, and a file is never unreachable."""
+        with self.transaction() as txn:
+            return work(txn)
+
+    def retrying(self, call: Callable[[], T]) -> T:
+        """``call()``: nothing to wait out on a file (see :meth:`transact`)."""
+        return call()
+
+    def _translate(self, exc: sqlite3.Error) -> StoreError:
+        """``exc`` as a StoreError; a full disk names the folder and what to free, and
+        gives up the reserve so that the run can still wind down."""
+        try:
+            size = sum(self.path.with_name(self.path.name + suffix).stat().st_size
+                       for suffix in ("", "-wal") if self.path.with_name(
+                           self.path.name + suffix).exists())
+        except OSError:
+            size = 0
+        error = translate_store_error(exc, str(self.path.parent), room_to_free(size))
+        if isinstance(error, StoreFull):
+            try:
+                self._reserve.unlink(missing_ok=True)
+            except OSError:
+                pass
+        return error
+
+    @property
+    def _reserve(self) -> Path:
+        return self.path.with_name(self.path.name + ".reserve")
+
+    def _keep_reserve(self) -> None:
+        """Keep the reserve (see ``_RESERVE_BYTES``) when there is room for it."""
+        try:
+            if self._reserve.exists() and self._reserve.stat().st_size >= _RESERVE_BYTES:
+                return
+            with open(self._reserve, "wb") as file:
+                file.write(b"\0" * _RESERVE_BYTES)
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError:
+            self._reserve.unlink(missing_ok=True)  # no room: nothing kept, nothing lost
 
     def close(self) -> None:
         """Close the connection."""
@@ -246,8 +328,6 @@ class Database:
     def _migrate(self) -> None:
         current = self.schema_version
         if current > len(MIGRATIONS):
-            from gristmill.errors import StoreError
-
             raise StoreError(
                 f"{self.path} was written by a newer gristmill (schema {current}); "
                 "upgrade gristmill to open it"

@@ -12,24 +12,33 @@ A statement outside a transaction borrows a connection for that statement alone
 every statement the same thread runs on that URL, through the transaction or through
 ``conn``, goes to the transaction's connection: reads see the transaction's own writes,
 and a thread never waits for a second connection while holding one.
+
+A server restart or failover is waited out (:func:`~gristmill.batching.policy.retry_busy`,
+for ``store_retry_seconds``): statements outside a transaction are run again, and
+:meth:`PostgresDatabase.transact` runs a whole transaction again. A pooled connection is
+checked before it is lent, so the first statement after a restart does not meet a
+connection the restart broke.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
+import logging
 import os
 import re
 import threading
+import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from gristmill.batching.policy import retry_busy
 from gristmill.catalog import pg_migrations
 from gristmill.errors import StoreError, translate_store_error
 
@@ -43,11 +52,24 @@ __all__ = [
 ]
 
 Params = Sequence[Any] | Mapping[str, Any]
+T = TypeVar("T")
 
 _CONNECT_TIMEOUT = 10  # seconds to open a connection: a wrong host fails fast
 _CHECKOUT_TIMEOUT = 30.0  # seconds a thread waits for a free pooled connection
+# While a thread waits that long, it asks every second whether the server is there
+# at all: an outage is then told apart from a busy pool, and waited out by the retry
+# policy, which asks the pool again and so makes it try to reconnect at once.
+_PROBE_EVERY = 1.0
+# The pool's own reconnection attempts back off (1, 2, 4 ... s); capped this short, so
+# that a server back after a minute is not left waiting for an attempt due a minute later.
+_RECONNECT_SECONDS = 5.0
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+# The pool logs a warning for each failed reconnection attempt. With no handler set up
+# for it, Python would print each on stderr, over the terminal's progress; an outage is
+# logged once by the retry policy instead (an application's own handlers still get them).
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 
 
 @functools.lru_cache(maxsize=4096)
@@ -182,14 +204,55 @@ class _Pool:
             # Added to the URL's own options (a search_path, say), not in their place.
             given = conninfo_to_dict(url).get("options") or ""
             kwargs["options"] = f"{given} -c default_transaction_read_only=on".strip()
+        self.url = url
         self.kwargs = kwargs
+        # check: a connection a server restart broke is replaced before it is lent.
         self.pool = ConnectionPool(url, min_size=1, max_size=size, kwargs=kwargs, open=False,
-                                   timeout=_CHECKOUT_TIMEOUT, name="gristmill")
+                                   timeout=_CHECKOUT_TIMEOUT, name="gristmill",
+                                   check=ConnectionPool.check_connection,
+                                   reconnect_timeout=_RECONNECT_SECONDS)
         self.local = threading.local()  # .conn: this thread's transaction connection
         self.users = 0
 
     def in_transaction(self) -> psycopg.Connection[Any] | None:
         return getattr(self.local, "conn", None)
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection, checked alive, for the ``with`` block.
+
+        Raises:
+            StoreUnavailable: the server cannot be reached.
+            StoreBusy: every connection stayed busy for ``_CHECKOUT_TIMEOUT`` seconds.
+        """
+        conn = self.checkout()
+        try:
+            with conn:
+                yield conn
+        finally:
+            self.pool.putconn(conn)
+
+    def checkout(self) -> psycopg.Connection[Any]:
+        """A pooled connection, checked alive: give it back with ``pool.putconn``."""
+        deadline = time.monotonic() + _CHECKOUT_TIMEOUT
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return self.pool.getconn(timeout=max(0.01, min(_PROBE_EVERY, left)))
+            except PoolTimeout as exc:
+                down = self._unreachable()
+                if down is not None:
+                    raise translate_store_error(down) from down
+                if left <= _PROBE_EVERY:
+                    raise translate_store_error(exc) from exc
+
+    def _unreachable(self) -> psycopg.Error | None:
+        """Why a fresh connection to the server fails now, or None when it succeeds."""
+        try:
+            psycopg.connect(self.url, **{**self.kwargs, "connect_timeout": 3}).close()
+        except psycopg.Error as exc:
+            return exc
+        return None
 
 
 _POOLS: dict[tuple[str, int, bool], _Pool] = {}
@@ -211,36 +274,41 @@ if hasattr(os, "register_at_fork"):
 
 
 class _Autocommit:
-    """``db.conn``: each statement on a borrowed connection, or on this thread's
-    transaction connection when it has one."""
+    """``db.conn``: each statement on a borrowed connection (run again while the server
+    is away, see the module docstring), or on this thread's transaction connection when
+    it has one (the transaction is retried as a whole, not the statement)."""
 
-    def __init__(self, pool: _Pool) -> None:
+    def __init__(self, pool: _Pool, db: PostgresDatabase) -> None:
         self._pool = pool
+        self._db = db
 
     def execute(self, sql: str, params: Params = ()) -> Rows | psycopg.Cursor[Any]:
         """Run one statement; returns a cursor-like holding every row."""
         conn = self._pool.in_transaction()
         if conn is not None:
             return conn.execute(to_pyformat(sql), params)
-        try:
-            with self._pool.pool.connection() as conn, conn.cursor() as cursor:
+
+        def once() -> Rows:
+            with self._pool.connection() as conn, conn.cursor() as cursor:
                 cursor.execute(to_pyformat(sql), params)
                 rows = cursor.fetchall() if cursor.description is not None else []
                 return Rows(rows, cursor.rowcount)
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise translate_store_error(exc) from exc
+
+        return self._db.retrying(once)
 
     def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> Rows | psycopg.Cursor[Any]:
         """Run one statement for each set of parameters."""
         conn = self._pool.in_transaction()
         if conn is not None:
             return PostgresTransaction(conn).executemany(sql, seq_of_params)
-        try:
-            with self._pool.pool.connection() as conn, conn.cursor() as cursor:
-                cursor.executemany(to_pyformat(sql), seq_of_params)
+        rows = list(seq_of_params)  # an iterator could not be run a second time
+
+        def once() -> Rows:
+            with self._pool.connection() as conn, conn.cursor() as cursor:
+                cursor.executemany(to_pyformat(sql), rows)
                 return Rows([], cursor.rowcount)
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise translate_store_error(exc) from exc
+
+        return self._db.retrying(once)
 
 
 class PostgresDatabase:
@@ -257,10 +325,13 @@ class PostgresDatabase:
 
     backend = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 3, readonly: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 3, readonly: bool = False,
+                 retry_seconds: float | None = None) -> None:
         self.url = url
         self.readonly = readonly
         self.display_name = display_url(url)
+        #: How long an unreachable server is waited out (None: the policy's default).
+        self.retry_seconds = retry_seconds
         key = (url, pool_size, readonly)
         with _POOLS_LOCK:
             shared = _POOLS.get(key)
@@ -271,7 +342,7 @@ class PostgresDatabase:
             shared.users += 1
         self._key = key
         self._shared: _Pool | None = shared
-        self.conn = _Autocommit(shared)
+        self.conn = _Autocommit(shared, self)
 
     def _first_open(self, shared: _Pool) -> None:
         """Connect once directly, so a wrong URL fails at once with the server's own
@@ -293,10 +364,39 @@ class PostgresDatabase:
             raise StoreError(f"{self.display_name}: this database object was closed")
         return self._shared
 
+    def retrying(self, call: Callable[[], T]) -> T:
+        """``call()`` (a read, or a whole transaction), run again while the server is
+        away or the database busy; see :func:`~gristmill.batching.policy.retry_busy`.
+        psycopg's errors come out as :class:`~gristmill.errors.StoreError`."""
+
+        def once() -> T:
+            try:
+                return call()
+            except (psycopg.Error, PoolTimeout) as exc:
+                raise translate_store_error(exc, f"the PostgreSQL server {self.display_name}"
+                                            ) from exc
+
+        return retry_busy(once, outage_seconds=self.retry_seconds, where=self.display_name)
+
+    def transact(self, work: Callable[[PostgresTransaction], T]) -> T:
+        """Run ``work`` in a transaction, and again, whole, when the transaction failed
+        for a lost deadlock, a busy or unreachable server (its writes were rolled back).
+        Inside another transaction it is part of that one (which its caller retries)."""
+        if self._pool.in_transaction() is not None:
+            with self.transaction() as txn:
+                return work(txn)
+
+        def attempt() -> T:
+            with self.transaction() as txn:
+                return work(txn)
+
+        return self.retrying(attempt)
+
     @contextmanager
     def transaction(self) -> Iterator[PostgresTransaction]:
         """``BEGIN`` ... ``COMMIT`` on one pooled connection, rolled back on any
-        exception; psycopg's errors come out as :class:`~gristmill.errors.StoreError`."""
+        exception; psycopg's errors come out as :class:`~gristmill.errors.StoreError`.
+        Not retried: :meth:`transact` is, or the caller's own policy (the batcher's)."""
         shared = self._pool
         current = shared.in_transaction()
         if current is not None:
@@ -305,8 +405,11 @@ class PostgresDatabase:
             with current.transaction():
                 yield PostgresTransaction(current)
             return
+        # A server away is waited out before BEGIN (so a JobStore or index write made
+        # during a restart goes through); one lost after BEGIN fails the transaction.
+        conn = self.retrying(shared.checkout)
         try:
-            with shared.pool.connection() as conn:
+            with conn:
                 shared.local.conn = conn
                 try:
                     with conn.transaction():
@@ -314,7 +417,10 @@ class PostgresDatabase:
                 finally:
                     shared.local.conn = None
         except (psycopg.Error, PoolTimeout) as exc:
-            raise translate_store_error(exc) from exc
+            raise translate_store_error(exc, f"the PostgreSQL server {self.display_name}"
+                                        ) from exc
+        finally:
+            shared.pool.putconn(conn)
 
     def close(self) -> None:
         """Give this object's share of the pool back; the last user closes it."""
@@ -335,11 +441,12 @@ class PostgresDatabase:
         conn = self._pool.in_transaction()
         if conn is not None:
             return pg_migrations.version(conn)
-        try:
-            with self._pool.pool.connection() as conn:
+
+        def read() -> int:
+            with self._pool.connection() as conn:
                 return pg_migrations.version(conn)
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise translate_store_error(exc) from exc
+
+        return self.retrying(read)
 
     def size_bytes(self) -> int:
         """The database's size on the server (``pg_database_size``)."""
