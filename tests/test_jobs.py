@@ -14,16 +14,23 @@ import pytest
 
 from backends import query
 from corpus import build
+from gate import Gate, wait_for_pause_seen
 from process_tools import env_for, gristmill, gristmill_json, start
 
+ADMITTED = 10  # items a steered job finishes before the test steers it
 
-def _running_job(env: dict[str, str], proc: Popen[str], timeout: float = 30) -> int:
-    """The id of the job ``proc`` is running, once it has indexed something."""
+
+def _running_job(env: dict[str, str], proc: Popen[str], gate: Gate,
+                 timeout: float = 120) -> int:
+    """The id of the job ``proc`` is running, once the ``ADMITTED`` items let through
+    the gate are done (the others wait there: the job cannot end before it is steered,
+    however fast the machine)."""
+    gate.admit(ADMITTED)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "ingest ended before it could be steered"
         jobs = gristmill_json("jobs", "list", "--state", "running", env=env)
-        if jobs and jobs[0]["done"] > 0:
+        if jobs and jobs[0]["done"] >= ADMITTED:
             return int(jobs[0]["id"])
         time.sleep(0.1)
     raise AssertionError("no running job with progress")
@@ -59,12 +66,15 @@ def test_pause_drains_and_resume_finishes_without_redoing(
     """`jobs pause` from another process: the ingest finishes what is in flight and
     exits, holding no worker and no claim; `jobs resume` completes the job and the
     knowledge base equals an uninterrupted run's."""
-    env = env_for(tmp_path / "home", workers="2")
+    gate = Gate(tmp_path / "gate")
+    env = gate.env(env_for(tmp_path / "home", workers="2"))
     proc = start("ingest", str(corpus), env=env)
-    job_id = _running_job(env, proc)
+    job_id = _running_job(env, proc, gate)
     paused = gristmill("jobs", "pause", str(job_id), env=env)
     assert paused.returncode == 0 and "pausing" in paused.stdout
-    out, err = proc.communicate(timeout=60)
+    wait_for_pause_seen(tmp_path / "home", job_id)
+    gate.open()  # the items in flight finish; nothing new is claimed
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert f"Job {job_id} is paused" in out
     assert not psutil.pid_exists(proc.pid)
@@ -85,19 +95,22 @@ def test_pause_drains_and_resume_finishes_without_redoing(
 @pytest.mark.slow
 def test_cancel_stops_within_seconds_and_leaves_the_catalog_consistent(
         corpus: Path, tmp_path: Path) -> None:
-    env = env_for(tmp_path / "home", workers="2")
+    gate = Gate(tmp_path / "gate")
+    env = gate.env(env_for(tmp_path / "home", workers="2"))
     proc = start("ingest", str(corpus), env=env)
-    job_id = _running_job(env, proc)
-    asked = time.monotonic()
+    job_id = _running_job(env, proc, gate)
+    # The items in flight stay held at the gate: the run can only end by killing them.
     assert gristmill("jobs", "cancel", str(job_id), env=env).returncode == 0
-    out, _err = proc.communicate(timeout=30)
-    assert time.monotonic() - asked < 5
+    asked = time.monotonic()
+    out, _err = proc.communicate(timeout=60)
+    assert time.monotonic() - asked < 10
     assert f"Job {job_id} was cancelled" in out
     assert gristmill_json("jobs", "show", str(job_id), env=env)["state"] == "cancelled"
     assert _leases(tmp_path / "home") == 0
     refused = gristmill("jobs", "resume", str(job_id), env=env)
     assert refused.returncode == 2 and "only a paused, interrupted or failed" in refused.stderr
     # What it did not finish is picked up by the next ingest of the same folder.
+    gate.open()
     again = gristmill_json("ingest", str(corpus), env=env)
     assert again["items"]["pending"] == 0 and again["state"] == "succeeded"
 
@@ -105,14 +118,16 @@ def test_cancel_stops_within_seconds_and_leaves_the_catalog_consistent(
 @pytest.mark.slow
 def test_a_killed_driver_shows_as_interrupted_and_resumes(
         corpus: Path, reference: list[tuple[str, int, str]], tmp_path: Path) -> None:
-    env = env_for(tmp_path / "home", workers="2")
+    gate = Gate(tmp_path / "gate")
+    env = gate.env(env_for(tmp_path / "home", workers="2"))
     proc = start("ingest", str(corpus), env=env)
-    job_id = _running_job(env, proc)
+    job_id = _running_job(env, proc, gate)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
     [job] = gristmill_json("jobs", "list", env=env)
     assert (job["id"], job["state"]) == (job_id, "interrupted")
     assert gristmill_json("jobs", "list", "--state", "interrupted", env=env)[0]["id"] == job_id
+    gate.open()
     resumed = gristmill_json("jobs", "resume", str(job_id), env=env)
     assert resumed["state"] == "succeeded"
     assert _chunks(tmp_path / "home") == reference
@@ -141,9 +156,10 @@ def test_status_shows_a_running_jobs_batcher(corpus: Path, tmp_path: Path) -> No
     """While an ingest runs, `status` (text and JSON, from another process) shows its
     job and the figures its write batcher last recorded: rows written, flush and
     commit latency; once it ends, no job is listed as running."""
-    env = env_for(tmp_path / "home", workers="1")
+    gate = Gate(tmp_path / "gate")
+    env = gate.env(env_for(tmp_path / "home", workers="1"))
     proc = start("ingest", str(corpus), env=env)
-    job_id = _running_job(env, proc)
+    job_id = _running_job(env, proc, gate)
     deadline = time.monotonic() + 60
     while True:
         running = gristmill_json("status", env=env)["running"]

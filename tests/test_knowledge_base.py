@@ -226,19 +226,28 @@ def test_extraction_starts_before_a_slow_walk_ends(tmp_path: Path,
     for i in range(120):
         _write(src, f"f{i:03d}.txt", f"document number {i} about millstones")
     real_hash = gristmill.discovery.sha256_file
+    hashed: list[str] = []
 
-    def slow_hash(path: str) -> str:
-        time.sleep(0.02)  # 120 files: a 2.4 s walk
+    def held_hash(path: str) -> str:
+        # After the first batch (16 files) the walk waits until a file is indexed: it can
+        # only go on if workers got files while it was still hashing (however fast or
+        # slow the machine).
+        hashed.append(path)
+        deadline = time.monotonic() + 120
+        while len(hashed) > 16 and not query(
+                tmp_path / "home", "SELECT 1 FROM items WHERE status = 'indexed'"):
+            assert time.monotonic() < deadline, "nothing indexed before the walk ended"
+            time.sleep(0.02)
         return real_hash(path)
 
-    monkeypatch.setattr(gristmill.discovery, "sha256_file", slow_hash)
+    monkeypatch.setattr(gristmill.discovery, "sha256_file", held_hash)
     with _kb(tmp_path) as kb:
         report = kb.ingest([src])
         assert report.items["indexed"] == 120
     [(first_done, last_found)] = query(
         tmp_path / "home", "SELECT (SELECT min(updated_at) FROM items WHERE status = "
         "'indexed'), (SELECT max(created_at) FROM items)")
-    assert first_done < last_found - 1.0
+    assert first_done < last_found
 
 
 def test_a_pending_file_removed_from_the_source_is_never_attempted(

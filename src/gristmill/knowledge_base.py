@@ -24,13 +24,15 @@ from gristmill.catalog.jobs import JobSpec, JobStore
 from gristmill.config import Settings
 from gristmill.discovery import Discovery, dry_run_counts
 from gristmill.embed import Embedder, make_embedder
-from gristmill.errors import ConfigError, SourceError
+from gristmill.errors import ConfigError, SourceError, StoreError
 from gristmill.extract import current_versions, reads
 from gristmill.index import Hit, VectorCache, make_index, reciprocal_rank_fusion
+from gristmill.logfile import RESERVE_BYTES, QuietRotatingFileHandler
 from gristmill.ops import ErrorGroup, group_problems
 from gristmill.runtime.executors.local import start_fork_server
 from gristmill.runtime.runner import Progress, Runner
 from gristmill.sources import Matcher
+from gristmill.sources.roots import check_root, real_roots
 
 if TYPE_CHECKING:  # watchdog is imported only by a watch
     from gristmill.index import Index
@@ -183,12 +185,14 @@ class KnowledgeBase:
         for root in roots:
             if not os.path.exists(root):
                 raise SourceError(f"{root} does not exist; check the path")
+            check_root(root, real_roots(self.settings.source_roots))
         self.embedder  # noqa: B018 - fail early on a missing model
         owner = lease_owner_token()
         matcher = Matcher(tuple(include), tuple(exclude))
         skip = [self.settings.home]  # never ingest our own database and logs
         if dry_run:
-            counts = dry_run_counts(self.db, collection, roots, matcher, max_files, skip)
+            counts = dry_run_counts(self.db, collection, roots, matcher, max_files, skip,
+                                    self.settings.source_roots)
             return IngestReport(0, collection, counts, self.catalog.counts(collection), 0, 0, 0,
                                 time.monotonic() - started, None, dry_run=True)
         spec = JobSpec(collection, tuple(roots), tuple(include), tuple(exclude), max_files)
@@ -205,7 +209,8 @@ class KnowledgeBase:
 
         Raises:
             ConfigError: no such job, or it is running, succeeded or cancelled.
-            SourceError: one of its sources is gone.
+            SourceError: one of its sources is gone, or now lies (or leads through a
+                symlink) outside the source roots.
         """
         started = time.monotonic()
         owner = lease_owner_token()
@@ -214,6 +219,9 @@ class KnowledgeBase:
             if not os.path.exists(root):
                 raise SourceError(f"{root} does not exist any more; cancel job {job_id} "
                                   "or restore the folder")
+            # Checked again at every run, not only when the job was created: a folder
+            # may have been swapped for a symlink since (the walk checks once more).
+            check_root(root, real_roots(self.settings.source_roots))
         self.embedder  # noqa: B018 - fail early on a missing model, before the claim
         self.jobs.claim_for_resume(job_id, owner)
         return self._run_job(job_id, spec, owner, embed=embed, on_progress=on_progress,
@@ -244,16 +252,35 @@ class KnowledgeBase:
             # A run stopped by a signal can be resumed like a paused one.
             state = {"finished": "succeeded", "cancelled": "cancelled"}.get(runner.outcome,
                                                                              "paused")
+        except StoreError as exc:
+            # The database failed (its disk full, its server away too long), not the
+            # job: it stays resumable, and the log says why it stopped.
+            state = "interrupted"
+            log.error("job %s stopped: %s", job_id, exc)
+            raise
         finally:
             discovery.stop()
             try:
                 counts = discovery.join()  # re-raises what stopped the walk
+            except StoreError as exc:
+                if state != "interrupted":
+                    log.error("job %s stopped: %s", job_id, exc)
+                state = "interrupted"
+                raise
             except BaseException:
                 state = "failed"
                 raise
             finally:
-                state = self.jobs.finish(job_id, state,
-                                         {"discovered": asdict(discovery.counts)})
+                try:
+                    state = self.jobs.finish(job_id, state,
+                                             {"discovered": asdict(discovery.counts)},
+                                             run_id=run_id)
+                except StoreError as exc:
+                    if state != "interrupted":
+                        raise
+                    # Left `running` under a driver about to exit, the job shows as
+                    # interrupted all the same.
+                    log.warning("job %s: could not record that it stopped: %s", job_id, exc)
         return IngestReport(
             job_id=job_id, collection=spec.collection, discovered=counts,
             items=self.catalog.counts(spec.collection),
@@ -386,8 +413,10 @@ def _configure_logging(settings: Settings) -> None:
         if isinstance(handler, logging.handlers.RotatingFileHandler):
             root.removeHandler(handler)
             handler.close()
-    handler = logging.handlers.RotatingFileHandler(target, maxBytes=20 * 2**20, backupCount=3,
-                                                   encoding="utf-8")
+    # On a full disk the reserve takes the line saying why the run stopped; later
+    # lines are dropped, not a traceback printed for each.
+    handler = QuietRotatingFileHandler(target, maxBytes=20 * 2**20, backupCount=3,
+                                       encoding="utf-8", reserve=RESERVE_BYTES)
     handler.setFormatter(logging.Formatter(
         "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)

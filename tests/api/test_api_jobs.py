@@ -24,6 +24,7 @@ from http_server import (
 
 from backends import ON_POSTGRES
 from corpus import build, marker
+from gate import Gate, wait_for_pause_seen
 from process_tools import env_for, gristmill
 
 N_FILES = 600  # a job of several seconds even on a quiet machine, so it can be steered
@@ -56,11 +57,30 @@ def _cleanup(server: Server) -> None:
 
 
 @pytest.fixture
-def server(roots: Path, tmp_path: Path) -> Iterator[Server]:
+def gate(tmp_path: Path) -> Iterator[Gate]:
+    """In front of every extraction of the server's jobs; open unless a test closes it
+    to steer a job at a point of its choosing."""
+    gate = Gate(tmp_path / "gate")
+    gate.open()
+    yield gate
+    gate.open()  # a failed test's job must not wait at it for ever
+
+
+@pytest.fixture
+def server(roots: Path, gate: Gate, tmp_path: Path) -> Iterator[Server]:
     home = tmp_path / "home"
-    running = start_server(_env(home, roots), home, tmp_path / "serve.log")
+    running = start_server(gate.env(_env(home, roots)), home, tmp_path / "serve.log")
     yield running
     _cleanup(running)
+
+
+def _held(server: Server, gate: Gate, source: str, admitted: int = 3) -> int:
+    """A job that has finished ``admitted`` items and waits at the gate for the rest."""
+    gate.close()
+    job_id = int(_create(server, source)["id"])  # type: ignore[call-overload]
+    gate.admit(admitted)
+    wait_for_progress(server.client, job_id, timeout=120)
+    return job_id
 
 
 def _create(server: Server, source: str | list[str], **body: object) -> dict[str, object]:
@@ -71,15 +91,24 @@ def _create(server: Server, source: str | list[str], **body: object) -> dict[str
 
 @pytest.mark.slow
 def test_a_job_streams_progress_and_ends_with_its_final_state(
-        server: Server, roots: Path) -> None:
+        server: Server, gate: Gate, roots: Path) -> None:
     """POST queues a job run outside the server; its event stream has increasing ids,
     progress while it runs and a final `state` event, then closes; reconnecting with
     Last-Event-ID continues the numbering."""
+    gate.close()
     created = _create(server, str(roots / "corpus"), collection="papers")
     assert created["state"] == "queued" and created["collection"] == "papers"
     job_id = int(created["id"])  # type: ignore[call-overload]
 
-    seen = list(events(server.client, job_id))
+    seen = []
+    for event in events(server.client, job_id):
+        seen.append(event)
+        # One item at a time until the stream has shown progress, then all of them:
+        # the job cannot end before its client has watched it move.
+        if event["event"] == "progress":
+            gate.open()
+        elif event["data"].get("state") in ("queued", "running"):
+            gate.admit(1)
     ids = [event["id"] for event in seen]
     assert ids == sorted(ids) and len(set(ids)) == len(ids) and ids[0] == 1
     kinds = [event["event"] for event in seen]
@@ -125,11 +154,11 @@ def test_a_job_streams_progress_and_ends_with_its_final_state(
 
 
 @pytest.mark.slow
-def test_pause_over_http_then_resume_finishes_every_item(server: Server, roots: Path) -> None:
+def test_pause_over_http_then_resume_finishes_every_item(
+        server: Server, gate: Gate, roots: Path) -> None:
     """A job paused mid-way drains and its process exits; resuming it over HTTP starts a
     new process that finishes the rest."""
-    job_id = int(_create(server, str(roots / "corpus"))["id"])  # type: ignore[call-overload]
-    wait_for_progress(server.client, job_id)
+    job_id = _held(server, gate, str(roots / "corpus"))
     running = server.client.get("/metrics").text.splitlines()
     assert any(line.startswith(f'gristmill_job_items_done{{job="{job_id}"}} ')
                for line in running)
@@ -137,6 +166,8 @@ def test_pause_over_http_then_resume_finishes_every_item(server: Server, roots: 
                for line in running)
     paused = server.client.post(f"/api/v1/jobs/{job_id}/pause")
     assert paused.status_code == 202 and paused.json()["state"] == "paused"
+    wait_for_pause_seen(server.home, job_id)
+    gate.open()  # the items in flight finish; nothing new is claimed
     wait_for_exit(server.home)
     job = server.client.get(f"/api/v1/jobs/{job_id}").json()
     assert job["state"] == "paused" and 0 < job["done"] < N_FILES
@@ -152,14 +183,14 @@ def test_pause_over_http_then_resume_finishes_every_item(server: Server, roots: 
 
 
 @pytest.mark.slow
-def test_delete_cancels_a_running_job(server: Server, roots: Path) -> None:
+def test_delete_cancels_a_running_job(server: Server, gate: Gate, roots: Path) -> None:
     """DELETE stops a running job within seconds; cancelling it again is refused."""
-    job_id = int(_create(server, str(roots / "corpus"))["id"])  # type: ignore[call-overload]
-    wait_for_progress(server.client, job_id)
+    job_id = _held(server, gate, str(roots / "corpus"))
+    # Its items in flight stay held at the gate: the job can only end by killing them.
     cancelled = server.client.delete(f"/api/v1/jobs/{job_id}")
     assert cancelled.status_code == 202
     assert cancelled.json()["state"] in ("cancelling", "cancelled")
-    job = wait_for(server.client, job_id, "cancelled", timeout=10)
+    job = wait_for(server.client, job_id, "cancelled", timeout=30)
     assert job["done"] < N_FILES
     wait_for_exit(server.home, timeout=10)
     again = server.client.delete(f"/api/v1/jobs/{job_id}")
@@ -233,21 +264,22 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_job_survives_a_restart_of_the_server(roots: Path, tmp_path: Path) -> None:
+def test_a_job_survives_a_restart_of_the_server(
+        roots: Path, gate: Gate, tmp_path: Path) -> None:
     """Killing the server leaves the job's process running; a new server shows it
     finishing."""
     home = tmp_path / "home"
-    env = _env(home, roots)
+    env = gate.env(_env(home, roots))
     first = start_server(env, home, tmp_path / "serve.log")
     try:
-        job_id = int(_create(first, str(roots / "corpus"))["id"])  # type: ignore[call-overload]
-        wait_for_progress(first.client, job_id)
+        job_id = _held(first, gate, str(roots / "corpus"))
     finally:
         first.stop(signal.SIGKILL)
-    [runner] = job_processes(home)
+    [runner] = job_processes(home)  # held at the gate: it cannot have ended
     assert runner.is_running() and runner.pid != first.proc.pid
 
     second = start_server(env, home, tmp_path / "serve.log")
+    gate.open()
     try:
         job = second.client.get(f"/api/v1/jobs/{job_id}").json()
         assert job["state"] in ("running", "succeeded")

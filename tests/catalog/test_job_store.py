@@ -34,7 +34,7 @@ def test_counters_are_frozen_when_a_job_ends(tmp_path: Path) -> None:
         txn.execute("INSERT INTO items (collection, source, root, status, size, chunk_count, "
                     "seen_run, created_at, updated_at) VALUES ('default', '/data/a', '/data', "
                     "'indexed', 10, 3, ?, 0, 0)", (run,))
-    assert jobs.finish(job_id, "succeeded", {}) == "succeeded"
+    assert jobs.finish(job_id, "succeeded", {}, run_id=run) == "succeeded"
     later = jobs.start_run(jobs.create(SPEC, "me"), "me")
     db.conn.execute("UPDATE items SET seen_run = ?", (later,))
     job = jobs.get(job_id)

@@ -15,11 +15,25 @@ leases given back) and records ``cancelled``. A ``running`` (or
 ``queued``) job whose driver is gone (dead process on this host, or a heartbeat older
 than the lease) is shown as ``interrupted``; ``queued``, ``paused``, ``interrupted`` and
 ``failed`` jobs can be claimed by a new driver, one at a time.
+
+A job's state is owned by the run that holds it. The row names that run
+(``jobs.run_id``); :meth:`JobStore.finish` and :meth:`JobStore.heartbeat` change the row
+only while it still names their run, and :meth:`JobStore.state` tells a run that has
+been replaced that it is ``superseded``: such a driver stops claiming, lets what it has
+in flight finish under its own leases, and exits without touching the row.
+
+A resume arriving while the previous driver is still draining (the row says ``paused``,
+or ``queued`` again, but that driver has items in flight) does not start a second driver
+beside it: :meth:`JobStore.claim_for_resume` waits until the previous run has ended (or
+its driver is gone) before it claims the job. The draining driver reads ``queued`` like
+``paused`` and, at its end, leaves a ``queued`` state alone, so the resume is never
+lost; the new run then finds every item the old one finished, and takes over the rest.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,13 +43,18 @@ from gristmill.catalog.backend import CatalogDatabase, Transaction
 from gristmill.catalog.sqlite import owner_is_dead
 from gristmill.errors import ConfigError
 
-__all__ = ["FINAL_STATES", "Job", "JobSpec", "JobStore", "Problem"]
+__all__ = ["FINAL_STATES", "SUPERSEDED", "Job", "JobSpec", "JobStore", "Problem"]
+
+log = logging.getLogger(__name__)
 
 #: States a job does not leave (except by an explicit resume of a ``failed`` one).
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 _RESUMABLE = frozenset({"queued", "paused", "interrupted", "failed"})
 #: Stored states that mean "a driver holds this job": shown ``interrupted`` once it is gone.
 _DRIVEN = frozenset({"queued", "running", "cancelling"})
+#: What :meth:`JobStore.state` tells a run that no longer holds its job.
+SUPERSEDED = "superseded"
+_CLAIM_POLL = 0.2  # seconds between looks at a previous run that is still draining
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,24 +177,38 @@ class JobStore:
         return cursor.rowcount > 0
 
     def start_run(self, job_id: int, owner: str) -> int:
-        """A new run of ``job_id`` by ``owner`` (its driver); returns the run id."""
+        """A new run of ``job_id`` by ``owner`` (its driver), which holds the job from
+        now on (an earlier run is superseded); returns the run id."""
         now = time.time()
-        with self.db.transaction() as txn:
-            txn.execute("UPDATE jobs SET owner = ?, heartbeat_at = ? WHERE id = ?",
-                        (owner, now, job_id))
-            row = txn.execute("INSERT INTO runs (job_id, started_at) VALUES (?, ?) "
-                              "RETURNING id", (job_id, now)).fetchone()
-        return int(row[0])
 
-    def heartbeat(self, job_id: int) -> None:
-        """Note that the job's driver is alive."""
-        with self.db.transaction() as txn:
-            txn.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ?", (time.time(), job_id))
+        def start(txn: Transaction) -> int:
+            row = txn.execute("INSERT INTO runs (job_id, started_at, owner, heartbeat_at) "
+                              "VALUES (?, ?, ?, ?) RETURNING id",
+                              (job_id, now, owner, now)).fetchone()
+            txn.execute("UPDATE jobs SET owner = ?, heartbeat_at = ?, run_id = ? WHERE id = ?",
+                        (owner, now, row[0], job_id))
+            return int(row[0])
+
+        # transact, not transaction: the driver's own writes wait out a database restart
+        # (store_retry_seconds), retried whole, like its batcher's.
+        return self.db.transact(start)
+
+    def heartbeat(self, job_id: int, run_id: int) -> None:
+        """Note that run ``run_id``'s driver is alive (the job's row only while that run
+        holds it)."""
+        now = time.time()
+
+        def beat(txn: Transaction) -> None:
+            txn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (now, run_id))
+            txn.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ? AND run_id = ?",
+                        (now, job_id, run_id))
+
+        self.db.transact(beat)
 
     def record_stats(self, run_id: int, stats: dict[str, float]) -> None:
         """Store a run's batcher figures (see :meth:`BatcherStats.summary`)."""
-        with self.db.transaction() as txn:
-            txn.execute("UPDATE runs SET stats = ? WHERE id = ?", (json.dumps(stats), run_id))
+        self.db.transact(lambda txn: txn.execute(
+            "UPDATE runs SET stats = ? WHERE id = ?", (json.dumps(stats), run_id)))
 
     def run_stats(self, job_id: int) -> dict[str, float]:
         """The latest run's batcher figures, or ``{}`` before its first record."""
@@ -184,29 +217,52 @@ class JobStore:
             (job_id,)).fetchone()
         return json.loads(row[0]) if row and row[0] else {}
 
-    def state(self, job_id: int) -> str:
-        """The state as stored (what the driver polls)."""
-        row = self.db.conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return str(row[0]) if row else "cancelled"
+    def state(self, job_id: int, run_id: int | None = None) -> str:
+        """The state as stored (what the driver polls); :data:`SUPERSEDED` when
+        ``run_id`` is given and another run holds the job now."""
+        row = self.db.conn.execute("SELECT state, run_id FROM jobs WHERE id = ?",
+                                   (job_id,)).fetchone()
+        if row is None:
+            return "cancelled"
+        if run_id is not None and row[1] != run_id:
+            return SUPERSEDED
+        return str(row[0])
 
-    def finish(self, job_id: int, state: str, summary: dict[str, object]) -> str:
-        """Record how a run ended; a cancel requested meanwhile wins. Returns the state."""
+    def finish(self, job_id: int, state: str, summary: dict[str, object], *,
+               run_id: int) -> str:
+        """Record how run ``run_id`` ended; returns the job's state afterwards.
+
+        A cancel requested meanwhile wins. The row is left alone when another run holds
+        the job, or when it was queued again (a resume waits for this run to end) or
+        failed (that resume could not start) while this run drained.
+        """
         now = time.time()
         job = Job(job_id, JobSpec("", ()), state, now, None, None)
         self._count(job)
         summary = {**summary, "counters": {"items": job.items, "pages": job.pages,
                                            "chunks": job.chunks, "bytes": job.bytes,
                                            "runs": job.runs}}
-        with self.db.transaction() as txn:
-            current = txn.execute(f"SELECT state FROM jobs WHERE id = ?{self._lock_row}",
-                                  (job_id,)).fetchone()
-            if current and current[0] == "cancelling":
-                state = "cancelled"
+        def end(txn: Transaction) -> str:
+            # The job's row first (locked on PostgreSQL), then the run's: the order a
+            # claim reads them in.
+            current = txn.execute(f"SELECT state, run_id FROM jobs WHERE id = ?"
+                                  f"{self._lock_row}", (job_id,)).fetchone()
+            txn.execute("UPDATE runs SET ended_at = ? WHERE id = ?", (now, run_id))
+            if current is None:
+                return "cancelled"
+            stored, holder = str(current[0]), current[1]
+            if holder != run_id:
+                return stored  # superseded: the row is its successor's
+            ended = "cancelled" if stored in ("cancelling", "cancelled") else state
+            if stored not in ("running", "paused", "cancelling", "cancelled"):
+                return stored
             txn.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, heartbeat_at = ?, summary = ? "
-                "WHERE id = ?", (state, now if state in FINAL_STATES else None, now,
+                "WHERE id = ?", (ended, now if ended in FINAL_STATES else None, now,
                                  json.dumps(summary), job_id))
-        return state
+            return ended
+
+        return self.db.transact(end)
 
     # -- steering from any process -------------------------------------------------
 
@@ -235,12 +291,32 @@ class JobStore:
         return self.get(job_id)
 
     def claim_for_resume(self, job_id: int, owner: str) -> JobSpec:
-        """Mark a queued, paused, interrupted or failed job running under ``owner``.
+        """Mark a queued, paused, interrupted or failed job running under ``owner``,
+        who then starts its run (:meth:`start_run`).
+
+        While the job's previous driver is still finishing its in-flight items, this
+        waits for it to end: two drivers never work on one job at once.
 
         Raises:
             ConfigError: no such job, or it is running (another driver claimed it),
                 succeeded or cancelled.
         """
+        waited = False
+        while True:
+            draining = self._claim(job_id, owner)
+            if draining is None:
+                return self.get(job_id).spec
+            if not waited:
+                log.info("job %s: waiting for its previous driver (%s) to finish the items "
+                         "it has in flight", job_id, draining)
+                waited = True
+            # A queued job's would-be driver answers for it while it waits, so the job
+            # does not look interrupted meanwhile.
+            self.hand_over(job_id, owner)
+            time.sleep(_CLAIM_POLL)
+
+    def _claim(self, job_id: int, owner: str) -> str | None:
+        """Claim the job; or, while its previous run's driver is alive, that driver."""
         with self.db.transaction() as txn:
             # Checked and claimed in one transaction, so of two processes claiming the
             # same queued job (the API's runner, a `jobs resume`) exactly one wins.
@@ -248,9 +324,18 @@ class JobStore:
             if state not in _RESUMABLE:
                 raise ConfigError(f"job {job_id} is {state}: only a paused, interrupted or "
                                   "failed job can be resumed (or a queued one started)")
+            previous = txn.execute(
+                "SELECT r.owner, r.heartbeat_at, r.ended_at FROM jobs j JOIN runs r "
+                "ON r.id = j.run_id WHERE j.id = ?", (job_id,)).fetchone()
+            if previous is not None and previous[2] is None and not self._driver_gone(
+                    previous[0], previous[1], socket.gethostname()):
+                return str(previous[0])
+            # run_id NULL: the previous run, should it still be alive after all (a
+            # heartbeat gone stale), is superseded from this commit on.
             txn.execute("UPDATE jobs SET state = 'running', owner = ?, finished_at = NULL, "
-                        "heartbeat_at = ? WHERE id = ?", (owner, time.time(), job_id))
-        return self.get(job_id).spec
+                        "heartbeat_at = ?, run_id = NULL WHERE id = ?",
+                        (owner, time.time(), job_id))
+        return None
 
     def requeue(self, job_id: int, owner: str) -> Job:
         """Queue a paused, interrupted or failed job again, for a process to claim (what

@@ -160,6 +160,18 @@ def _m002_chunks_and_embeddings(conn: psycopg.Connection[Any]) -> None:
     """)
 
 
+@migration
+def _m003_run_holds_its_job(conn: psycopg.Connection[Any]) -> None:
+    # As SQLite's migration 006: a job's state belongs to the run named in jobs.run_id;
+    # a run's driver, heartbeat and end tell a resume whether it is still draining.
+    _run(conn, """
+        ALTER TABLE jobs ADD COLUMN run_id BIGINT;
+        ALTER TABLE runs ADD COLUMN owner TEXT;
+        ALTER TABLE runs ADD COLUMN heartbeat_at DOUBLE PRECISION;
+        ALTER TABLE runs ADD COLUMN ended_at DOUBLE PRECISION;
+    """)
+
+
 # -- applying them -----------------------------------------------------------------
 
 

@@ -79,9 +79,20 @@ class EmbedStage:
         return out
 
     def close(self) -> None:
-        """Stop the thread after the work already queued."""
-        self._todo.put(_STOP)
-        self._thread.join(timeout=60)
+        """Stop the thread: queued work is dropped (its chunks stay without vectors for
+        the next run), the batch being embedded is finished, and the thread is joined.
+
+        Joined without a timeout: a process that exits while this thread is inside
+        onnxruntime is aborted ("terminate called without an active exception"), so
+        the wait is for one batch at most.
+        """
+        while True:
+            try:
+                self._todo.get_nowait()
+            except queue.Empty:
+                break
+        self._todo.put(_STOP)  # room: the queue was just emptied, and only we put
+        self._thread.join()
 
     def _loop(self) -> None:
         while True:

@@ -200,7 +200,8 @@ class Watcher:
                 state = "failed"
             state = kb.jobs.finish(job_id, state, {
                 "watch": True, "discovered": asdict(self.caught_up),
-                "changes": asdict(self.applied), "rescans": self.changes.overflows})
+                "changes": asdict(self.applied), "rescans": self.changes.overflows},
+                run_id=run_id)
         if self._error is not None:
             raise self._error
         return WatchReport(
