@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gristmill.errors import ConfigError, GristmillError
 from gristmill.knowledge_base import KnowledgeBase
@@ -34,8 +35,10 @@ app = typer.Typer(
     # Help texts are plain: "[default: all cores]" must not be read as Rich markup.
     rich_markup_mode=None,
 )
-out = Console(soft_wrap=True)  # one line per message: greppable when piped
-err = Console(stderr=True, soft_wrap=True)
+# One line per message: greppable when piped. No emoji codes: `:smile:` in a file name
+# is text (markup is kept out of user text by _say).
+out = Console(soft_wrap=True, emoji=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False)
 
 Home = Annotated[Path | None, typer.Option(
     "--home", help="Knowledge-base folder [env: GRISTMILL_HOME; default ./.gristmill].",
@@ -77,8 +80,15 @@ def _kb(home: Path | None, embedder: str | None, database: str | None,
         kb.close()
 
 
+def _say(console: Console, *parts: str | tuple[str, str]) -> None:
+    """Print one line of ``parts``, each taken literally (a ``(text, style)`` part is
+    styled): file names, reasons, queries, collections and settings are never read as
+    Rich markup, which a file named ``x[/y]z.pdf`` would break and ``[red]x`` restyle."""
+    console.print(Text.assemble(*parts), highlight=False)
+
+
 def _fail(exc: GristmillError) -> None:
-    err.print(f"[red]error:[/red] {exc}", highlight=False)
+    _say(err, ("error:", "red"), f" {exc}")
     raise typer.Exit(2 if isinstance(exc, ConfigError) else 1)
 
 
@@ -135,8 +145,8 @@ def _print_ingest_summary(report: Any) -> None:
                   f"{d.unchanged} unchanged, {d.skipped} not regular files.")
         return
     items = report.items
-    out.print(
-        f"Collection [bold]{report.collection}[/bold]: discovered {d.seen} "
+    _say(
+        out, "Collection ", (str(report.collection), "bold"), f": discovered {d.seen} "
         f"({d.new} new, {d.changed} changed, {d.unchanged} unchanged, {d.removed} removed"
         f"{f', {d.outdated} redone by newer extractors' if d.outdated else ''}) "
         f"in {format_duration(report.seconds)}; searchable after "
@@ -150,6 +160,9 @@ def _print_ingest_summary(report: Any) -> None:
     elif report.state == "paused":
         out.print(f"[yellow]Job {report.job_id} is paused; resume it with `gristmill jobs "
                   f"resume {report.job_id}` (or run the same ingest again).[/yellow]")
+    elif report.state in ("queued", "running"):  # resumed while this run drained
+        out.print(f"[yellow]Job {report.job_id} was resumed; its new run carries on with "
+                  f"it.[/yellow]")
     if items["failed"] or items["skipped"]:
         out.print("Run [bold]gristmill errors[/bold] to see why items failed or were skipped.")
 
@@ -176,12 +189,11 @@ def watch(
     """
     def changed(kind: str, counts: Any) -> None:
         if kind == "caught-up":
-            err.print(f"Caught up: {_counts_line(counts, unchanged=True)}. Watching "
-                      f"{', '.join(sources)} (Ctrl-C to stop).", highlight=False)
+            _say(err, f"Caught up: {_counts_line(counts, unchanged=True)}. Watching "
+                 f"{', '.join(sources)} (Ctrl-C to stop).")
         elif kind == "rescan" or counts.new or counts.changed or counts.removed:
             what = "events were lost, rescanned: " if kind == "rescan" else ""
-            err.print(f"{time.strftime('%H:%M:%S')} {what}{_counts_line(counts)}",
-                      highlight=False)
+            _say(err, f"{time.strftime('%H:%M:%S')} {what}{_counts_line(counts)}")
 
     with _kb(home, embedder, database, workers=workers, watch_debounce=debounce) as kb:
         report = kb.watch(sources, collection=collection, include=include or (),
@@ -224,13 +236,12 @@ def search(
             out.print("No results.")
         for rank, hit in enumerate(hits, start=1):
             where = hit.source + (f" (page {hit.page})" if hit.page else "")
-            out.print(f"[bold]{rank}.[/bold] [cyan]{where}[/cyan]  [dim]{hit.score:.4f}[/dim]",
-                      highlight=False)
+            _say(out, (f"{rank}.", "bold"), " ", (where, "cyan"), "  ",
+                 (f"{hit.score:.4f}", "dim"))
             if hit.heading:
-                out.print(f"   [italic]{hit.heading}[/italic]", highlight=False)
+                _say(out, "   ", (hit.heading, "italic"))
             snippet = " ".join(hit.text.split())
-            out.print(f"   {snippet[:240]}{'...' if len(snippet) > 240 else ''}",
-                      highlight=False)
+            _say(out, f"   {snippet[:240]}{'...' if len(snippet) > 240 else ''}")
 
 
 @app.command()
@@ -248,7 +259,8 @@ def status(json_out: JsonOpt = False, home: Home = None, database: DatabaseOpt =
             return
         table = Table("collection", "pending", "processing", "extracted", "indexed",
                       "skipped", "failed", "chunks")
-        rows = [*data["collections"].items(), ("[bold]all[/bold]", data)]
+        rows = [*((Text(name), entry) for name, entry in data["collections"].items()),
+                (Text("all", style="bold"), data)]
         for name, entry in rows:
             c = entry["items"]
             table.add_row(name, *(str(c[s]) for s in ("pending", "processing", "extracted",
@@ -263,7 +275,7 @@ def status(json_out: JsonOpt = False, home: Home = None, database: DatabaseOpt =
                 line += (f"; batcher: {stats['flushes']:,} flushes, {stats['rows']:,} rows, "
                          f"flush p99 {stats['flush_p99'] * 1000:.0f} ms, commit p99 "
                          f"{stats['latency_p99'] * 1000:.0f} ms, {stats['dead']} dead")
-            out.print(line, highlight=False)
+            _say(out, line)
 
 
 @app.command()
@@ -285,10 +297,9 @@ def errors(collection: CollectionOpt = None,
             out.print("No failed or skipped items.")
         for group in groups:
             colour = "red" if group.status == "failed" else "yellow"
-            out.print(f"[{colour}]{group.status}[/{colour}] x{group.count}: {group.pattern}",
-                      highlight=False)
+            _say(out, (group.status, colour), f" x{group.count}: {group.pattern}")
             for example in group.examples:
-                out.print(f"    {example['source']}: {example['error']}", highlight=False)
+                _say(out, f"    {example['source']}: {example['error']}")
 
 
 @app.command()
@@ -348,8 +359,7 @@ def doctor(
         colours = {"ok": "green", "warning": "yellow", "error": "red"}
         for check in checks:
             colour = colours[check.level]
-            out.print(f"[{colour}]{check.level:>7}[/{colour}]  {check.name}: {check.detail}",
-                      highlight=False)
+            _say(out, (f"{check.level:>7}", colour), f"  {check.name}: {check.detail}")
     if any(check.level == "error" for check in checks):
         raise typer.Exit(1)
 
@@ -384,8 +394,9 @@ def jobs_list(
         table = Table("id", "state", "collection", "sources", "done", "failed", "chunks",
                       "items/s", "started")
         for job in found:
-            table.add_row(str(job.id), job.state, job.spec.collection,
-                          ", ".join(job.spec.sources), f"{job.done}/{sum(job.items.values())}",
+            table.add_row(str(job.id), Text(job.state), Text(job.spec.collection),
+                          Text(", ".join(job.spec.sources)),
+                          f"{job.done}/{sum(job.items.values())}",
                           str(job.items.get("failed", 0)), f"{job.chunks:,}",
                           f"{job.rate:.1f}", _when(job.started_at))
         out.print(table)
@@ -404,7 +415,7 @@ def jobs_show(job_id: JobId, json_out: JsonOpt = False, home: Home = None,
             _print_json(job.to_dict())
             return
         for key, value in job.to_dict().items():
-            out.print(f"{key}: {value}", highlight=False)
+            _say(out, f"{key}: {value}")
 
 
 @jobs_app.command("pause")
@@ -491,21 +502,19 @@ def serve(
     except GristmillError as exc:
         _fail(exc)
     if not settings.has_api_tokens and not is_loopback(host):
-        err.print(f"[red]error:[/red] refusing to listen on {host} without a token: anyone "
-                  "who can reach it could read and ingest files. Set GRISTMILL_API_TOKEN "
-                  "(or add [[api_tokens]] to gristmill.toml: `gristmill token new`), or "
-                  "listen on 127.0.0.1.", highlight=False)
+        _say(err, ("error:", "red"), f" refusing to listen on {host} without a token: "
+             "anyone who can reach it could read and ingest files. Set GRISTMILL_API_TOKEN "
+             "(or add [[api_tokens]] to gristmill.toml: `gristmill token new`), or listen "
+             "on 127.0.0.1.")
         raise typer.Exit(2)
-    import uvicorn
-
     from gristmill.api import create_app
+    from gristmill.api.server import serve as serve_api
 
     try:
         api = create_app(settings)
     except GristmillError as exc:
         _fail(exc)
-    # A bounded graceful shutdown: open event streams must not keep a restart waiting.
-    uvicorn.run(api, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
+    serve_api(api, host, port, settings)  # uvicorn, with connection limits and timeouts
 
 
 token_app = typer.Typer(help="API tokens for `gristmill serve`.", no_args_is_help=True)
@@ -527,8 +536,7 @@ def token_new(
     from gristmill.api.security import new_token
 
     if scope not in ("read", "admin"):
-        err.print(f"[red]error:[/red] --scope must be read or admin, not {scope!r}",
-                  highlight=False)
+        _say(err, ("error:", "red"), f" --scope must be read or admin, not {scope!r}")
         raise typer.Exit(2)
     token, digest = new_token()
     err.print("Give this token to its holder; it is not stored anywhere:", highlight=False)

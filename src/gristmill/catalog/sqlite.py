@@ -107,17 +107,9 @@ class Catalog:
 
     def transact(self, work: Callable[[Transaction], T]) -> T:
         """Run ``work`` in a transaction; on PostgreSQL, again when it lost a deadlock or
-        a serialization conflict to another process (its writes were rolled back)."""
-        if self.db.backend != "postgresql":
-            with self.db.transaction() as txn:
-                return work(txn)
-        from gristmill.batching.policy import retry_busy
-
-        def attempt() -> T:
-            with self.db.transaction() as txn:
-                return work(txn)
-
-        return retry_busy(attempt)
+        a serialization conflict to another process, or the server was away (its writes
+        were rolled back): see :meth:`CatalogDatabase.transact`."""
+        return self.db.transact(work)
 
     # -- discovery ---------------------------------------------------------------
 
@@ -334,11 +326,11 @@ class Catalog:
                       AND (not_before IS NULL OR not_before <= ?){seen}
                     ORDER BY id LIMIT ?{skip_locked})
                 RETURNING id, collection, source, size, sha256, attempts, crashes,
-                          parent_id, {twin}""",
+                          parent_id, {twin}, mtime_ns""",
             (owner, now + lease_seconds, now, collection, *roots, now, *seen_params,
              limit, *([twins_for] if inline else [])),
         ).fetchall())
-        items = [self._located(Item(*row)) for row in sorted(rows)]
+        items = [self._located(Item(*row[:-1], mtime_ns=row[-1])) for row in sorted(rows)]
         if twins_for is not None and not inline:
             items = [dataclasses.replace(item, twin=self.twin(item.sha256, twins_for))
                      if item.sha256 else item for item in items]
@@ -383,6 +375,70 @@ class Catalog:
               Status.FAILED.value if problem else Status.PENDING.value, problem,
               "ExtractionError" if problem else None, name, run_id, now, now, parent.id)
              for name, size, problem in children])
+
+    @staticmethod
+    def copy_children(txn: Transaction, original: int, copy: Item, run_id: int | None, *,
+                      done: Status, embed_model: str | None = None) -> list[tuple[int, int]]:
+        """Give ``copy`` (an item with the same bytes as item ``original``) a copy of every
+        descendant of ``original`` (attachments, members, theirs), in place of its own.
+
+        A descendant the original has extracted becomes ``done`` (with ``embed_model``);
+        a skipped or failed one keeps its reason; one still pending, or in process
+        elsewhere, is ``pending``, for this run to extract. Returns ``(descendant, its
+        copy)`` for each copied as ``done``: the caller copies their chunks (the catalog
+        owns none) and promotes them.
+        """
+        txn.execute(_DROP_CHILDREN, (copy.id,))
+        # One statement, so one consistent view of a tree another process may be settling.
+        rows = txn.execute(
+            """WITH RECURSIVE down (id, level) AS (
+                   SELECT id, 1 FROM items WHERE parent_id = ?
+                   UNION ALL
+                   SELECT i.id, down.level + 1 FROM items i JOIN down ON i.parent_id = down.id)
+               SELECT i.id, i.parent_id, i.member, i.size, i.sha256, i.status, i.error,
+                      i.error_type, i.extractor, i.extractor_version, i.embed_model, i.pages,
+                      i.chunk_count, i.attempts, i.crashes
+               FROM down JOIN items i ON i.id = down.id ORDER BY down.level, i.id""",
+            (original,)).fetchall()
+        now = time.time()
+        copies = {original: (copy.id, copy.source)}  # a parent's copy, before its children
+        extracted: list[tuple[int, int]] = []
+        for (item_id, parent_id, member, size, sha256, status, error, error_type, extractor,
+             version, model, pages, chunk_count, attempts, crashes) in rows:
+            parent = copies.get(parent_id)
+            if parent is None:  # under a descendant that could not be copied
+                continue
+            if status in (Status.EXTRACTED.value, Status.INDEXED.value):
+                fields = (sha256, done.value, None, None, extractor, version, embed_model,
+                          pages, chunk_count, attempts, crashes)
+            elif status in (Status.SKIPPED.value, Status.FAILED.value):
+                fields = (sha256, status, error, error_type, extractor, version, model,
+                          pages, chunk_count, attempts, crashes)
+            else:  # its outcome is not known yet: find it out here
+                fields = (None, Status.PENDING.value, None, None, None, None, None, None,
+                          None, 0, 0)
+            # The casts type parameters that PostgreSQL cannot infer in a SELECT list.
+            row = txn.execute(
+                """INSERT INTO items (collection, source, root, size, sha256, status, error,
+                                      error_type, extractor, extractor_version, embed_model,
+                                      pages, chunk_count, attempts, crashes, parent_id,
+                                      member, seen_run, created_at, updated_at)
+                   SELECT collection, CAST(? AS TEXT), root, CAST(? AS BIGINT),
+                          CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT),
+                          CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT),
+                          CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER),
+                          CAST(? AS INTEGER), id, CAST(? AS TEXT), CAST(? AS BIGINT),
+                          CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION)
+                   FROM items WHERE id = ?
+                   ON CONFLICT (collection, source) DO NOTHING RETURNING id""",
+                (f"{parent[1]}!/{member}", size, *fields, member, run_id, now, now,
+                 parent[0])).fetchone()
+            if row is None:
+                continue
+            copies[item_id] = (int(row[0]), f"{parent[1]}!/{member}")
+            if fields[1] == done.value:
+                extracted.append((item_id, int(row[0])))
+        return extracted
 
     def renew_leases(self, owner: str, lease_seconds: float) -> None:
         """Push back the expiry of every lease ``owner`` holds (its heartbeat)."""

@@ -17,9 +17,10 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ from gristmill.catalog import Catalog, Item, Status, Transaction
 from gristmill.catalog.jobs import JobStore
 from gristmill.config import Settings
 from gristmill.embed import Embedder
+from gristmill.errors import StoreError
 from gristmill.index import StoredChunk
 from gristmill.runtime.embed_stage import EmbedStage, EmbedWork
 from gristmill.runtime.executors.local import HARD_TIMEOUT_FACTOR, LocalExecutor
@@ -176,13 +178,17 @@ class Runner:
         self.progress = Progress()
         self._stop = threading.Event()
         self._in_flight: dict[Future[WorkResult], Item] = {}
+        # Items this run leased whose outcome is not committed yet: in flight, or in a
+        # batch still to be written (or whose write failed: the disk filled up).
+        self._held: set[int] = set()
         self._embedding: dict[str, set[int]] = {}  # text hash -> items waiting on it
         self._embed_cursor = 0
         self._done_at_start: int | None = None
         self._embed_failed: set[str] = set()
         self._batcher: Batcher[_Op] = Batcher(
             self._write, on_dead=self._dead, max_rows=settings.flush_ops,
-            max_delay=settings.flush_seconds, weigh=_weigh)
+            max_delay=settings.flush_seconds, weigh=_weigh,
+            outage_seconds=settings.store_retry_seconds)
         self._started = time.monotonic()
         # Claims are limited to what this run's discovery has seen (None: embed-only).
         self._run_id = run_id
@@ -212,22 +218,28 @@ class Runner:
         executor = self._executor() if self.extract else None
         stage = EmbedStage(self.embedder) if self.embed and self.embedder else None
         restore = _install_signal_handlers(self.stop)
+        failed = True
         try:
             self._loop(executor, stage)
+            failed = False
         finally:
             restore()
             # Order matters: commit what finished, then stop workers, then give back the
-            # leases of what did not finish so the next run can take them at once.
-            self._batcher.flush()
-            if executor is not None:
-                executor.shutdown(kill=True)
-            if stage is not None:
-                stage.close()
-            self._release_unfinished()
-            if self.jobs is not None and self._run_id:
-                self.jobs.record_stats(self._run_id, self._batcher.stats.summary())
+            # leases of what did not finish so the next run can take them at once. After
+            # a database failure (a full disk, a server away too long) each step is still
+            # tried; its error, most likely the same, is logged, not raised in its place.
+            try:
+                with _quiet_after(failed):
+                    self._batcher.flush()
+            finally:
+                _close(executor, stage)
+            with _quiet_after(failed):
+                self._release_unfinished()
+                if self.jobs is not None and self._run_id:
+                    self.jobs.record_stats(self._run_id, self._batcher.stats.summary())
             self.progress.finished = self.outcome == "finished"
-            self._report(force=True)
+            with _quiet_after(failed):
+                self._report(force=True)
         return self.progress
 
     def _executor(self) -> LocalExecutor:
@@ -240,7 +252,7 @@ class Runner:
         recorded_flushes = 0
         while not self._stop.is_set():
             if self.jobs is not None and time.monotonic() >= next_job_check:
-                self._obey(self.jobs.state(self.job_id))
+                self._obey(self.jobs.state(self.job_id, self._run_id))
                 next_job_check = time.monotonic() + _JOB_CHECK_EVERY
                 if self._stop.is_set():
                     return
@@ -268,8 +280,8 @@ class Runner:
             now = time.monotonic()
             if now - last_renew > self.settings.lease_seconds / 3:
                 self.catalog.renew_leases(self.owner, self.settings.lease_seconds)
-                if self.jobs is not None:
-                    self.jobs.heartbeat(self.job_id)
+                if self.jobs is not None and self._run_id:
+                    self.jobs.heartbeat(self.job_id, self._run_id)
                 last_renew = now
             # An idle following run has nothing new to count (its counts scan the scope).
             if now - last_report > _PROGRESS_EVERY and (self._written or not self.follow):
@@ -342,11 +354,15 @@ class Runner:
 
     def _obey(self, state: str) -> None:
         """Act on a pause or cancel request written into the job by another process."""
-        if state == "cancelling":
+        if state in ("cancelling", "cancelled"):
             self.outcome = "cancelled"
             self._stop.set()  # run() then kills the workers and gives back the leases
-        elif state == "paused" and not self._pausing:
-            log.info("job %s: pause requested; finishing %d items in flight", self.job_id,
+        elif state != "running" and not self._pausing:
+            # Paused; queued again by a resume (which waits for this run to end);
+            # superseded by a newer run: each means finish what is in flight, claim
+            # nothing more, and leave the job to whoever holds it.
+            log.info("job %s: %s; finishing %d items in flight", self.job_id,
+                     "pause requested" if state == "paused" else state,
                      len(self._in_flight))
             self._pausing = True
 
@@ -359,6 +375,7 @@ class Runner:
         items = self.catalog.claim(self.owner, self.collection, self.roots, room,
                                    self.settings.lease_seconds, run_id=self._run_id,
                                    twins_for=self.model)
+        self._held.update(item.id for item in items)
         for item in items:
             twin = item.twin
             if twin is not None and twin != item.id:
@@ -368,7 +385,11 @@ class Runner:
                                           promote_model=self._promote_model()))
                 continue
             # The lease is committed before the worker sees the item (claim's transaction).
-            self._in_flight[executor.submit(item.disk_path, item.members)] = item
+            # With the size and mtime its sha256 was recorded with: the worker tells when
+            # the bytes it read are another version (see worker._extract_guarded).
+            expected = None if item.parent_id is not None or item.mtime_ns is None \
+                else (item.size, item.mtime_ns)
+            self._in_flight[executor.submit(item.disk_path, item.members, expected)] = item
         self.progress.in_flight = len(self._in_flight)
         return len(items)
 
@@ -396,7 +417,10 @@ class Runner:
             log.exception("item %s: worker error", item.source)
             self._fail(item, f"worker error: {type(exc).__name__}: {exc}"[:300], "worker")
             return
-        learnt = {"size": result.size, "sha256": result.sha256} if result.sha256 else {}
+        learnt: dict[str, object] = {"size": result.size, "sha256": result.sha256} \
+            if result.sha256 else {}
+        if result.mtime_ns is not None:
+            learnt["mtime_ns"] = result.mtime_ns  # the version read, not the one hashed
         if result.outcome == "extracted":
             chunks = [StoredChunk(c.seq, c.text, c.text_hash, c.page, c.heading)
                       for c in result.chunks]
@@ -412,6 +436,10 @@ class Runner:
             self.progress.chunks += len(chunks)
         elif result.outcome == "retry":
             self._retry(item, result.error or "temporary error")
+        elif result.outcome == "changed":
+            # Nothing of a torn read is kept: read it again a little later. Counted as
+            # an attempt, so a file rewritten without end fails with this reason.
+            self._retry(item, "the file kept changing while it was being read")
         else:
             status = Status.SKIPPED if result.outcome == "skipped" else Status.FAILED
             self._batcher.add(_Settle(item, status, {
@@ -511,6 +539,7 @@ class Runner:
                     self.catalog.promote(txn, op.model, op.item_ids)
                 else:
                     self.catalog.promote(txn, op.model)
+        self._held.difference_update(op.item.id for op in ops if isinstance(op, _Settle))
         self._settled = self._settled or any(isinstance(op, _Settle) for op in ops)
         self._written = True
         self._count_done(ops)
@@ -519,9 +548,10 @@ class Runner:
         fields = dict(op.fields)
         if op.copy_from is not None:
             twin = txn.execute(
-                "SELECT pages, extractor, extractor_version FROM items WHERE id = ?",
-                (op.copy_from,)).fetchone()
-            if twin is None:  # the twin vanished since the claim: extract normally
+                "SELECT pages, extractor, extractor_version FROM items WHERE id = ? "
+                "AND sha256 = ? AND status IN ('extracted', 'indexed')",
+                (op.copy_from, op.item.sha256)).fetchone()
+            if twin is None:  # the twin vanished or changed since the claim: extract
                 op.status = Status.PENDING
             else:
                 fields.update(pages=twin[0], extractor=twin[1], extractor_version=twin[2])
@@ -535,17 +565,30 @@ class Runner:
             log.info("item %s: lease lost or file changed before its result was written; "
                      "dropped", op.item.source)
             return
+        settled = [op.item.id]
         if op.copy_from is not None and op.status is not Status.PENDING:
-            count = self.index.copy_chunks(txn, op.copy_from, op.item.id, op.item.collection)
-            txn.execute("UPDATE items SET chunk_count = ? WHERE id = ?", (count, op.item.id))
+            settled += self._copy_twin(txn, op, op.copy_from)
         elif op.status in (Status.EXTRACTED, Status.INDEXED, Status.SKIPPED, Status.FAILED):
             self.index.replace_chunks(txn, op.item.id, op.item.collection, op.chunks)
-        if op.status is not Status.PENDING:
             # With its new outcome, an item's children are what this extraction found:
             # none, unless it is a container (a changed archive loses its old members).
             self.catalog.replace_children(txn, op.item, op.children, self._run_id)
         if op.promote_model is not None:
-            self.catalog.promote(txn, op.promote_model, [op.item.id])
+            self.catalog.promote(txn, op.promote_model, settled)
+
+    def _copy_twin(self, txn: Transaction, op: _Settle, twin: int) -> list[int]:
+        """Give a twin the chunks of the item with its bytes, and that item's attachments
+        and members with theirs (their own files are in these same bytes); returns the
+        ids of the descendants copied as extracted."""
+        count = self.index.copy_chunks(txn, twin, op.item.id, op.item.collection)
+        txn.execute("UPDATE items SET chunk_count = ? WHERE id = ?", (count, op.item.id))
+        model = op.fields.get("embed_model")
+        copied = self.catalog.copy_children(
+            txn, twin, op.item, self._run_id, done=op.status,
+            embed_model=model if isinstance(model, str) else None)
+        for original, copy in copied:
+            self.index.copy_chunks(txn, original, copy, op.item.collection)
+        return [copy for _, copy in copied]
 
     def _dead(self, op: _Op, exc: Exception) -> None:
         """A single operation failed to write: record the item as failed, alone."""
@@ -562,14 +605,17 @@ class Runner:
                 self.progress.failed += 1
 
     def _release_unfinished(self) -> None:
-        if not self._in_flight:
+        """Give back the leases of items whose outcome was not committed: in flight, or
+        in a batch whose write failed."""
+        ids = sorted(self._held | {item.id for item in self._in_flight.values()})
+        self._in_flight.clear()
+        if not ids:
             return
-        ids = [item.id for item in self._in_flight.values()]
         self.catalog.transact(lambda txn: txn.executemany(
             "UPDATE items SET status = 'pending', lease_owner = NULL, lease_expires = NULL "
             "WHERE id = ? AND lease_owner = ? AND status = 'processing'",
             [(i, self.owner) for i in ids]))
-        self._in_flight.clear()
+        self._held.clear()
 
     # -- reporting ---------------------------------------------------------------
 
@@ -604,6 +650,30 @@ class Runner:
             self.progress.embed_backlog = len(self._embedding)
         if self.on_progress is not None:
             self.on_progress(self.progress)
+
+
+def _close(executor: LocalExecutor | None, stage: EmbedStage | None) -> None:
+    """Stop the workers and the embedding thread, each even if the other fails: the
+    process must not exit while that thread is inside onnxruntime, which then aborts it
+    ("terminate called without an active exception")."""
+    try:
+        if executor is not None:
+            executor.shutdown(kill=True)
+    finally:
+        if stage is not None:
+            stage.close()
+
+
+@contextmanager
+def _quiet_after(failed: bool) -> Iterator[None]:
+    """After the run failed, a database error of a clean-up step is logged, not raised:
+    the first error is the one to report."""
+    try:
+        yield
+    except StoreError as exc:
+        if not failed:
+            raise
+        log.warning("while stopping after an error: %s", exc)
 
 
 def _weigh(op: _Op) -> int:
