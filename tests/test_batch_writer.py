@@ -209,7 +209,11 @@ def test_a_full_queue_blocks_producers_until_there_is_room(store: Store) -> None
 
         producer = threading.Thread(target=produce)
         producer.start()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while len(inserted) < 10:  # the queue fills, however slowly the thread runs
+            assert time.monotonic() < deadline, "the producer never filled the queue"
+            time.sleep(0.01)
+        time.sleep(0.2)  # time for an 11th insert, were there room
         assert producer.is_alive()
         assert len(inserted) == 10  # the 11th insert is waiting for room
         stats = writer.stats()

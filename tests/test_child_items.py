@@ -5,16 +5,16 @@ limited against bombs and nesting, and safe under kill -9."""
 from __future__ import annotations
 
 import io
-import os
-import signal
 import time
 import zipfile
 from pathlib import Path
 
 from backends import query
+from crashes import crash_by_progress
 from docs import make_docx, make_eml, make_pdf, make_zip_bomb
+from gate import Gate
 from gristmill.knowledge_base import KnowledgeBase
-from process_tools import env_for, gristmill, start
+from process_tools import env_for, gristmill
 
 
 def _kb(tmp_path: Path, **settings: object) -> KnowledgeBase:
@@ -136,17 +136,11 @@ def test_bombs_encryption_and_nesting_limits(tmp_path: Path) -> None:
     assert f"{deepest}!/bottom.txt" not in statuses
 
 
-def _finished(home: Path) -> int:
-    """Items committed as done in ``home`` (0 before its database exists)."""
-    rows = query(home, "SELECT count(*) FROM items WHERE status IN "
-                 "('indexed', 'skipped', 'failed')", missing_ok=True)
-    return rows[0][0] if rows else 0
-
-
 def test_kill_9_while_children_are_processed_loses_and_duplicates_nothing(
         tmp_path: Path) -> None:
-    """Runs killed at random moments while a zip's 300 members are worked through end,
-    once re-run to completion, with exactly the chunks of an uninterrupted run."""
+    """Runs killed part way while a zip's 300 members are worked through (members
+    held mid-extraction) end, once re-run to completion, with exactly the chunks of an
+    uninterrupted run."""
     src = tmp_path / "src"
     src.mkdir()
     members = {f"part{i:03d}/note.txt": f"member {i} mentions godwit{i % 7}".encode()
@@ -157,24 +151,8 @@ def test_kill_9_while_children_are_processed_loses_and_duplicates_nothing(
     ref = env_for(tmp_path / "ref", workers="2")
     assert gristmill("ingest", str(src), env=ref).returncode == 0
     crash = env_for(tmp_path / "crash", workers="2", flush_seconds="0.2")
-    kills = 0
-    # Each run is killed once it has committed a few more finished members than the
-    # last (so every kill lands mid-way, however fast the machine is), until two
-    # kills have landed; then a run goes to the end.
-    for _ in range(30):
-        before = _finished(tmp_path / "crash")
-        proc = start("ingest", str(src), env=crash)
-        while proc.poll() is None and (
-                kills >= 2 or _finished(tmp_path / "crash") < before + 20):
-            time.sleep(0.01)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            kills += 1
-            continue
-        proc.communicate()
-        assert proc.returncode == 0
-        break
+    kills = crash_by_progress(["ingest", str(src)], crash, tmp_path / "crash",
+                              Gate(tmp_path / "gate"), kills=2, step=20, seed=3)
     assert kills >= 2
 
     def snapshot(home: Path) -> list[tuple[str, str, int, str]]:

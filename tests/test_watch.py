@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from backends import ON_POSTGRES, group_concat, query
+from gate import Gate
 from gristmill.catalog import DiscoveryCounts
 from gristmill.knowledge_base import KnowledgeBase
 from gristmill.watching import Watcher, WatchReport
@@ -201,23 +202,40 @@ def test_saves_bursts_and_editor_renames_index_the_last_version_once(tmp_path: P
 
 
 def test_saves_landing_while_the_file_is_extracted_keep_the_last_one(tmp_path: Path) -> None:
-    """A save that lands while the previous version is being extracted (so the item is
-    claimed again before the first result is written) wins: each file ends with its
-    last text, never the one extracted first."""
-    src, home = tmp_path / "src", tmp_path / "home"
+    """A save that lands while the previous version is being extracted (the watch
+    records it before the first result is written) wins: each file ends with its last
+    text, never the one extracted first."""
+    src, home, log = tmp_path / "src", tmp_path / "home", tmp_path / "watch.log"
     src.mkdir()
-    filler = " ".join(f"filler{i % 997}" for i in range(40_000))  # slow enough to extract
     files = [src / f"f{i}.txt" for i in range(6)]
-    with _watching(home, [src], watch_debounce=0.01):
+    gate = Gate(tmp_path / "gate")
+    proc = _start_watch(home, src, log, gate)
+    try:
+        _eventually(lambda: _caught_up(log), "the catch-up")
         for round_ in range(3):
+            gate.close()
             for path in files:
-                _write(path, f"zfirst{round_}{path.stem} {filler}")
-            _eventually(lambda: all(_catalog(home).get(str(p), ("",))[0] == "processing"
-                                    for p in files[:2]), "the first versions in flight")
+                _write(path, f"zfirst{round_}{path.stem} text")
+            # Both workers hold a first version, mid-extraction, at the gate.
+            _eventually(lambda: sum(_catalog(home).get(str(p), ("",))[0] == "processing"
+                                    for p in files) >= 2, "the first versions in flight")
             for path in files:  # while they are being extracted
-                _write(path, f"zsecond{round_}{path.stem} {filler}")
+                _write(path, f"zsecond{round_}{path.stem} text")
+            _eventually(lambda: _recorded(home, files), "the second saves to be recorded")
+            gate.open()
             _eventually(lambda round_=round_: _settled(
                 home, {p: f"zsecond{round_}{p.stem}" for p in files}), "the last saves")
+    finally:
+        gate.open()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def _recorded(home: Path, files: list[Path]) -> bool:
+    """Whether the catalog holds each file's size and mtime as they are now."""
+    rows = {source: (size, mtime) for source, size, mtime in
+            query(home, "SELECT source, size, mtime_ns FROM items", missing_ok=True)}
+    return all(rows.get(str(p)) == (p.stat().st_size, p.stat().st_mtime_ns) for p in files)
 
 
 def test_a_deleted_file_loses_its_item_and_its_chunks(tmp_path: Path) -> None:
@@ -298,11 +316,23 @@ def test_a_single_file_can_be_watched_through_editor_replacements(tmp_path: Path
     home, folder = tmp_path / "home", tmp_path / "docs"
     target = _write(folder / "todo.txt", "ztodoone")
     _write(folder / "other.txt", "zotherword")
-    with _watching(home, [target]) as (_, ended):
+    with _watching(home, [target]) as (watcher, ended):
         _eventually(lambda: _settled(home, {target: "ztodoone"}), "the catch-up")
+        looked = threading.Event()  # set when the watch checks its roots, target absent
+        check_roots = watcher._check_roots
+
+        def spy() -> None:
+            if not target.exists():
+                looked.set()
+            check_roots()
+
+        watcher._check_roots = spy  # type: ignore[method-assign]
         for n in range(3):
+            looked.clear()
             os.rename(target, folder / "todo.txt~")
-            time.sleep(0.3)  # long enough for the watch to look at the roots
+            # The watch has dropped the item and looked at its roots while it was gone.
+            _eventually(lambda: looked.is_set() and _settled(home, {}),
+                        "the watch to see the file gone")
             _write(target, f"ztodo{n}x")
             (folder / "todo.txt~").unlink()
             _eventually(lambda n=n: _settled(home, {target: f"ztodo{n}x"}), "the replacement")
@@ -340,8 +370,11 @@ def test_resaving_the_newest_file_gets_vectors_with_the_default_embedder(
 # -- the command, as a service ----------------------------------------------------------
 
 
-def _start_watch(home: Path, src: Path, log: Path, **settings: str) -> subprocess.Popen[bytes]:
+def _start_watch(home: Path, src: Path, log: Path, gate: Gate | None = None,
+                 **settings: str) -> subprocess.Popen[bytes]:
     env = env_for(home, watch_debounce="0.2", workers="2", **settings)
+    if gate is not None:
+        env = gate.env(env)
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "gristmill", "watch", str(src)],
                                 env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -355,21 +388,29 @@ def _caught_up(log: Path, times: int = 1) -> bool:
 @pytest.mark.slow
 def test_kill_9_then_restart_loses_no_save(tmp_path: Path) -> None:
     """SIGKILL of the watcher's whole process group in the middle of a stream of saves,
-    then more changes while it is down: the restarted watch ends with every file's last
-    content indexed, deleted files gone, no lease left; SIGTERM then exits 0."""
+    files held mid-extraction, then more changes while it is down: the restarted watch
+    ends with every file's last content indexed, deleted files gone, no lease left;
+    SIGTERM then exits 0."""
     src, home, log = tmp_path / "src", tmp_path / "home", tmp_path / "watch.log"
     for i in range(20):
         _write(src / f"f{i:02d}.txt", f"zstart{i} text")
-    proc = _start_watch(home, src, log)
+    gate = Gate(tmp_path / "gate")
+    gate.open()
+    proc = _start_watch(home, src, log, gate)
     try:
         _eventually(lambda: _caught_up(log), "the catch-up")
         expected = {src / f"f{i:02d}.txt": f"zstart{i}" for i in range(20)}
         _eventually(lambda: _settled(home, expected), "the first files")
+        gate.close()
         for round_ in range(30):  # saves keep coming while the watcher is killed
             for i in range(0, 20, 3):
                 _write(src / f"f{i:02d}.txt", f"zround{round_}x{i} text")
             _write(src / "new" / f"n{round_:02d}.txt", f"znew{round_} text")
             if round_ == 15:
+                # Killed with saves claimed and held mid-extraction at the gate.
+                _eventually(lambda: any(status == "processing"
+                                        for status, _ in _catalog(home).values()),
+                            "saves to be in flight")
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             time.sleep(0.02)
@@ -383,7 +424,8 @@ def test_kill_9_then_restart_loses_no_save(tmp_path: Path) -> None:
                 for i in range(20) if i not in (1, 2)}
     expected |= {src / "new" / f"n{r:02d}.txt": f"znew{r}" for r in range(30)}
 
-    proc = _start_watch(home, src, log)
+    gate.open()
+    proc = _start_watch(home, src, log, gate)
     try:
         _eventually(lambda: _settled(home, expected), "the restart to catch up")
         proc.send_signal(signal.SIGTERM)

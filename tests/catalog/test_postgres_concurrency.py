@@ -22,6 +22,7 @@ import pytest
 
 from backends import fresh_postgres_database
 from corpus import build
+from gate import Gate
 from process_tools import env_for, gristmill, start
 
 FILES = 300
@@ -114,9 +115,18 @@ def test_two_ingests_of_one_folder_process_every_item_exactly_once(
     """Two ingest processes started together on the same folder and catalog both work
     (each holds leases), share the items without overlap (no item leased by both, no
     chunk row written twice), and leave every item settled exactly once."""
+    gate = Gate(tmp_path / "gate")
     watcher = LeaseWatcher(postgres_url)
     procs = [start("ingest", str(corpus), "--json",
-                   env=_env(tmp_path / name, postgres_url)) for name in ("a", "b")]
+                   env=gate.env(_env(tmp_path / name, postgres_url))) for name in ("a", "b")]
+    # Each claims an item and holds it at the gate, however long its start-up took,
+    # until the watcher has seen both at work.
+    deadline = time.monotonic() + 300
+    while len(set().union(*list(watcher.holders.values()))) < 2:
+        assert all(proc.poll() is None for proc in procs), "an ingest ended early"
+        assert time.monotonic() < deadline, "the two ingests never both got to work"
+        time.sleep(0.02)
+    gate.open()
     reports = []
     for proc in procs:
         out, err = proc.communicate(timeout=600)
@@ -151,22 +161,27 @@ def test_kill_9_of_one_of_two_ingests_loses_nothing_and_repeats_nothing(
     """SIGKILL of one of two ingests part way: the other finishes its share; a re-run
     takes over the dead one's leases at once (its owner is gone) and the catalog ends
     with exactly the chunks of one uninterrupted run."""
-    victim = start("ingest", str(corpus), "--json", env=_env(tmp_path / "a", postgres_url))
-    survivor = start("ingest", str(corpus), "--json", env=_env(tmp_path / "b", postgres_url))
+    gate = Gate(tmp_path / "gate")
+    victim = start("ingest", str(corpus), "--json",
+                   env=gate.env(_env(tmp_path / "a", postgres_url)))
+    survivor = start("ingest", str(corpus), "--json",
+                     env=gate.env(_env(tmp_path / "b", postgres_url)))
+    gate.admit(FILES // 5)
     deadline = time.monotonic() + 300
-    while True:  # both at work, a fifth of the corpus settled
+    while True:  # a fifth of the corpus settled, both holding an item at the gate
         rows = dict(_sql(postgres_url, "SELECT status, count(*) FROM items GROUP BY status")
                     ) if _has_items(postgres_url) else {}
         owners = _sql(postgres_url, "SELECT count(DISTINCT lease_owner) FROM items WHERE "
                                     "status = 'processing'")[0][0] if rows else 0
         done = sum(n for status, n in rows.items() if status in ("indexed", "skipped", "failed"))
-        if done >= FILES // 5 and owners == 2:
+        if done >= FILES // 5 and owners == 2 and not list(gate.folder.glob("ticket-*")):
             break
         assert victim.poll() is None and survivor.poll() is None, "an ingest ended early"
         assert time.monotonic() < deadline, "the two ingests never both got to work"
         time.sleep(0.02)
     os.killpg(victim.pid, signal.SIGKILL)  # the driver, its worker, its fork server
     victim.communicate()
+    gate.open()
     out, err = survivor.communicate(timeout=600)
     assert survivor.returncode == 0, f"exit {survivor.returncode}\n{out}\n{err}"
     dead_leases = _sql(postgres_url, "SELECT count(*) FROM items WHERE status = 'processing'")

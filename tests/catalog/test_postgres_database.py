@@ -195,14 +195,20 @@ def test_a_fresh_database_gets_every_table_and_index(db: PostgresDatabase) -> No
 def test_processes_starting_at_once_migrate_once(postgres_url: str) -> None:
     """Four processes opening the same fresh database at the same moment all succeed;
     the migrations ran once (the advisory lock)."""
-    script = ("import sys, time\n"
+    script = ("import sys\n"
               "from gristmill.catalog.postgres import PostgresDatabase\n"
-              "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+              "print('ready', flush=True); sys.stdin.readline()\n"
               "db = PostgresDatabase(sys.argv[1]); print(db.schema_version); db.close()\n")
-    at = time.time() + 2.0  # after every interpreter has started
-    procs = [subprocess.Popen([sys.executable, "-c", script, postgres_url, str(at)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen([sys.executable, "-c", script, postgres_url],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
              for _ in range(4)]
+    for proc in procs:  # every interpreter started, however long that took
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    for proc in procs:  # then all four go
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     results = [proc.communicate(timeout=60) for proc in procs]
     assert [proc.returncode for proc in procs] == [0] * 4, results
     assert {out.strip() for out, _ in results} == {str(len(pg_migrations.MIGRATIONS))}
