@@ -253,7 +253,7 @@ def create_app(settings: Settings) -> FastAPI:
         mode: Literal["hybrid", "keyword", "vector"] = "hybrid",
         collection: Text | None = None,
     ) -> list[dict[str, object]]:
-        """The ``k`` best chunks for ``q``."""
+        """The ``k`` best chunks for ``q``, each with the passage around its words."""
         if len(q) > settings.max_query_chars:
             raise ApiError(422, f"query.q: at most {settings.max_query_chars} characters "
                                 "(max_query_chars)")
@@ -262,10 +262,9 @@ def create_app(settings: Settings) -> FastAPI:
         who: Caller = request.state.caller
         throttle.check(who.name if tokens.enabled else client)
         try:
-            hits = await searchers.search(q, collection=collection, k=k, mode=mode)
+            return await searchers.results(q, collection=collection, k=k, mode=mode)
         except ConfigError as exc:  # e.g. vector search without an embedder
             raise ApiError(400, str(exc)) from None
-        return [hit.to_dict() for hit in hits]
 
     @api.get("/health")
     def health() -> dict[str, Any]:

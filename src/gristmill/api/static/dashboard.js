@@ -475,28 +475,25 @@ async function loadHealth() {
 
 // -- search ----------------------------------------------------------------------------
 
-const escapeRegExp = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-function queryTerms(query) {
-  const words = query.toLowerCase().match(/[\p{L}\p{N}_]+/gu) ?? [];
-  return [...new Set(words.filter((w) => w.length > 1))];
-}
-
-/** A window of `text` around the first query term, with the terms marked. */
-function excerpt(text, terms, size = 300) {
-  const flat = String(text ?? '').replace(/\s+/g, ' ').trim();
-  const lower = flat.toLowerCase();
-  const hits = terms.map((t) => lower.indexOf(t)).filter((i) => i >= 0);
-  let start = 0;
-  if (hits.length && Math.min(...hits) > size / 3) {
-    start = Math.max(0, flat.lastIndexOf(' ', Math.min(...hits) - size / 3) + 1);
+/**
+ * The hit's snippet with the query's words wrapped in <mark>, as text nodes only. The
+ * server counts `highlights` offsets in code points (Python string indices); a JS string
+ * counts UTF-16 units, in which an emoji is two, so the snippet is split into code points
+ * first. Offsets that are out of order or out of range are ignored, not trusted.
+ */
+function marked(snippet, highlights) {
+  const chars = Array.from(String(snippet ?? ''));
+  const parts = [];
+  let at = 0;
+  for (const [start, end] of Array.isArray(highlights) ? highlights : []) {
+    if (!(Number.isInteger(start) && Number.isInteger(end))) continue;
+    if (start < at || end <= start || end > chars.length) continue;
+    if (start > at) parts.push(chars.slice(at, start).join(''));
+    parts.push(h('mark', {}, chars.slice(start, end).join('')));
+    at = end;
   }
-  let piece = flat.slice(start, start + size);
-  if (start > 0) piece = `…${piece}`;
-  if (start + size < flat.length) piece = `${piece}…`;
-  if (!terms.length) return [piece];
-  const pattern = new RegExp(`(${terms.map(escapeRegExp).join('|')})`, 'giu');
-  return piece.split(pattern).map((part, i) => (i % 2 ? h('mark', {}, part) : part));
+  if (at < chars.length) parts.push(chars.slice(at).join(''));
+  return parts;
 }
 
 async function search(event) {
@@ -525,7 +522,6 @@ async function search(event) {
   const ms = Math.round(performance.now() - began);
   const count = `${hits.length} hit${hits.length === 1 ? '' : 's'}`;
   setMessage(message, `${count} for “${query}” · ${mode} · ${ms} ms`);
-  const terms = queryTerms(query);
   results.replaceChildren(...hits.map((hit) => {
     const meta = [
       hit.page ? `page ${hit.page}` : '',
@@ -539,7 +535,7 @@ async function search(event) {
           `score ${fmtScore(hit.score)}`)),
       h('div', { class: 'hit-path', title: hit.source }, shortPath(dirname(hit.source))),
       meta ? h('div', { class: 'hit-meta' }, meta) : null,
-      h('p', { class: 'hit-text' }, excerpt(hit.text, terms)));
+      h('p', { class: 'hit-text' }, marked(hit.snippet, hit.highlights)));
   }));
   results.scrollTop = 0;
 }
