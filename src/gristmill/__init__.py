@@ -16,9 +16,11 @@ if TYPE_CHECKING:
         ConfigError,
         ExtractionError,
         GristmillError,
+        HomeUnwritable,
         ItemError,
         LimitExceeded,
         ModelError,
+        NoKnowledgeBase,
         SourceError,
         StoreBusy,
         StoreCorrupt,
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from gristmill.index import Hit
     from gristmill.knowledge_base import IngestReport, KnowledgeBase, SearchMode
     from gristmill.runtime.runner import Progress
+    from gristmill.snippets import Snippet, snippet
     from gristmill.watching import Watcher, WatchReport
 
 # Each public name and the module that owns it. They are imported on first use (PEP 562)
@@ -44,15 +47,17 @@ _HOMES = {
     "Status": "gristmill.catalog",
     "Settings": "gristmill.config",
     **dict.fromkeys(
-        ["ConfigError", "ExtractionError", "GristmillError", "ItemError", "LimitExceeded",
-         "ModelError", "SourceError", "StoreBusy", "StoreCorrupt", "StoreError",
-         "StoreFull", "StoreUnavailable", "TransientError", "Unsupported"],
+        ["ConfigError", "ExtractionError", "GristmillError", "HomeUnwritable", "ItemError",
+         "LimitExceeded", "ModelError", "NoKnowledgeBase", "SourceError", "StoreBusy",
+         "StoreCorrupt", "StoreError", "StoreFull", "StoreUnavailable", "TransientError",
+         "Unsupported"],
         "gristmill.errors"),
     **dict.fromkeys(["Extractor", "Limits", "Segment", "register"], "gristmill.extract"),
     "Hit": "gristmill.index",
     **dict.fromkeys(["IngestReport", "KnowledgeBase", "SearchMode"],
                     "gristmill.knowledge_base"),
     "Progress": "gristmill.runtime.runner",
+    **dict.fromkeys(["Snippet", "snippet"], "gristmill.snippets"),
     **dict.fromkeys(["WatchReport", "Watcher"], "gristmill.watching"),
 }
 
@@ -80,17 +85,20 @@ __all__ = [
     "Extractor",
     "GristmillError",
     "Hit",
+    "HomeUnwritable",
     "IngestReport",
     "ItemError",
     "KnowledgeBase",
     "LimitExceeded",
     "Limits",
     "ModelError",
+    "NoKnowledgeBase",
     "Progress",
     "QueueFull",
     "SearchMode",
     "Segment",
     "Settings",
+    "Snippet",
     "SourceError",
     "Status",
     "StoreBusy",
@@ -105,4 +113,5 @@ __all__ = [
     "Watcher",
     "WriterClosed",
     "register",
+    "snippet",
 ]

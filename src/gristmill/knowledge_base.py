@@ -15,7 +15,7 @@ import logging.handlers
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,9 +24,10 @@ from gristmill.catalog.jobs import JobSpec, JobStore
 from gristmill.config import Settings
 from gristmill.discovery import Discovery, dry_run_counts
 from gristmill.embed import Embedder, make_embedder
-from gristmill.errors import ConfigError, SourceError, StoreError
+from gristmill.errors import ConfigError, HomeUnwritable, SourceError, StoreError
 from gristmill.extract import current_versions, reads
-from gristmill.index import Hit, VectorCache, make_index, reciprocal_rank_fusion
+from gristmill.home import make_home, require_knowledge_base
+from gristmill.index import Hit, KeywordRanking, VectorCache, coverage, fuse, make_index
 from gristmill.logfile import RESERVE_BYTES, QuietRotatingFileHandler
 from gristmill.ops import ErrorGroup, group_problems
 from gristmill.runtime.executors.local import start_fork_server
@@ -43,7 +44,7 @@ __all__ = ["IngestReport", "KnowledgeBase", "SearchMode", "Searcher"]
 log = logging.getLogger(__name__)
 
 SearchMode = Literal["hybrid", "keyword", "vector"]
-_CANDIDATES = 50  # per ranking fed to rank fusion
+_CANDIDATES = 50  # per ranking fed to the fusion
 
 
 @dataclass(slots=True)
@@ -64,16 +65,36 @@ class IngestReport:
     failures: list[str] = field(default_factory=list)
     #: The job's state after this run: succeeded, paused, cancelled or failed.
     state: str = "succeeded"
+    #: Items this run extracted (new, changed or not finished before; attachments and
+    #: archive members included); 0 when nothing changed.
+    processed: int = 0
+    #: Of the collection's items (``items``), those inside another item (attachments,
+    #: archive members): ``items`` counts them, ``discovered`` (a walk of files) does not.
+    members: int = 0
+    #: Seconds, each from the start: ``discovery`` (the walk, hashing included),
+    #: ``extraction`` (until every item was extracted: keyword search complete),
+    #: ``embedding`` (until every vector was stored), ``total``. The phases overlap;
+    #: None for a phase that did not end in this run.
+    timings: dict[str, float | None] = field(default_factory=dict)
+    #: The run's two phases as its progress reported them last (``Progress.to_dict``).
+    progress: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def unchanged_only(self) -> bool:
+        """Whether this run found nothing to do: every file unchanged and finished."""
+        return (not self.dry_run and self.processed == 0 and not self.discovered.removed
+                and not self.discovered.new and not self.discovered.changed)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         out = asdict(self)
         out["discovered"] = asdict(self.discovered)
+        out["nothing_changed"] = self.unchanged_only
         return out
 
 
 class Searcher:
-    """Ranks chunks for queries: BM25, vectors, or both fused by reciprocal rank."""
+    """Ranks chunks for queries: BM25, vectors, or both fused (:func:`gristmill.index.fuse`)."""
 
     def __init__(self, index: Index, embedder: Embedder | None,
                  vectors: VectorCache | None = None) -> None:
@@ -90,11 +111,13 @@ class Searcher:
             raise ConfigError(f"k must be at least 1, not {k}")
         if mode not in ("hybrid", "keyword", "vector"):
             raise ConfigError(f"unknown search mode {mode!r}: use hybrid, keyword or vector")
-        # Rank fusion needs deeper lists than it returns; one ranking alone does not.
+        # Fusion needs deeper lists than it returns; one ranking alone does not.
         depth = max(k, _CANDIDATES) if mode == "hybrid" else k
         rankings = []
+        keyword = None
         if mode in ("hybrid", "keyword"):
-            rankings.append(self.index.keyword(query, collection, depth))
+            keyword = self.index.keyword_ranking(query, collection, depth)
+            rankings.append(keyword.ranked)
         if mode in ("hybrid", "vector"):
             if self.embedder is None:
                 if mode == "vector":
@@ -110,7 +133,21 @@ class Searcher:
                 rankings.append(ranked)
         if len(rankings) == 1:
             return self.index.hits(rankings[0][:k])
-        return self.index.hits(reciprocal_rank_fusion(rankings, k))
+        assert keyword is not None  # two rankings: keyword and vector
+        return self._fused(query, keyword, rankings[1], k)
+
+    def _fused(self, query: str, keyword: KeywordRanking,
+               vector: Sequence[tuple[int, float]], k: int) -> list[Hit]:
+        """The ``k`` best of both rankings by :func:`~gristmill.index.fusion.fuse`, which
+        weighs each candidate by its share of the query's words: the candidates' texts
+        are read once, for that and for the hits returned."""
+        ids = dict.fromkeys(chunk_id for chunk_id, _ in [*keyword.ranked, *vector])
+        candidates = {hit.chunk_id: hit for hit in self.index.hits([(i, 0.0) for i in ids])}
+        covered = coverage(query, {chunk_id: f"{hit.heading or ''}\n{hit.text}"
+                                   for chunk_id, hit in candidates.items()})
+        fused = fuse(keyword.ranked, vector, k, complete=keyword.complete, covered=covered)
+        return [replace(candidates[chunk_id], score=score)
+                for chunk_id, score in fused if chunk_id in candidates]
 
     def close(self) -> None:
         """Close its connection (only for one made by :meth:`KnowledgeBase.searcher`)."""
@@ -120,10 +157,22 @@ class Searcher:
 class KnowledgeBase:
     """A knowledge base in a home folder: catalog, index and logs."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, create: bool = True) -> None:
+        """Open the knowledge base ``settings`` point at; ``create=False`` (for commands
+        that only read) makes no home where there is none.
+
+        Raises:
+            HomeUnwritable: the home folder cannot be created or written.
+            NoKnowledgeBase: ``create=False``, and nothing was ingested there yet.
+        """
         self.settings = settings
-        settings.home.mkdir(parents=True, exist_ok=True)
-        _configure_logging(settings)
+        if not create:
+            require_knowledge_base(settings)
+        make_home(settings)
+        try:
+            _configure_logging(settings)
+        except OSError as exc:  # the log file itself: a folder in its place, say
+            raise HomeUnwritable(settings.log_path.absolute(), exc.strerror) from exc
         self.db = open_database(settings)
         self.catalog = Catalog(self.db)
         self.index = make_index(self.db)
@@ -131,10 +180,12 @@ class KnowledgeBase:
         self._embedder: Embedder | None = None
 
     @classmethod
-    def open(cls, home: str | Path | None = None, **settings: Any) -> KnowledgeBase:
-        """Open (creating if needed) the knowledge base at ``home``; other keyword
-        arguments override settings the way CLI flags do."""
-        return cls(Settings.load(home=Path(home) if home is not None else None, **settings))
+    def open(cls, home: str | Path | None = None, *, create: bool = True,
+             **settings: Any) -> KnowledgeBase:
+        """Open (creating if needed, unless ``create=False``) the knowledge base at
+        ``home``; other keyword arguments override settings the way CLI flags do."""
+        return cls(Settings.load(home=Path(home) if home is not None else None, **settings),
+                   create=create)
 
     def close(self) -> None:
         """Close the database connection."""
@@ -196,11 +247,26 @@ class KnowledgeBase:
             return IngestReport(0, collection, counts, self.catalog.counts(collection), 0, 0, 0,
                                 time.monotonic() - started, None, dry_run=True)
         spec = JobSpec(collection, tuple(roots), tuple(include), tuple(exclude), max_files)
-        job_id = self.jobs.create(spec, owner)
+        job_id = self._continue_or_create(spec, owner)
         if retry_failed:
             self.catalog.reset_failed(collection)
         return self._run_job(job_id, spec, owner, embed=embed, on_progress=on_progress,
                              started=started)
+
+    def _continue_or_create(self, spec: JobSpec, owner: str) -> int:
+        """The paused or interrupted job with this very spec, claimed to run again
+        (running the same ingest again continues its job: `jobs list` then shows one
+        job, not a stale paused one beside a new one); else a new job."""
+        earlier = self.jobs.find_unfinished(spec)
+        if earlier is not None:
+            try:
+                self.jobs.claim_for_resume(earlier, owner)
+            except ConfigError:
+                pass  # claimed, cancelled or ended meanwhile: start a job of our own
+            else:
+                log.info("job %s: continued by a new ingest of the same sources", earlier)
+                return earlier
+        return self.jobs.create(spec, owner)
 
     def resume(self, job_id: int, *, embed: bool = True,
                on_progress: Callable[[Progress], None] | None = None) -> IngestReport:
@@ -281,14 +347,22 @@ class KnowledgeBase:
                     # Left `running` under a driver about to exit, the job shows as
                     # interrupted all the same.
                     log.warning("job %s: could not record that it stopped: %s", job_id, exc)
+        total = time.monotonic() - started
+        vectors_done = runner.outcome == "finished" and runner.embed
         return IngestReport(
             job_id=job_id, collection=spec.collection, discovered=counts,
             items=self.catalog.counts(spec.collection),
             chunks=self.index.chunk_count(spec.collection), pages=progress.pages,
-            failed=progress.failed, seconds=time.monotonic() - started,
+            failed=progress.failed, seconds=total,
             seconds_to_searchable=progress.searchable_at,
             stopped=runner.outcome == "stopped", failures=progress.recent_failures,
-            state=state)
+            state=state, processed=progress.done,
+            members=self.catalog.member_count(spec.collection),
+            timings={"discovery": discovery.seconds,
+                     "extraction": progress.searchable_at,
+                     "embedding": progress.elapsed if vectors_done else None,
+                     "total": total},
+            progress=progress.to_dict())
 
     def embed_pending(self, on_progress: Callable[[Progress], None] | None = None) -> Progress:
         """Run only the embedding stage over every extracted item, in all collections."""
@@ -334,8 +408,10 @@ class KnowledgeBase:
     ) -> list[Hit]:
         """The ``k`` best chunks for ``query``.
 
-        ``hybrid`` fuses BM25 and vector rankings by reciprocal rank; it falls back to
-        keyword ranking when no embedder is configured. Any string is a safe query.
+        ``hybrid`` fuses BM25 and vector rankings by their scores: chunks holding every
+        word of the query first, then the rest by word coverage, BM25 and cosine
+        (:func:`gristmill.index.fuse`); it falls back to keyword ranking when no
+        embedder is configured. Any string is a safe query.
         """
         return Searcher(self.index, self.embedder).search(query, collection=collection,
                                                           k=k, mode=mode)
@@ -372,6 +448,8 @@ class KnowledgeBase:
         out: dict[str, Any] = {
             "items": self.catalog.counts(),
             "chunks": self.index.chunk_count(),
+            # Attachments and archive members: `items` counts them, a walk of files not.
+            "members": self.catalog.member_count(),
             "collections": collections,
             "home": str(self.settings.home),
             "embedder": self.settings.embedder,
@@ -384,7 +462,10 @@ class KnowledgeBase:
         if self.settings.embedder != "none":
             from gristmill.embed.minilm import MODEL_ID
 
+            # Distinct chunk texts with a vector (what an ingest's "texts embedded" adds
+            # to), and the chunks those vectors serve (duplicates share one).
             out["vectors"] = self.index.vector_count(MODEL_ID)
+            out["chunks_with_vectors"] = self.index.chunks_with_vectors(MODEL_ID)
         return out
 
     def errors(self, collection: str | None = None, job: int | None = None

@@ -1,17 +1,11 @@
-"""The index: keyword (BM25) and vector search over chunks, fused by reciprocal rank."""
+"""The index: keyword (BM25) and vector search over chunks, and their fusion (hybrid)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gristmill.index.sqlite import (
-    Hit,
-    PendingChunk,
-    SqliteIndex,
-    StoredChunk,
-    fts_query,
-    reciprocal_rank_fusion,
-)
+from gristmill.index.fusion import KeywordRanking, coverage, fuse, reciprocal_rank_fusion
+from gristmill.index.sqlite import Hit, PendingChunk, SqliteIndex, StoredChunk, fts_query
 from gristmill.index.vectors import VectorCache
 
 if TYPE_CHECKING:  # psycopg is imported only where PostgreSQL is used
@@ -23,11 +17,14 @@ if TYPE_CHECKING:  # psycopg is imported only where PostgreSQL is used
 
 __all__ = [
     "Hit",
+    "KeywordRanking",
     "PendingChunk",
     "SqliteIndex",
     "StoredChunk",
     "VectorCache",
+    "coverage",
     "fts_query",
+    "fuse",
     "make_index",
     "reciprocal_rank_fusion",
 ]

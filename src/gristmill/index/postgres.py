@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from gristmill.errors import StoreError
+from gristmill.index.fusion import KeywordRanking
 from gristmill.index.sqlite import Hit, PendingChunk, StoredChunk
 
 if TYPE_CHECKING:
@@ -149,6 +150,17 @@ class PostgresIndex:
                ORDER BY c.id LIMIT ?""", (after_id, model, limit)).fetchall()
         return [PendingChunk(*row) for row in rows]
 
+    def embedding_backlog(self, model: str) -> int:
+        """Distinct texts of ``extracted`` items' chunks with no ``model`` vector yet:
+        what the embedding stage has left to do (progress reports count it)."""
+        return int(self.db.conn.execute(
+            """SELECT count(DISTINCT c.text_hash)
+               FROM chunks c JOIN items i ON i.id = c.item_id
+               WHERE i.status = 'extracted'
+                 AND NOT EXISTS (SELECT 1 FROM embeddings e
+                                 WHERE e.model = ? AND e.text_hash = c.text_hash)""",
+            (model,)).fetchone()[0])
+
     def has_vector(self, model: str, text_hash: str) -> bool:
         """Whether the cache holds a ``model`` vector for this text."""
         return self.db.conn.execute(
@@ -164,13 +176,28 @@ class PostgresIndex:
         return int(self.db.conn.execute(
             "SELECT count(*) FROM chunks WHERE collection = ?", (collection,)).fetchone()[0])
 
+    def chunks_with_vectors(self, model: str) -> int:
+        """Chunks whose text has a ``model`` vector (identical texts share one vector,
+        so this is at least :meth:`vector_count` of those texts)."""
+        return int(self.db.conn.execute(
+            "SELECT count(*) FROM chunks c WHERE EXISTS (SELECT 1 FROM embeddings e "
+            "WHERE e.model = ? AND e.text_hash = c.text_hash)", (model,)).fetchone()[0])
+
     def vector_count(self, model: str) -> int:
         """Distinct chunk texts with a vector for ``model``."""
         return int(self.db.conn.execute(
             "SELECT count(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])
 
     def keyword(self, query: str, collection: str | None, limit: int) -> list[tuple[int, float]]:
-        """``(chunk_id, score)`` best first; higher is better.
+        """``(chunk_id, score)`` best first; higher is better (see
+        :meth:`keyword_ranking`)."""
+        return self.keyword_ranking(query, collection, limit).ranked
+
+    def keyword_ranking(self, query: str, collection: str | None, limit: int
+                        ) -> KeywordRanking:
+        """``(chunk_id, score)`` best first, higher better, and how many of them hold
+        every word of the query (every word but English stop words, which are not
+        indexed).
 
         Chunks holding every word come first; only when they are fewer than ``limit``
         do chunks holding some of the words fill the rest, scored no higher than the
@@ -179,10 +206,11 @@ class PostgresIndex:
         """
         tokens = _tsquery_words(query)
         if not tokens:
-            return []
+            return KeywordRanking([], 0)
         ranked = self._ts_rank(" & ".join(tokens), collection, limit)
+        complete = len(ranked)
         if len(ranked) >= limit or len(tokens) == 1:
-            return ranked
+            return KeywordRanking(ranked, complete)
         found = {chunk_id for chunk_id, _ in ranked}
         ceiling = ranked[-1][1] if ranked else float("inf")
         for chunk_id, score in self._ts_rank(" | ".join(tokens), collection,
@@ -191,7 +219,7 @@ class PostgresIndex:
                 break
             if chunk_id not in found:
                 ranked.append((chunk_id, min(score, ceiling)))
-        return ranked
+        return KeywordRanking(ranked, complete)
 
     def _ts_rank(self, tsquery: str, collection: str | None, limit: int
                  ) -> list[tuple[int, float]]:

@@ -17,7 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gristmill import snippets
 from gristmill.catalog.database import Database
+from gristmill.index.fusion import KeywordRanking
+from gristmill.snippets import Snippet
 
 __all__ = [
     "Hit",
@@ -25,10 +28,8 @@ __all__ = [
     "SqliteIndex",
     "StoredChunk",
     "fts_query",
-    "reciprocal_rank_fusion",
 ]
 
-_RRF_K = 60  # the constant from Cormack et al. (2009); insensitive in practice
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _MAX_QUERY_TOKENS = 64
 _SCAN_BLOCK = 20_000
@@ -68,11 +69,18 @@ class Hit:
     chunk_id: int
     item_id: int
 
-    def to_dict(self) -> dict[str, object]:
-        """The JSON shape of a hit (``source``, ``score``, ``text`` and provenance)."""
+    def snippet(self, query: str) -> Snippet:
+        """The passage of the chunk around ``query``'s words, with those words located."""
+        return snippets.snippet(self.text, query)
+
+    def to_dict(self, query: str = "") -> dict[str, object]:
+        """The JSON shape of a hit: ``source``, ``score``, ``text`` (the whole chunk),
+        provenance, and the ``snippet`` around ``query``'s words with their
+        ``highlights`` (``[start, end]`` offsets into ``snippet``)."""
         return {"source": self.source, "score": self.score, "text": self.text,
                 "page": self.page, "heading": self.heading, "collection": self.collection,
-                "chunk_id": self.chunk_id, "item_id": self.item_id}
+                "chunk_id": self.chunk_id, "item_id": self.item_id,
+                **self.snippet(query).to_dict()}
 
 
 def fts_query(query: str, *, every_word: bool = False) -> str | None:
@@ -150,6 +158,17 @@ class SqliteIndex:
                ORDER BY c.id LIMIT ?""", (after_id, model, limit)).fetchall()
         return [PendingChunk(*row) for row in rows]
 
+    def embedding_backlog(self, model: str) -> int:
+        """Distinct texts of ``extracted`` items' chunks with no ``model`` vector yet:
+        what the embedding stage has left to do (progress reports count it)."""
+        return int(self.db.conn.execute(
+            """SELECT count(DISTINCT c.text_hash)
+               FROM chunks c JOIN items i ON i.id = c.item_id
+               WHERE i.status = 'extracted'
+                 AND NOT EXISTS (SELECT 1 FROM embeddings e
+                                 WHERE e.model = ? AND e.text_hash = c.text_hash)""",
+            (model,)).fetchone()[0])
+
     def has_vector(self, model: str, text_hash: str) -> bool:
         """Whether the cache holds a ``model`` vector for this text."""
         return self.db.conn.execute(
@@ -165,13 +184,27 @@ class SqliteIndex:
         return int(self.db.conn.execute(
             "SELECT count(*) FROM chunks WHERE collection = ?", (collection,)).fetchone()[0])
 
+    def chunks_with_vectors(self, model: str) -> int:
+        """Chunks whose text has a ``model`` vector (identical texts share one vector,
+        so this is at least :meth:`vector_count` of those texts)."""
+        return int(self.db.conn.execute(
+            "SELECT count(*) FROM chunks c WHERE EXISTS (SELECT 1 FROM embeddings e "
+            "WHERE e.model = ? AND e.text_hash = c.text_hash)", (model,)).fetchone()[0])
+
     def vector_count(self, model: str) -> int:
         """Distinct chunk texts with a vector for ``model``."""
         return int(self.db.conn.execute(
             "SELECT count(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])
 
     def keyword(self, query: str, collection: str | None, limit: int) -> list[tuple[int, float]]:
-        """``(chunk_id, bm25 score)`` best first; higher is better.
+        """``(chunk_id, bm25 score)`` best first; higher is better (see
+        :meth:`keyword_ranking`)."""
+        return self.keyword_ranking(query, collection, limit).ranked
+
+    def keyword_ranking(self, query: str, collection: str | None, limit: int
+                        ) -> KeywordRanking:
+        """``(chunk_id, bm25 score)`` best first, higher better, and how many of them
+        hold every word of the query.
 
         Chunks holding every word of the query come first; only when they are fewer than
         ``limit`` do chunks holding some of the words fill the rest, scored no higher
@@ -182,11 +215,12 @@ class SqliteIndex:
         """
         every = fts_query(query, every_word=True)
         if every is None:
-            return []
+            return KeywordRanking([], 0)
         ranked = self._bm25(every, collection, limit)
+        complete = len(ranked)
         some = fts_query(query)
         if len(ranked) >= limit or some == every:  # enough, or a single word
-            return ranked
+            return KeywordRanking(ranked, complete)
         found = {chunk_id for chunk_id, _ in ranked}
         ceiling = ranked[-1][1] if ranked else float("inf")
         for chunk_id, score in self._bm25(some, collection, limit + len(ranked)):
@@ -194,7 +228,7 @@ class SqliteIndex:
                 break
             if chunk_id not in found:
                 ranked.append((chunk_id, min(score, ceiling)))
-        return ranked
+        return KeywordRanking(ranked, complete)
 
     def _bm25(self, match: str | None, collection: str | None, limit: int
               ) -> list[tuple[int, float]]:
@@ -256,17 +290,6 @@ class SqliteIndex:
                 item_id=rows[cid][6])
             for cid, score in scored if cid in rows
         ]
-
-
-def reciprocal_rank_fusion(
-    rankings: Sequence[Sequence[tuple[int, float]]], limit: int
-) -> list[tuple[int, float]]:
-    """Fuse best-first rankings by reciprocal rank: ``sum 1 / (60 + rank)``."""
-    fused: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, (chunk_id, _) in enumerate(ranking, start=1):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (_RRF_K + rank)
-    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
 
 
 def _index_item_text(txn: sqlite3.Connection, item_id: int) -> None:
