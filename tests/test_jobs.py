@@ -3,6 +3,7 @@ with real `gristmill` processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -29,7 +30,8 @@ def _running_job(env: dict[str, str], proc: Popen[str], gate: Gate,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "ingest ended before it could be steered"
-        jobs = gristmill_json("jobs", "list", "--state", "running", env=env)
+        listed = gristmill("jobs", "list", "--state", "running", "--json", env=env)
+        jobs = json.loads(listed.stdout) if listed.returncode == 0 else []  # no KB yet
         if jobs and jobs[0]["done"] >= ADMITTED:
             return int(jobs[0]["id"])
         time.sleep(0.1)

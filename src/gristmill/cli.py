@@ -7,9 +7,12 @@ gives machine-readable output.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,17 +20,79 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
+from typer.exceptions import TyperException
 
+from gristmill.display import Column, format_when, job_lines, print_table
 from gristmill.errors import ConfigError, GristmillError
 from gristmill.knowledge_base import KnowledgeBase
 from gristmill.progress import TerminalProgress, format_duration
 
 __all__ = ["app", "main"]
 
+log = logging.getLogger(__name__)
+
+
+class _Commands(typer.core.TyperGroup):
+    """The app's commands (sub-apps included), with the one place where what they raise
+    becomes a line on stderr and an exit status: a user's mistake (a bad setting, a
+    home that cannot be written, a missing knowledge base) or the machine's (an OS
+    error) is one sentence saying what to do; anything else is a bug, whose traceback
+    goes to the log. No traceback reaches the terminal while the log can be written."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, TyperException):  # usage errors, --help, exits
+            raise
+        except GristmillError as exc:
+            _log_traceback(exc, logging.INFO)  # the user's to fix: the line says how
+            _fail(exc)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # output piped into `head`: click ends quietly
+            where = _log_traceback(exc)
+            what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+            _say(err, ("error:", "red"), f" {what}" + (f" (details in {where})" if where
+                                                         else ""))
+            raise typer.Exit(1) from None
+        except Exception as exc:
+            where = _log_traceback(exc)
+            first = (str(exc).strip().splitlines() or [""])[0]
+            _say(err, ("error:", "red"), f" unexpected {type(exc).__name__}: {first}. This "
+                 "is a bug in gristmill; please report it with the traceback, which is in "
+                 f"{where or 'the lines below'}.")
+            if where is None:  # no log to hold it: the report needs it all the same
+                traceback.print_exc(file=sys.stderr)
+            raise typer.Exit(1) from None
+
+
+def _log_traceback(exc: BaseException, level: int = logging.ERROR) -> str | None:
+    """Log ``exc`` with its traceback; the log file's path, or None when no log file is
+    open (the knowledge base was not opened, or its home cannot be written: then
+    nothing is logged, lest Python's last-resort handler print it on stderr)."""
+    files = [getattr(h, "baseFilename", None) for h in logging.getLogger("gristmill").handlers]
+    where = next((f for f in files if f), None)
+    if where is not None:
+        log.log(level, "command failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
+    return where
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("gristmill")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            from gristmill import __version__ as number
+        sys.stdout.write(f"gristmill {number}\n")
+        raise typer.Exit()
+
+
 app = typer.Typer(
     name="gristmill",
+    cls=_Commands,
     help="Turn a pile of files into a searchable knowledge base.",
     no_args_is_help=True,
     add_completion=False,
@@ -64,18 +129,23 @@ CollectionOpt = Annotated[str | None, typer.Option(
     "--collection", "-c", help="Limit to one collection.", show_default=False)]
 
 
+@app.callback()
+def _options(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print gristmill's version and exit.")] = False) -> None:
+    """Turn a pile of files into a searchable knowledge base."""
+
+
 @contextmanager
-def _kb(home: Path | None, embedder: str | None, database: str | None,
-        **settings: Any) -> Iterator[KnowledgeBase]:
-    """Open the knowledge base, turning our errors into one line and an exit code."""
-    try:
-        kb = KnowledgeBase.open(home, embedder=embedder, database_url=database, **settings)
-    except GristmillError as exc:
-        _fail(exc)
+def _kb(home: Path | None, embedder: str | None, database: str | None, *,
+        create: bool = False, **settings: Any) -> Iterator[KnowledgeBase]:
+    """Open the knowledge base for one command, and close it after. Only commands that
+    write (``create=True``: ingest, watch) make a home where there is none; the others
+    say that there is no knowledge base there. Errors become one line in ``_Commands``."""
+    kb = KnowledgeBase.open(home, create=create, embedder=embedder, database_url=database,
+                            **settings)
     try:
         yield kb
-    except GristmillError as exc:
-        _fail(exc)
     finally:
         kb.close()
 
@@ -120,7 +190,8 @@ def ingest(
 
     Example: gristmill ingest ~/papers --collection papers --include '*.pdf'
     """
-    with _kb(home, embedder, database, workers=workers, ocr_lang=ocr_lang) as kb:
+    with _kb(home, embedder, database, create=True, workers=workers,
+             ocr_lang=ocr_lang) as kb:
         with TerminalProgress(err, embedding=kb.settings.embedder != "none") as progress:
             report = kb.ingest(sources, collection=collection, include=include or (),
                                exclude=exclude or (), max_files=max_files,
@@ -145,16 +216,21 @@ def _print_ingest_summary(report: Any) -> None:
                   f"{d.unchanged} unchanged, {d.skipped} not regular files.")
         return
     items = report.items
+    timings = report.timings
     _say(
-        out, "Collection ", (str(report.collection), "bold"), f": discovered {d.seen} "
+        out, "Collection ", (str(report.collection), "bold"), f": discovered {d.seen} files "
         f"({d.new} new, {d.changed} changed, {d.unchanged} unchanged, {d.removed} removed"
         f"{f', {d.outdated} redone by newer extractors' if d.outdated else ''}) "
-        f"in {format_duration(report.seconds)}; searchable after "
-        f"{format_duration(report.seconds_to_searchable)}.")
-    out.print(
-        f"Items: {items['indexed']} indexed, {items['extracted']} awaiting vectors, "
-        f"{items['skipped']} skipped, {items['failed']} failed, {items['pending']} pending. "
-        f"Chunks: {report.chunks:,}.")
+        f"in {format_duration(timings.get('discovery'))}.")
+    _say(out, _phases_line(report))
+    total, members = sum(items.values()), report.members
+    # The walk counts files; the catalog also holds what was found inside them.
+    inside = (f" ({total:,} = {total - members:,} files + {members:,} attachments/members)"
+              if members else "")
+    _say(out,
+         f"Items{inside}: {items['indexed']} indexed, {items['extracted']} "
+         f"awaiting vectors, {items['skipped']} skipped, {items['failed']} failed, "
+         f"{items['pending']} pending. Chunks: {report.chunks:,}.")
     if report.state == "cancelled":
         out.print(f"[yellow]Job {report.job_id} was cancelled.[/yellow]")
     elif report.state == "paused":
@@ -165,6 +241,28 @@ def _print_ingest_summary(report: Any) -> None:
                   f"it.[/yellow]")
     if items["failed"] or items["skipped"]:
         out.print("Run [bold]gristmill errors[/bold] to see why items failed or were skipped.")
+
+
+def _phases_line(report: Any) -> str:
+    """What the run did and how long each phase took (they overlap: each time is from
+    the start)."""
+    timings, phases = report.timings, report.progress
+    total = f"Total {format_duration(timings.get('total'))}."
+    if report.unchanged_only:
+        return f"Nothing changed: {report.discovered.unchanged} items unchanged. {total}"
+    parts = [f"Extracted {report.processed} items"]
+    if timings.get("extraction") is not None:
+        parts[0] += (f" in {format_duration(timings['extraction'])} (keyword search "
+                     f"complete from then)")
+    embed = phases.get("embed")
+    if embed is not None:
+        vectors = f"vectors: {embed['texts_embedded']:,} texts embedded"
+        if timings.get("embedding") is not None:
+            vectors += f", every chunk had its vector after {format_duration(timings['embedding'])}"
+        elif embed["texts_waiting"]:
+            vectors += f", {embed['texts_waiting']:,} still waiting"
+        parts.append(vectors)
+    return "; ".join(parts) + f". {total}"
 
 
 @app.command()
@@ -195,7 +293,8 @@ def watch(
             what = "events were lost, rescanned: " if kind == "rescan" else ""
             _say(err, f"{time.strftime('%H:%M:%S')} {what}{_counts_line(counts)}")
 
-    with _kb(home, embedder, database, workers=workers, watch_debounce=debounce) as kb:
+    with _kb(home, embedder, database, create=True, workers=workers,
+             watch_debounce=debounce) as kb:
         report = kb.watch(sources, collection=collection, include=include or (),
                           exclude=exclude or (), on_change=None if json_out else changed)
         if json_out:
@@ -223,25 +322,40 @@ def search(
     home: Home = None, database: DatabaseOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:
-    """Search the knowledge base: BM25 and vectors fused by reciprocal rank.
+    """Search the knowledge base: BM25 and vectors fused, exact matches first.
 
     Example: gristmill search "how do leases expire" -k 5 --json
     """
     with _kb(home, embedder, database) as kb:
         hits = kb.search(query, collection=collection, k=k, mode=mode)  # type: ignore[arg-type]
         if json_out:
-            _print_json([hit.to_dict() for hit in hits])
+            _print_json([hit.to_dict(query) for hit in hits])
             return
         if not hits:
             out.print("No results.")
+            if not kb.index.chunk_count(collection):  # nothing to find, not a bad query
+                at = (kb.db.display_name if kb.settings.database_url
+                      else kb.settings.home.absolute())
+                if collection:
+                    _say(err, f"Collection {collection!r} of the knowledge base at {at} "
+                         "holds nothing: add files with `gristmill ingest PATH --collection "
+                         f"{collection}`.")
+                else:
+                    _say(err, f"The knowledge base at {at} is empty: add files with "
+                         "`gristmill ingest PATH`, or point --home at another one.")
         for rank, hit in enumerate(hits, start=1):
             where = hit.source + (f" (page {hit.page})" if hit.page else "")
             _say(out, (f"{rank}.", "bold"), " ", (where, "cyan"), "  ",
                  (f"{hit.score:.4f}", "dim"))
             if hit.heading:
                 _say(out, "   ", (hit.heading, "italic"))
-            snippet = " ".join(hit.text.split())
-            _say(out, f"   {snippet[:240]}{'...' if len(snippet) > 240 else ''}")
+            # The passage around the query's words, those words styled by offset: the
+            # chunk's text is never read as markup.
+            passage = hit.snippet(query)
+            line = Text("   " + passage.text)
+            for start, end in passage.highlights:
+                line.stylize("bold yellow", start + 3, end + 3)
+            out.print(line, highlight=False)
 
 
 @app.command()
@@ -257,16 +371,23 @@ def status(json_out: JsonOpt = False, home: Home = None, database: DatabaseOpt =
         if json_out:
             _print_json(data)
             return
-        table = Table("collection", "pending", "processing", "extracted", "indexed",
-                      "skipped", "failed", "chunks")
-        rows = [*((Text(name), entry) for name, entry in data["collections"].items()),
-                (Text("all", style="bold"), data)]
-        for name, entry in rows:
-            c = entry["items"]
-            table.add_row(name, *(str(c[s]) for s in ("pending", "processing", "extracted",
-                                                      "indexed", "skipped", "failed")),
-                          f"{entry['chunks']:,}")
-        out.print(table)
+        statuses = ("pending", "processing", "extracted", "indexed", "skipped", "failed")
+        entries = [*((Text(name), entry) for name, entry in data["collections"].items()),
+                   (Text("all", style="bold"), data)]
+        rows = [[name, *(f"{entry['items'][s]:,}" for s in statuses), f"{entry['chunks']:,}"]
+                for name, entry in entries]
+        # On a narrow terminal, a status no item is in is the column to leave out.
+        columns = [Column("collection"),
+                   *(Column(s, "right", optional=int(s != "indexed" and all(
+                       row[1 + i] == "0" for row in rows))) for i, s in enumerate(statuses)),
+                   Column("chunks", "right")]
+        print_table(out, columns, rows)
+        if data["members"]:
+            _say(out, f"Items include {data['members']:,} attachments and archive members "
+                 "(found inside other files; an ingest's `discovered` counts files only).")
+        if "vectors" in data:
+            _say(out, f"Vectors: {data['vectors']:,} stored, one per distinct chunk text; "
+                 f"{data['chunks_with_vectors']:,} of {data['chunks']:,} chunks have one.")
         for job in data["running"]:
             line = (f"job {job['job']} running ({job['collection']}): {job['done']:,} done, "
                     f"{job['rate']:.1f} items/s")
@@ -347,11 +468,8 @@ def doctor(
     from gristmill.config import Settings
     from gristmill.ops.doctor import run_checks
 
-    try:
-        settings = Settings.load(home=home, embedder=embedder, database_url=database,
-                                 ocr_lang=ocr_lang)
-    except GristmillError as exc:
-        _fail(exc)
+    settings = Settings.load(home=home, embedder=embedder, database_url=database,
+                             ocr_lang=ocr_lang)
     checks = run_checks(settings)
     if json_out:
         _print_json([check.to_dict() for check in checks])
@@ -391,15 +509,17 @@ def jobs_list(
         if not found:
             out.print("No jobs.")
             return
-        table = Table("id", "state", "collection", "sources", "done", "failed", "chunks",
-                      "items/s", "started")
-        for job in found:
-            table.add_row(str(job.id), Text(job.state), Text(job.spec.collection),
-                          Text(", ".join(job.spec.sources)),
-                          f"{job.done}/{sum(job.items.values())}",
-                          str(job.items.get("failed", 0)), f"{job.chunks:,}",
-                          f"{job.rate:.1f}", _when(job.started_at))
-        out.print(table)
+        # Sources wrap; on a narrow terminal chunks and items/s go first, then the
+        # start time (`jobs show ID` has them all).
+        columns = [Column("id", "right"), Column("state"), Column("collection"),
+                   Column("sources", wraps=True), Column("done", "right"),
+                   Column("failed", "right"), Column("chunks", "right", optional=1),
+                   Column("items/s", "right", optional=1), Column("started", optional=2)]
+        print_table(out, columns, [
+            [str(job.id), job.state, job.spec.collection, ", ".join(job.spec.sources),
+             f"{job.done:,}/{sum(job.items.values()):,}",
+             f"{job.items.get('failed', 0):,}", f"{job.chunks:,}", f"{job.rate:.1f}",
+             format_when(job.started_at, seconds=False)] for job in found])
 
 
 @jobs_app.command("show")
@@ -414,8 +534,8 @@ def jobs_show(job_id: JobId, json_out: JsonOpt = False, home: Home = None,
         if json_out:
             _print_json(job.to_dict())
             return
-        for key, value in job.to_dict().items():
-            _say(out, f"{key}: {value}")
+        for line in job_lines(job.to_dict()):
+            _say(out, line)
 
 
 @jobs_app.command("pause")
@@ -497,10 +617,7 @@ def serve(
     from gristmill.api.security import is_loopback
     from gristmill.config import Settings
 
-    try:
-        settings = Settings.load(home=home, embedder=embedder, database_url=database)
-    except GristmillError as exc:
-        _fail(exc)
+    settings = Settings.load(home=home, embedder=embedder, database_url=database)
     if not settings.has_api_tokens and not is_loopback(host):
         _say(err, ("error:", "red"), f" refusing to listen on {host} without a token: "
              "anyone who can reach it could read and ingest files. Set GRISTMILL_API_TOKEN "
@@ -510,10 +627,7 @@ def serve(
     from gristmill.api import create_app
     from gristmill.api.server import serve as serve_api
 
-    try:
-        api = create_app(settings)
-    except GristmillError as exc:
-        _fail(exc)
+    api = create_app(settings)
     serve_api(api, host, port, settings)  # uvicorn, with connection limits and timeouts
 
 
@@ -544,12 +658,6 @@ def token_new(
     err.print(f"\nAdd to gristmill.toml (restart `gristmill serve` to apply):\n\n"
               f"[[api_tokens]]\nname = {json.dumps(name)}\nsha256 = \"{digest}\"\n"
               f"scope = \"{scope}\"", highlight=False, markup=False)
-
-
-def _when(timestamp: float) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def main(argv: list[str] | None = None) -> None:

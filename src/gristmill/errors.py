@@ -4,7 +4,9 @@
 
     GristmillError
      ├── ConfigError            a setting or the model is wrong: the user fixes the config
-     │    └── ModelError        the embedding model is missing or fails its checksum
+     │    ├── ModelError        the embedding model is missing or fails its checksum
+     │    └── HomeUnwritable    the home folder cannot be created or written
+     ├── NoKnowledgeBase        nothing ingested at the home (or database) yet
      ├── SourceError            a source root cannot be read (missing folder, no permission)
      ├── ItemError              one item cannot be processed; the run goes on
      │    ├── ExtractionError   permanent: corrupt, encrypted, truncated -> item `failed`
@@ -31,6 +33,7 @@ Third-party exceptions are translated in one place, :func:`translate_extraction_
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 import zipfile
 import zlib
@@ -40,9 +43,11 @@ __all__ = [
     "ConfigError",
     "ExtractionError",
     "GristmillError",
+    "HomeUnwritable",
     "ItemError",
     "LimitExceeded",
     "ModelError",
+    "NoKnowledgeBase",
     "SourceError",
     "StoreBusy",
     "StoreCorrupt",
@@ -66,6 +71,33 @@ class ConfigError(GristmillError):
 
 class ModelError(ConfigError):
     """The embedding model cannot be loaded (missing file, wrong checksum)."""
+
+
+class HomeUnwritable(ConfigError):
+    """The home folder cannot be created or written (a file in the way, a read-only or
+    immutable folder): the user chooses another."""
+
+    def __init__(self, home: str | os.PathLike[str], reason: str | None = None) -> None:
+        because = f" ({reason})" if reason else ""
+        super().__init__(f"{home} cannot be created or written{because}: choose another "
+                         "with --home or GRISTMILL_HOME")
+        self.home = home
+
+
+class NoKnowledgeBase(GristmillError):
+    """A command that only reads found no knowledge base where the settings point."""
+
+    def __init__(self, where: str, *, database: bool = False) -> None:
+        if database:
+            hint = ("run `gristmill ingest PATH` to make one there, or check --database "
+                    "(GRISTMILL_DATABASE_URL)")
+            message = f"no knowledge base in the PostgreSQL database {where}: {hint}"
+        else:
+            hint = ("run `gristmill ingest PATH` to make one there, or point --home "
+                    "(GRISTMILL_HOME) at an existing one")
+            message = f"no knowledge base at {where}: {hint}"
+        super().__init__(message)
+        self.where = where
 
 
 class SourceError(GristmillError):

@@ -9,13 +9,12 @@ is an error.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
-from gristmill.errors import GristmillError
+from gristmill.errors import GristmillError, HomeUnwritable
 
 if TYPE_CHECKING:
     from gristmill.config import Settings
@@ -51,11 +50,13 @@ def run_checks(settings: Settings) -> list[Check]:
 
 
 def _home(settings: Settings) -> Check:
-    home = settings.home.resolve()
-    existing = next((p for p in (home, *home.parents) if p.exists()), None)
-    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
-        return Check("home", "error", f"{home} cannot be created or written: choose another "
-                     "with --home or GRISTMILL_HOME")
+    from gristmill.home import unwritable_reason
+
+    home = settings.home.absolute()
+    reason = unwritable_reason(home)
+    if reason is not None:  # the very sentence every other command says
+        return Check("home", "error", str(HomeUnwritable(home, reason)))
+    existing = next(p for p in (home, *home.parents) if p.exists())
     free = shutil.disk_usage(existing).free
     state = "exists" if home.exists() else "will be created"
     return Check("home", "ok", f"{home} ({state}; {free / 2**30:.1f} GiB free)")
@@ -79,14 +80,18 @@ def _postgres(settings: Settings) -> Check:
 
     assert settings.database_url is not None
     try:
-        # Opening it also migrates it: what the first ingest would do anyway.
-        db = PostgresDatabase(settings.database_url.get_secret_value(), pool_size=1)
+        # Read-only: a check neither creates the schema nor migrates it (ingest does).
+        db = PostgresDatabase(settings.database_url.get_secret_value(), pool_size=1,
+                              readonly=True)
     except GristmillError as exc:
         return Check("postgresql", "error", f"PostgreSQL: {exc}")
     try:
         version = db.server_version()
         level, vectors = vector_search_check(db)
-        where = f"PostgreSQL {version} at {db.display_name} (schema {db.schema_version})"
+        schema = db.schema_version
+        where = f"PostgreSQL {version} at {db.display_name} " + (
+            f"(schema {schema})" if schema else "(no knowledge base yet: the first ingest "
+            "creates its tables)")
     except GristmillError as exc:
         return Check("postgresql", "error", f"PostgreSQL: {exc}")
     finally:
@@ -123,9 +128,12 @@ def _ocr(settings: Settings) -> Check:
 
     found = doctor(settings.ocr_lang)
     if found.ok:
+        # osd is Tesseract's page-orientation model, not a language anyone reads.
+        languages = [lang for lang in found.languages if lang != "osd"]
+        osd = "; osd is the orientation model" if "osd" in found.languages else ""
         return Check("ocr", "ok", f"Tesseract {found.version or '(unknown version)'} at "
-                     f"{found.binary}; languages {settings.ocr_lang} of "
-                     f"{', '.join(found.languages)}")
+                     f"{found.binary}; OCR languages: using {settings.ocr_lang} (installed: "
+                     f"{', '.join(languages) or 'none'}{osd})")
     return Check("ocr", "warning", f"{found.problem} (until then images and scanned PDF "
                  "pages are skipped)")
 

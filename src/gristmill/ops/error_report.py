@@ -16,7 +16,10 @@ _RULES = [
     (re.compile(r"(?:[A-Za-z]:)?(?:/[^\s/:'\"]+)+/?"), "<path>"),
     (re.compile(r"'[^']*'|\"[^\"]*\""), "<quoted>"),
     (re.compile(r"\b0x[0-9a-fA-F]+\b|\b[0-9a-f]{12,}\b"), "<hex>"),
-    (re.compile(r"\d+(?:[.,]\d+)*"), "<n>"),
+    # A number stands alone (``12``, ``1,024``, ``3.5``, ``2024-01-31``, ``-9``, ``50MB``),
+    # not inside a name: the digits of ``.mp3``, ``.7z``, ``utf-8``, ``ISO-8859-1``,
+    # ``h264`` or ``x86_64`` are part of what failed, not a count that varies.
+    (re.compile(r"(?<![\w.])(?<!\w-)\d+(?:[.,:/-]\d+)*"), "<n>"),
 ]
 _EXAMPLES = 3
 
