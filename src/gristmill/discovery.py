@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -52,6 +53,8 @@ class Discovery:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self.counts = DiscoveryCounts()
+        #: Seconds the walk took (hashing new and changed files included), once it ended.
+        self.seconds: float | None = None
         self._thread = threading.Thread(target=self._run, name="gristmill-discovery",
                                         daemon=True)
 
@@ -76,6 +79,7 @@ class Discovery:
         return self.counts
 
     def _run(self) -> None:
+        started = time.monotonic()
         try:
             db = self._open_db()
         except BaseException as exc:  # handed to join(), which re-raises it
@@ -86,6 +90,7 @@ class Discovery:
         except BaseException as exc:
             self._error = exc
         finally:
+            self.seconds = time.monotonic() - started
             db.close()
 
     def _walk(self, catalog: Catalog) -> None:

@@ -31,21 +31,31 @@ def format_duration(seconds: float | None) -> str:
 
 
 class TerminalProgress:
-    """Callable that renders :class:`Progress` snapshots; use as a context manager."""
+    """Callable that renders :class:`Progress` snapshots; use as a context manager.
+
+    Two phases, each with its own bar, rate and ETA: items extracted (keyword-searchable
+    at once) and texts embedded (vectors, for hybrid search), which may run long after
+    the last item is extracted. When every item is extracted it says that keyword search
+    is complete.
+    """
 
     def __init__(self, console: Console | None = None, *, embedding: bool = True) -> None:
         self.console = console or Console(stderr=True)
         self.embedding = embedding
         self._live: Live | None = None
-        self._bar = Bar(TextColumn("[bold]items"), BarColumn(), MofNCompleteColumn(),
-                        TaskProgressColumn(), console=self.console)
-        self._task = self._bar.add_task("items", total=None)
+        self._bar = Bar(TextColumn("[bold]{task.description:<8}"), BarColumn(),
+                        MofNCompleteColumn(), TextColumn("{task.fields[unit]}"),
+                        TaskProgressColumn(), TextColumn("{task.fields[pace]}"),
+                        console=self.console)
+        self._items = self._bar.add_task("extract", total=None, unit="items", pace="")
+        self._texts = self._bar.add_task("vectors", total=None, unit="texts", pace="",
+                                         visible=embedding)
         self._last_plain = 0.0
 
     def __enter__(self) -> TerminalProgress:
         if self.console.is_terminal:
-            self._live = Live(self._render(Progress()), console=self.console,
-                              refresh_per_second=4, transient=True)
+            self._live = Live(self._render(Progress(embedding=self.embedding)),
+                              console=self.console, refresh_per_second=4, transient=True)
             self._live.__enter__()
         return self
 
@@ -63,22 +73,36 @@ class TerminalProgress:
             print(self._line(snapshot), file=sys.stderr, flush=True)
 
     def _line(self, p: Progress) -> str:
-        embedded = f" embedded {p.chunks_embedded}" if self.embedding else ""
-        return (f"items {p.done}/{p.total} ({p.rate:.1f}/s, eta {format_duration(p.eta)}) "
-                f"pages {p.pages} chunks {p.chunks}{embedded} failed {p.failed} "
-                f"rss {p.rss_bytes / 2**20:.0f} MB")
+        parts = [f"extract {p.done}/{p.total} items "
+                 f"({p.extract_rate:.1f}/s, eta {format_duration(p.extract_eta)})"]
+        if self.embedding and p.embedding:
+            parts.append(f"vectors {p.chunks_embedded} texts embedded, {p.embed_backlog} "
+                         f"waiting ({p.embed_rate:.1f}/s, eta {format_duration(p.embed_eta)})")
+        searchable = _searchable(p)
+        if searchable:
+            parts.append(searchable)
+        parts.append(f"pages {p.pages} chunks {p.chunks} failed {p.failed} "
+                     f"rss {p.rss_bytes / 2**20:.0f} MB")
+        return " | ".join(parts)
 
     def _render(self, p: Progress) -> Group:
-        self._bar.update(self._task, completed=p.done, total=p.total or None)
+        self._bar.update(self._items, completed=p.done, total=p.total or None,
+                         pace=f"{p.extract_rate:.1f}/s  eta {format_duration(p.extract_eta)}")
+        if self.embedding and p.embedding:
+            embedded = p.chunks_embedded
+            self._bar.update(self._texts, completed=embedded,
+                             total=(embedded + p.embed_backlog) or None,
+                             pace=f"{p.embed_rate:.1f}/s  eta {format_duration(p.embed_eta)}")
         stats = Text.assemble(
             ("pages ", "dim"), f"{p.pages:,}  ", ("chunks ", "dim"), f"{p.chunks:,}  ",
-            *((("embedded ", "dim"), f"{p.chunks_embedded:,}  ") if self.embedding else ()),
-            ("rate ", "dim"), f"{p.rate:.1f} items/s  ", ("eta ", "dim"),
-            f"{format_duration(p.eta)}  ", ("failed ", "dim"),
-            (f"{p.failed}", "red" if p.failed else ""), "  ", ("skipped ", "dim"),
-            f"{p.skipped}  ", ("memory ", "dim"), f"{p.rss_bytes / 2**20:,.0f} MB",
+            ("failed ", "dim"), (f"{p.failed}", "red" if p.failed else ""), "  ",
+            ("skipped ", "dim"), f"{p.skipped}  ", ("memory ", "dim"),
+            f"{p.rss_bytes / 2**20:,.0f} MB",
         )
         lines: list[Text | Bar] = [self._bar, stats]
+        searchable = _searchable(p)
+        if searchable:
+            lines.append(Text(searchable, style="green"))
         if p.stopping:
             lines.append(Text("stopping: finishing in-flight items (Ctrl-C again to abort)",
                               style="yellow"))
@@ -86,3 +110,13 @@ class TerminalProgress:
             lines.append(Text(f"  failed: {failure}", style="red", overflow="ellipsis",
                               no_wrap=True))
         return Group(*lines)
+
+
+def _searchable(p: Progress) -> str:
+    """The line saying keyword search is complete, once every item is extracted."""
+    if p.searchable_at is None:
+        return ""
+    if p.embedding and not p.finished and (p.embed_backlog or p.extracted):
+        return (f"keyword search ready (every item extracted after "
+                f"{format_duration(p.searchable_at)}); vectors still being computed")
+    return f"keyword search ready (every item extracted after {format_duration(p.searchable_at)})"

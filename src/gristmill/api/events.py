@@ -5,12 +5,13 @@ per job serves every client following it (a :class:`JobFeeds` entry lives while 
 job has watchers), so a hundred open dashboards cost the database what one does.
 
 Event types: ``state`` (first, and whenever the state changes), ``progress`` (a counter
-changed), ``failure`` (an item failed or was skipped: ``Problem.to_dict()``) and
-``heartbeat`` (nothing else for :data:`HEARTBEAT_SECONDS`); all but ``failure`` carry the
-job. Event ids are ``<n>:<cursor>``: ``n`` counts the stream's events, ``cursor`` is the
-last problem sent. A client that reconnects with ``Last-Event-ID`` gets numbering from
-``n + 1``, the current state first, and only the problems it has not seen; a new client
-gets the job's latest 2,000 problems (``GET /api/v1/errors`` has them all, grouped).
+or the run's ``phases`` changed), ``failure`` (an item failed or was skipped:
+``Problem.to_dict()``) and ``heartbeat`` (nothing else for :data:`HEARTBEAT_SECONDS`);
+all but ``failure`` carry the job. Event ids are ``<n>:<cursor>``: ``n`` counts the
+stream's events, ``cursor`` is the last problem sent. A client that reconnects with
+``Last-Event-ID`` gets numbering from ``n + 1``, the current state first, and only the
+problems it has not seen; a new client gets the job's latest 2,000 problems
+(``GET /api/v1/errors`` has them all, grouped).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ __all__ = ["HEARTBEAT_SECONDS", "POLL_SECONDS", "JobFeeds", "parse_event_id"]
 
 POLL_SECONDS = 0.5  # as often as a driver looks at its own row
 HEARTBEAT_SECONDS = 5.0  # at most this long without an event, so proxies keep the stream
-_COUNTERS = ("items", "pages", "chunks", "bytes", "runs")
+# What changing makes a `progress` event; `phases` (extraction and embedding, each with
+# its rate and ETA) changes while vectors are computed and the counters stand still.
+_COUNTERS = ("items", "pages", "chunks", "bytes", "runs", "phases")
 _PAGE = 500  # problems read per query
 _KEPT = 2000  # problems a feed keeps for late or slow clients; older ones are re-read
 

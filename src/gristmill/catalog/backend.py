@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 if TYPE_CHECKING:
     from gristmill.config import Settings
 
-__all__ = ["CatalogDatabase", "Cursor", "Transaction", "open_database"]
+__all__ = ["CatalogDatabase", "Cursor", "Transaction", "catalog_exists", "open_database"]
 
 T = TypeVar("T")
 
@@ -81,3 +81,23 @@ def open_database(settings: Settings, *, readonly: bool = False) -> CatalogDatab
     return PostgresDatabase(settings.database_url.get_secret_value(),
                             pool_size=settings.pool_size, readonly=readonly,
                             retry_seconds=settings.store_retry_seconds)
+
+
+def catalog_exists(settings: Settings) -> bool:
+    """Whether the database ``settings`` name holds a gristmill catalog: the SQLite file
+    exists, or the PostgreSQL database has gristmill's schema. Creates, migrates and
+    writes nothing (what a command that only reads needs to know first).
+
+    Raises:
+        StoreError: the PostgreSQL server cannot be reached, or refuses the login.
+    """
+    if settings.database_url is None:
+        return settings.database_path.is_file()
+    from gristmill.catalog.postgres import PostgresDatabase
+
+    db = PostgresDatabase(settings.database_url.get_secret_value(), pool_size=1,
+                          readonly=True, retry_seconds=settings.store_retry_seconds)
+    try:
+        return db.schema_version > 0
+    finally:
+        db.close()

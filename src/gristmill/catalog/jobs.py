@@ -28,6 +28,12 @@ beside it: :meth:`JobStore.claim_for_resume` waits until the previous run has en
 its driver is gone) before it claims the job. The draining driver reads ``queued`` like
 ``paused`` and, at its end, leaves a ``queued`` state alone, so the resume is never
 lost; the new run then finds every item the old one finished, and takes over the rest.
+
+Running the same ingest again (an equal :class:`JobSpec`) continues the newest paused or
+interrupted job with that spec (:meth:`JobStore.find_unfinished`) instead of creating a
+job beside it. Each run's driver records its progress with its batcher's figures; a
+job's ``rate`` is the items its runs extracted per second of their work, so a run that
+found every file unchanged has none.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ _DRIVEN = frozenset({"queued", "running", "cancelling"})
 #: What :meth:`JobStore.state` tells a run that no longer holds its job.
 SUPERSEDED = "superseded"
 _CLAIM_POLL = 0.2  # seconds between looks at a previous run that is still draining
+_PROGRESS = "progress"  # the key of a run's progress in its stats record
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +90,13 @@ class Job:
     chunks: int = 0
     bytes: int = 0
     runs: int = 0
+    #: Items its runs extracted (not those found unchanged), and the seconds its runs
+    #: worked (not the time it spent paused); None for runs recorded before these were.
+    processed: int | None = None
+    worked: float | None = None
+    #: The latest run's two phases (see ``Progress.to_dict``), None before its first
+    #: record.
+    phases: dict[str, Any] | None = None
 
     @property
     def done(self) -> int:
@@ -91,7 +105,10 @@ class Job:
 
     @property
     def rate(self) -> float:
-        """Items finished per second over the job's life so far."""
+        """Items extracted per second while its runs worked: a run that found every
+        file unchanged processed nothing and has no rate."""
+        if self.processed is not None and self.worked is not None:
+            return self.processed / self.worked if self.worked > 0 else 0.0
         end = self.finished_at or time.time()
         return self.done / max(end - self.started_at, 1e-9)
 
@@ -101,7 +118,8 @@ class Job:
                 "started_at": self.started_at, "finished_at": self.finished_at,
                 "heartbeat_at": self.heartbeat_at, "items": self.items, "done": self.done,
                 "pages": self.pages, "chunks": self.chunks, "bytes": self.bytes,
-                "rate": round(self.rate, 3), "runs": self.runs}
+                "rate": round(self.rate, 3), "runs": self.runs,
+                "processed": self.processed, "phases": self.phases}
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,17 +223,31 @@ class JobStore:
 
         self.db.transact(beat)
 
-    def record_stats(self, run_id: int, stats: dict[str, float]) -> None:
-        """Store a run's batcher figures (see :meth:`BatcherStats.summary`)."""
+    def record_stats(self, run_id: int, stats: dict[str, float],
+                     progress: dict[str, Any] | None = None) -> None:
+        """Store a run's batcher figures (see :meth:`BatcherStats.summary`) and its
+        progress (see ``Progress.to_dict``)."""
+        record: dict[str, Any] = {**stats, _PROGRESS: progress} if progress else stats
         self.db.transact(lambda txn: txn.execute(
-            "UPDATE runs SET stats = ? WHERE id = ?", (json.dumps(stats), run_id)))
+            "UPDATE runs SET stats = ? WHERE id = ?", (json.dumps(record), run_id)))
 
     def run_stats(self, job_id: int) -> dict[str, float]:
         """The latest run's batcher figures, or ``{}`` before its first record."""
         row = self.db.conn.execute(
             "SELECT stats FROM runs WHERE job_id = ? ORDER BY id DESC LIMIT 1",
             (job_id,)).fetchone()
-        return json.loads(row[0]) if row and row[0] else {}
+        stats = json.loads(row[0]) if row and row[0] else {}
+        stats.pop(_PROGRESS, None)
+        return stats  # type: ignore[no-any-return]
+
+    def find_unfinished(self, spec: JobSpec) -> int | None:
+        """The newest paused or interrupted job with exactly this spec, if any: running
+        the same ingest again continues it rather than starting a job beside it."""
+        for job in self._read("WHERE j.collection = ? AND j.state IN "
+                              "('paused', 'running', 'queued')", (spec.collection,)):
+            if job.spec == spec and job.state in ("paused", "interrupted"):
+                return job.id
+        return None
 
     def state(self, job_id: int, run_id: int | None = None) -> str:
         """The state as stored (what the driver polls); :data:`SUPERSEDED` when
@@ -419,6 +451,7 @@ class JobStore:
                     counted["runs"])
             else:
                 self._count(job)
+            self._pace(job)
             jobs.append(job)
         return jobs
 
@@ -457,3 +490,18 @@ class JobStore:
             job.bytes += int(size)
         job.runs = self.db.conn.execute("SELECT count(*) FROM runs WHERE job_id = ?",
                                         (job.id,)).fetchone()[0]
+
+    def _pace(self, job: Job) -> None:
+        """What its runs extracted, in how long, and the latest run's phases, from the
+        progress each run's driver records with its stats."""
+        processed, worked = 0, 0.0
+        for (stats,) in self.db.conn.execute(
+                "SELECT stats FROM runs WHERE job_id = ? ORDER BY id", (job.id,)):
+            progress = json.loads(stats).get(_PROGRESS) if stats else None
+            if not progress:
+                continue
+            processed += int(progress["extract"]["done"])
+            worked += float(progress["elapsed"] or 0.0)
+            job.phases = progress
+        if job.phases is not None:
+            job.processed, job.worked = processed, worked

@@ -557,6 +557,16 @@ class Catalog:
             counts[status] = n
         return counts
 
+    def member_count(self, collection: str | None = None) -> int:
+        """Items that are attachments or archive members (inside another item): the
+        counts by status include them, a walk of the files does not."""
+        sql = "SELECT count(*) FROM items WHERE parent_id IS NOT NULL"
+        params: tuple[object, ...] = ()
+        if collection is not None:
+            sql += " AND collection = ?"
+            params = (collection,)
+        return int(self.db.conn.execute(sql, params).fetchone()[0])
+
     def collections(self) -> list[str]:
         """Names of every collection with at least one item."""
         return [row[0] for row in self.db.conn.execute(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +38,7 @@ from gristmill.errors import StoreError
 from gristmill.index import StoredChunk
 from gristmill.runtime.embed_stage import EmbedStage, EmbedWork
 from gristmill.runtime.executors.local import HARD_TIMEOUT_FACTOR, LocalExecutor
+from gristmill.runtime.rates import RecentRate, eta, texts_left
 from gristmill.runtime.worker import RECYCLE_EXIT_CODE, WorkOptions, WorkResult
 
 if TYPE_CHECKING:
@@ -69,11 +71,17 @@ def tree_rss(process: psutil.Process | None = None) -> int:
 
 @dataclass(slots=True)
 class Progress:
-    """A snapshot of a run, for terminals, logs and (later) SSE."""
+    """A snapshot of a run, for terminals, logs, ``--json`` and the job's SSE events.
 
-    total: int = 0
-    done: int = 0
-    extracted: int = 0
+    Two phases, each with its own pace (see :mod:`gristmill.runtime.rates`):
+    *extraction* (``done`` of ``total`` items this run, at ``extract_rate``) and
+    *embedding* (``chunks_embedded`` texts embedded this run, ``embed_backlog`` texts
+    still without vectors, at ``embed_rate``). Items found unchanged are in neither.
+    """
+
+    total: int = 0  # items this run extracts: done + still to do (grows with discovery)
+    done: int = 0  # items whose extraction this run settled (extracted, indexed, ...)
+    extracted: int = 0  # items in scope that wait for their vectors
     indexed: int = 0
     skipped: int = 0
     failed: int = 0
@@ -81,8 +89,14 @@ class Progress:
     in_flight: int = 0
     pages: int = 0
     chunks: int = 0
+    #: Distinct chunk texts embedded by this run: each is one new vector stored
+    #: (identical texts are embedded once; cached vectors are reused, not counted).
     chunks_embedded: int = 0
+    #: Distinct chunk texts of extracted items still without a vector (all collections).
     embed_backlog: int = 0
+    extract_rate: float = 0.0  # items per second, recent (not since the start)
+    embed_rate: float = 0.0  # texts embedded per second, recent
+    embedding: bool = False  # whether this run computes vectors
     rss_bytes: int = 0
     elapsed: float = 0.0
     searchable_at: float | None = None
@@ -92,14 +106,50 @@ class Progress:
 
     @property
     def rate(self) -> float:
-        """Items settled per second so far."""
-        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+        """Items extracted per second, over the recent past."""
+        return self.extract_rate
+
+    @property
+    def extract_eta(self) -> float | None:
+        """Seconds until every item is extracted (keyword-searchable), if known."""
+        return eta(self.total - self.done, self.extract_rate)
+
+    @property
+    def embed_eta(self) -> float | None:
+        """Seconds until every text has its vector, if known: the backlog plus what the
+        items still to extract will add, at the recent embedding rate."""
+        if not self.embedding:
+            return None
+        return eta(texts_left(self.embed_backlog, self.total - self.done, self.chunks,
+                              self.done), self.embed_rate)
 
     @property
     def eta(self) -> float | None:
-        """Seconds left at the current rate, if known."""
-        left = self.total - self.done
-        return left / self.rate if self.rate > 0 and left > 0 else None
+        """Seconds until the run is done (both phases), if known."""
+        extract = self.extract_eta
+        if not self.embedding or extract is None:
+            return extract
+        embed = self.embed_eta
+        return None if embed is None else max(extract, embed)
+
+    def to_dict(self) -> dict[str, object]:
+        """The two phases, JSON-ready (``ingest --json``, the job's SSE events)."""
+        def seconds(value: float | None) -> float | None:
+            return None if value is None else round(value, 1)
+
+        return {
+            "elapsed": seconds(self.elapsed),
+            "extract": {"done": self.done, "total": self.total, "failed": self.failed,
+                        "skipped": self.skipped, "pages": self.pages, "chunks": self.chunks,
+                        "rate": round(self.extract_rate, 3),
+                        "eta": seconds(self.extract_eta)},
+            "embed": {"texts_embedded": self.chunks_embedded,
+                      "texts_waiting": self.embed_backlog,
+                      "rate": round(self.embed_rate, 3), "eta": seconds(self.embed_eta)}
+            if self.embedding else None,
+            "keyword_searchable_after": seconds(self.searchable_at),
+            "eta": seconds(self.eta),
+        }
 
 
 @dataclass(slots=True)
@@ -175,7 +225,11 @@ class Runner:
         self._settled = False  # results written since the last idle embedding sweep
         self._written = True  # anything written since the last progress report
         self.on_progress = on_progress
-        self.progress = Progress()
+        self.progress = Progress(embedding=self.embed)
+        # Each phase's pace over the recent past (see gristmill.runtime.rates).
+        self._extract_pace = RecentRate()
+        self._embed_pace = RecentRate()
+        self._backlog_at = float("-inf")  # when the embedding backlog was last counted
         self._stop = threading.Event()
         self._in_flight: dict[Future[WorkResult], Item] = {}
         # Items this run leased whose outcome is not committed yet: in flight, or in a
@@ -183,8 +237,11 @@ class Runner:
         self._held: set[int] = set()
         self._embedding: dict[str, set[int]] = {}  # text hash -> items waiting on it
         self._embed_cursor = 0
-        self._done_at_start: int | None = None
         self._embed_failed: set[str] = set()
+        # Vectors computed but not yet written (the batcher holds them), by text hash:
+        # a later chunk with the same text joins that write instead of being embedded
+        # again (the backlog query cannot see a vector before it is committed).
+        self._unwritten: dict[str, _Vectors] = {}
         self._batcher: Batcher[_Op] = Batcher(
             self._write, on_dead=self._dead, max_rows=settings.flush_ops,
             max_delay=settings.flush_seconds, weigh=_weigh,
@@ -235,12 +292,20 @@ class Runner:
                 _close(executor, stage)
             with _quiet_after(failed):
                 self._release_unfinished()
-                if self.jobs is not None and self._run_id:
-                    self.jobs.record_stats(self._run_id, self._batcher.stats.summary())
             self.progress.finished = self.outcome == "finished"
             with _quiet_after(failed):
                 self._report(force=True)
+                self._record_stats()  # with the run's final figures
         return self.progress
+
+    def _record_stats(self) -> None:
+        """Store the batcher's figures and the two phases' progress in the run's row,
+        where the API (events, metrics) and `jobs list` read them."""
+        if self.jobs is None or not self._run_id:
+            return
+        self.progress.elapsed = time.monotonic() - self._started
+        self.jobs.record_stats(self._run_id, self._batcher.stats.summary(),
+                               progress=self.progress.to_dict())
 
     def _executor(self) -> LocalExecutor:
         return LocalExecutor(self.settings, WorkOptions.from_settings(self.settings))
@@ -291,7 +356,7 @@ class Runner:
             if self.jobs is not None and self._run_id and (
                     now - last_stats > _STATS_EVERY
                     or (recorded_flushes == 0 and self._batcher.stats.flushes)):
-                self.jobs.record_stats(self._run_id, self._batcher.stats.summary())
+                self._record_stats()
                 recorded_flushes, last_stats = self._batcher.stats.flushes, now
             if self._in_flight or claimed:
                 continue
@@ -509,6 +574,10 @@ class Runner:
                 if waiting is not None:
                     waiting.add(row.item_id)  # already on its way: just wait for it
                     continue
+                computed = self._unwritten.get(row.text_hash)
+                if computed is not None:
+                    computed.item_ids.add(row.item_id)  # promoted by the write to come
+                    continue
                 self._embedding[row.text_hash] = {row.item_id}
                 work.hashes.append(row.text_hash)
                 work.texts.append(row.text)
@@ -524,7 +593,9 @@ class Runner:
             # `extracted` and the next run tries again.
             self._embed_failed.update(work.hashes)
             return
-        self._batcher.add(_Vectors(self.model, work.hashes, work.vectors, waiting))
+        vectors = _Vectors(self.model, work.hashes, work.vectors, waiting)
+        self._unwritten.update(dict.fromkeys(work.hashes, vectors))
+        self._batcher.add(vectors)
         self.progress.chunks_embedded += len(work.hashes)
 
     # -- writing (the batcher's sink; runs on the driver thread) ------------------
@@ -540,6 +611,7 @@ class Runner:
                 else:
                     self.catalog.promote(txn, op.model)
         self._held.difference_update(op.item.id for op in ops if isinstance(op, _Settle))
+        self._forget_vectors(ops)
         self._settled = self._settled or any(isinstance(op, _Settle) for op in ops)
         self._written = True
         self._count_done(ops)
@@ -590,8 +662,18 @@ class Runner:
             self.index.copy_chunks(txn, original, copy, op.item.collection)
         return [copy for _, copy in copied]
 
+    def _forget_vectors(self, ops: Sequence[_Op]) -> None:
+        """Vectors written (or dead): from now on the backlog query sees them (or their
+        chunks are in it again)."""
+        for op in ops:
+            if isinstance(op, _Vectors):
+                for h in op.hashes:
+                    if self._unwritten.get(h) is op:
+                        del self._unwritten[h]
+
     def _dead(self, op: _Op, exc: Exception) -> None:
         """A single operation failed to write: record the item as failed, alone."""
+        self._forget_vectors([op])
         if isinstance(op, _Settle) and op.status is not Status.FAILED:
             reason = f"could not store the result: {type(exc).__name__}: {exc}"[:300]
             self._batcher.add(_Settle(op.item, Status.FAILED,
@@ -599,6 +681,8 @@ class Runner:
 
     def _count_done(self, ops: Sequence[_Op]) -> None:
         for op in ops:
+            if isinstance(op, _Settle) and op.status is not Status.PENDING:
+                self.progress.done += 1  # extraction settled by this run
             if isinstance(op, _Settle) and op.status is Status.SKIPPED:
                 self.progress.skipped += 1
             elif isinstance(op, _Settle) and op.status is Status.FAILED:
@@ -635,19 +719,24 @@ class Runner:
 
     def _report(self, force: bool = False) -> None:
         counts = self._scope_counts()
-        finished = counts["indexed"] + counts["skipped"] + counts["failed"]
-        if self._done_at_start is None:
-            self._done_at_start = finished
-        # Recomputed each time: discovery keeps adding items while the run goes on.
-        self.progress.total = sum(counts.values()) - self._done_at_start
-        self.progress.done = finished - self._done_at_start
+        now = time.monotonic()
+        # Recomputed each time: discovery keeps adding items while the run goes on. Only
+        # items this run extracts count: an unchanged file is neither done nor to do.
+        left = counts["pending"] + counts["processing"] if self.extract else 0
+        self.progress.total = self.progress.done + left
         self.progress.indexed = counts["indexed"]
         self.progress.extracted = counts["extracted"]
-        self.progress.elapsed = time.monotonic() - self._started
+        self.progress.elapsed = now - self._started
         self.progress.stopping = self._stop.is_set()
         self.progress.rss_bytes = tree_rss()
+        self.progress.extract_rate = self._extract_pace.update(self.progress.done, now)
         if self.embed:
-            self.progress.embed_backlog = len(self._embedding)
+            # A count over the backlog's chunks: every few seconds, not at every report.
+            if force or now - self._backlog_at >= _STATS_EVERY:
+                self.progress.embed_backlog = self.index.embedding_backlog(self.model)
+                self._backlog_at = now
+            self.progress.embed_rate = self._embed_pace.update(self.progress.chunks_embedded,
+                                                               now)
         if self.on_progress is not None:
             self.on_progress(self.progress)
 
@@ -704,8 +793,16 @@ def _install_signal_handlers(stop: Callable[[], None]) -> Callable[[], None]:
         hits["n"] += 1
         if signum == signal.SIGINT and hits["n"] > 1:
             raise KeyboardInterrupt
-        log.warning("received %s: finishing in-flight work and stopping",
-                    signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        log.warning("received %s: finishing in-flight work and stopping", name)
+        # Said at once on stderr, terminal or not (a live view also shows it): stopping
+        # waits for the items in flight, seconds to minutes, and silence reads as a hang.
+        again = " (Ctrl-C again to abort)" if signum == signal.SIGINT else ""
+        try:
+            sys.stderr.write(f"stopping on {name}: finishing in-flight items{again}\n")
+            sys.stderr.flush()
+        except (OSError, RuntimeError, ValueError):
+            pass  # stderr closed, or busy with a line of its own (a reentrant write)
         stop()
 
     for sig in previous:
