@@ -144,10 +144,16 @@ def test_parallel_ocr_runs_two_tesseracts_at_once(tmp_path: Path) -> None:
     seen: list[int] = []
     done = threading.Event()
 
+    def name(child: psutil.Process) -> str | None:
+        try:
+            return child.name()
+        except (psutil.Error, OSError):  # it ended between the listing and the look
+            return None
+
     def watch() -> None:
         while not done.is_set():
             seen.append(sum(1 for child in psutil.Process().children()
-                            if child.name() == "tesseract"))
+                            if name(child) == "tesseract"))
             time.sleep(0.01)
 
     watcher = threading.Thread(target=watch)
