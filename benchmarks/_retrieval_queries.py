@@ -17,7 +17,8 @@ Kinds:
   not in the passage, as in a question typed from memory.
 * ``question (hand-written)``: ``retrieval_questions.tsv``, written by a person who read
   the passage; ``question (paraphrase)``: the same file's questions put in other words
-  than the passage's.
+  than the passage's. Each is ``dev`` (seen while tuning the fusion) or ``test`` (held
+  out), and the benchmark reports both halves.
 * ``identifier``: a rare token (CamelCase, letters with digits, a file name, an
   underscored name), a person's name (two capitalised words), or a rare long word.
 """
@@ -88,6 +89,7 @@ class Query:
     text: str
     relevant: frozenset[str]
     origin: str = ""  # the file it was made from (for reading failures)
+    split: str = ""  # hand-written questions: `dev` (seen while tuning) or `test` (held out)
 
 
 _Maker = Callable[[str], Query | None]
@@ -260,14 +262,16 @@ def hand_written(path: Path, corpus: Corpus) -> list[Query]:
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip() or line.startswith("#") or line.startswith("question\t"):
             continue
-        question, expected, style = line.split("\t")
+        question, expected, style, split = line.split("\t")
+        if split not in ("dev", "test"):
+            raise SystemExit(f"{path}: split must be dev or test, not {split!r}")
         globs = expected.split("|")
         relevant = frozenset(s for s in corpus.by_source
                              if any(fnmatch.fnmatchcase(s, g) for g in globs))
         if not relevant:
             raise SystemExit(f"{path}: no file of the corpus matches {expected!r}")
         kind = "question (paraphrase)" if style == "paraphrase" else "question (hand-written)"
-        out.append(Query(kind, question, relevant))
+        out.append(Query(kind, question, relevant, split=split))
     return out
 
 

@@ -94,7 +94,7 @@ def evaluate(searcher: Searcher, queries: Sequence[Query], root: Path, collectio
     out = []
     for query in queries:
         record: dict[str, Any] = {"kind": query.kind, "query": query.text,
-                                  "relevant": sorted(query.relevant)}
+                                  "split": query.split, "relevant": sorted(query.relevant)}
         for mode in MODES:
             hits = searcher.search(query.text, collection=collection, k=k,
                                    mode=mode)  # type: ignore[arg-type]
@@ -113,12 +113,21 @@ def metrics(ranks: Sequence[int | None]) -> dict[str, float]:
 
 
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per kind of query (and over all), each mode's metrics."""
+    """Per kind of query (and over all), each mode's metrics; a kind of hand-written
+    questions also per half (``KIND: dev``, seen while tuning; ``KIND: test``, held out)."""
     out: dict[str, dict[str, Any]] = {}
+
+    def row(chosen: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"queries": len(chosen),
+                **{mode: metrics([r[mode] for r in chosen]) for mode in MODES}}
+
     for kind in [*kinds(Query(r["kind"], "", frozenset()) for r in records), "all"]:
         chosen = [r for r in records if kind in ("all", r["kind"])]
-        out[kind] = {"queries": len(chosen),
-                     **{mode: metrics([r[mode] for r in chosen]) for mode in MODES}}
+        out[kind] = row(chosen)
+        splits = sorted({r.get("split") or "" for r in chosen} - {""})
+        if kind != "all" and len(splits) > 1:
+            for split in splits:
+                out[f"{kind}: {split}"] = row([r for r in chosen if r.get("split") == split])
     return out
 
 

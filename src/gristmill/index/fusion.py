@@ -39,8 +39,11 @@ _STEM = 5  # letters compared: a crude stemmer that works for any backend's toke
 _RRF_K = 60  # the constant from Cormack et al. (2009)
 _WORD = re.compile(r"\w+")
 # Words that say little about which passage answers: English function words, and words
-# about the document rather than its content ("what does the section on X say").
-# Only coverage skips them; both indexes still search them.
+# that frame a question about the document rather than name its subject ("what does the
+# section on X say", "which passage explains X", "how is X described"): counted, they
+# lower the coverage of the very chunk that holds every word of the subject, and the
+# vectors' best guess, often unrelated, takes the lead (BENCHMARKS.md, "Retrieval
+# quality"). Only coverage skips them; both indexes still search them.
 _STOP_WORDS = frozenset("""
 a about above after again against all also am an and any are as at be because been before
 being below between both but by can could did do does doing down during each few for from
@@ -48,7 +51,8 @@ further had has have having he her here hers him his how i if in into is it its 
 just me more most my no nor not now of off on once only or other our out over own same
 she should so some such than that the their them then there these they this those through
 to too under until up very was we were what when where which while who whom why will with
-would you your say said tell section chapter page
+would you your say said tell section chapter page passage passages explain explains
+explained describe describes described
 """.split())
 
 Ranking = Sequence[tuple[int, float]]
