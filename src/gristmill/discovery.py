@@ -125,18 +125,18 @@ def dry_run_counts(db: CatalogDatabase, collection: str, roots: Sequence[str], m
                    confine: Sequence[Path] = ()) -> DiscoveryCounts:
     """What a walk would find (new, changed, unchanged, skipped), writing nothing."""
     counts = DiscoveryCounts()
+    catalog = Catalog(db)
     left = max_files
     for root in roots:
         for batch in _batches(walk(Path(root), matcher, list(skip), confine), left):
+            known = catalog.known_stats(collection, [facts.source for facts in batch])
             for facts in batch:
-                row = db.conn.execute(
-                    "SELECT size, mtime_ns FROM items WHERE collection = ? AND source = ?",
-                    (collection, facts.source)).fetchone()
+                stats = known.get(facts.source)
                 if facts.skip_reason is not None:
                     counts.skipped += 1
-                elif row is None:
+                elif stats is None:
                     counts.new += 1
-                elif tuple(row) == (facts.size, facts.mtime_ns):
+                elif stats == (facts.size, facts.mtime_ns):
                     counts.unchanged += 1
                 else:
                     counts.changed += 1

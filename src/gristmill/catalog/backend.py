@@ -63,6 +63,10 @@ class CatalogDatabase(Protocol):
     def close(self) -> None: ...
     @property
     def schema_version(self) -> int: ...
+    def size_bytes(self) -> int:
+        """How much room the catalog takes: the SQLite file, or the PostgreSQL database
+        on its server."""
+        ...
 
 
 def open_database(settings: Settings, *, readonly: bool = False) -> CatalogDatabase:

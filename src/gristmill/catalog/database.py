@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from gristmill.errors import StoreError, StoreFull, room_to_free, translate_store_error
 
-__all__ = ["MIGRATIONS", "Database"]
+__all__ = ["MIGRATIONS", "Database", "sqlite_has_fts5"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -196,6 +196,18 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
         conn.execute(statement)
 
 
+def sqlite_has_fts5() -> bool:
+    """Whether this Python's SQLite has FTS5, which the catalog's keyword index needs."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute("CREATE VIRTUAL TABLE t USING fts5(x)")
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        db.close()
+    return True
+
+
 class Database:
     """A SQLite connection with gristmill's settings and explicit transactions."""
 
@@ -319,6 +331,13 @@ class Database:
     def close(self) -> None:
         """Close the connection."""
         self.conn.close()
+
+    def size_bytes(self) -> int:
+        """The database file's size (0 when it cannot be read)."""
+        try:
+            return os.stat(self.path).st_size
+        except OSError:
+            return 0
 
     @property
     def schema_version(self) -> int:

@@ -293,6 +293,50 @@ class Catalog:
             removed += self.transact(lambda txn, part=part: delete(txn, part))
         return removed
 
+    def known_stats(self, collection: str, sources: Sequence[str]
+                    ) -> dict[str, tuple[int | None, int | None]]:
+        """``(size, mtime_ns)`` recorded for each of ``sources`` the catalog holds (what
+        a dry run compares a walk with)."""
+        known: dict[str, tuple[int | None, int | None]] = {}
+        for start in range(0, len(sources), 500):
+            part = sources[start:start + 500]
+            for source, size, mtime_ns in self.db.conn.execute(
+                    f"SELECT source, size, mtime_ns FROM items WHERE collection = ? "
+                    f"AND source IN ({','.join('?' * len(part))})", (collection, *part)):
+                known[source] = (size, mtime_ns)
+        return known
+
+    def top_level_sources(self, collection: str, after: str, below: str,
+                          limit: int) -> list[str]:
+        """Sources of the items found by discovery (not attachments or members) with
+        ``after < source < below``, in order, at most ``limit``: one page of a folder's
+        items."""
+        return [row[0] for row in self.db.conn.execute(
+            "SELECT source FROM items WHERE collection = ? AND parent_id IS NULL "
+            "AND source > ? AND source < ? ORDER BY source LIMIT ?",
+            (collection, after, below, limit))]
+
+    def remove_sources(self, collection: str, sources: Sequence[str]) -> int:
+        """Delete the items found by discovery with these sources, with their chunks and
+        their children; returns how many were deleted."""
+        def delete(txn: Transaction, part: Sequence[str]) -> int:
+            ids = [row[0] for row in txn.execute(
+                f"SELECT id FROM items WHERE collection = ? AND parent_id IS NULL "
+                f"AND source IN ({','.join('?' * len(part))})", (collection, *part))]
+            if not ids:
+                return 0
+            id_marks = ",".join("?" * len(ids))
+            # Children and their chunks go by ON DELETE CASCADE; the FTS rows by trigger.
+            txn.execute(f"DELETE FROM chunks WHERE item_id IN ({id_marks})", ids)
+            txn.execute(f"DELETE FROM items WHERE id IN ({id_marks})", ids)
+            return len(ids)
+
+        removed = 0
+        for start in range(0, len(sources), 500):
+            part = sources[start:start + 500]
+            removed += self.transact(lambda txn, part=part: delete(txn, part))
+        return removed
+
     # -- leases ------------------------------------------------------------------
 
     def claim(
@@ -446,6 +490,16 @@ class Catalog:
             "UPDATE items SET lease_expires = ? WHERE lease_owner = ? "
             "AND status = 'processing'", (time.time() + lease_seconds, owner)))
 
+    def release(self, owner: str, item_ids: Iterable[int]) -> None:
+        """Give back to ``pending`` the items ``owner`` still holds among ``item_ids``
+        (claimed, their outcome never written)."""
+        rows = [(item_id, owner) for item_id in item_ids]
+        if rows:
+            self.transact(lambda txn: txn.executemany(
+                "UPDATE items SET status = 'pending', lease_owner = NULL, "
+                "lease_expires = NULL WHERE id = ? AND lease_owner = ? "
+                "AND status = 'processing'", rows))
+
     def reap_expired(self) -> int:
         """Return to ``pending`` every processing item whose lease expired or whose owner
         process on this host is gone (so a re-run after ``kill -9`` needs no wait)."""
@@ -538,6 +592,28 @@ class Catalog:
             "AND coalesce(chunk_count, 0) > 0 AND coalesce(embed_model, '') != ?",
             (model,)).rowcount)
 
+    @staticmethod
+    def twin_extraction(txn: Transaction, twin: int, sha256: str | None
+                        ) -> dict[str, object] | None:
+        """``pages``, ``extractor`` and ``extractor_version`` of item ``twin`` if it still
+        holds these bytes, extracted (None: it vanished or changed since the claim)."""
+        row = txn.execute(
+            "SELECT pages, extractor, extractor_version FROM items WHERE id = ? "
+            "AND sha256 = ? AND status IN ('extracted', 'indexed')", (twin, sha256)).fetchone()
+        return None if row is None else {
+            "pages": row[0], "extractor": row[1], "extractor_version": row[2]}
+
+    @classmethod
+    def copy_twin(cls, txn: Transaction, original: int, copy: Item, run_id: int | None, *,
+                  chunk_count: int, done: Status,
+                  embed_model: str | None = None) -> list[tuple[int, int]]:
+        """Record that ``copy`` now holds the ``chunk_count`` chunks copied from item
+        ``original`` (same bytes), and copy ``original``'s descendants under it (see
+        :meth:`copy_children`, whose pairs it returns)."""
+        txn.execute("UPDATE items SET chunk_count = ? WHERE id = ?", (chunk_count, copy.id))
+        return cls.copy_children(txn, original, copy, run_id, done=done,
+                                 embed_model=embed_model)
+
     def twin(self, sha256: str, model: str) -> int | None:
         """An item with these exact bytes whose chunks are already stored, if any."""
         row = self.db.conn.execute(_TWIN.format(sha256="?"), (sha256, model)).fetchone()
@@ -545,14 +621,24 @@ class Catalog:
 
     # -- reading -----------------------------------------------------------------
 
-    def counts(self, collection: str | None = None) -> dict[str, int]:
-        """Items by status (every status present, zeros included)."""
+    def ping(self) -> None:
+        """One round trip to the database (a liveness check): raises the database's
+        error when it cannot be reached."""
+        self.db.conn.execute("SELECT 1").fetchone()
+
+    def counts(self, collection: str | None = None,
+               roots: Sequence[str] | None = None) -> dict[str, int]:
+        """Items by status (every status present, zeros included), of one collection
+        (and of these roots in it) when given."""
         counts = {status.value: 0 for status in Status}
         sql = "SELECT status, count(*) FROM items"
         params: tuple[object, ...] = ()
         if collection is not None:
             sql += " WHERE collection = ?"
             params = (collection,)
+            if roots is not None:
+                sql += f" AND root IN ({','.join('?' * len(roots))})"
+                params = (collection, *roots)
         for status, n in self.db.conn.execute(sql + " GROUP BY status", params):
             counts[status] = n
         return counts

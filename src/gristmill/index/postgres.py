@@ -188,6 +188,11 @@ class PostgresIndex:
         return int(self.db.conn.execute(
             "SELECT count(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])
 
+    def vector_counts(self) -> dict[str, int]:
+        """Vectors stored (the embedding cache), by model."""
+        return {model: int(n) for model, n in self.db.conn.execute(
+            "SELECT model, count(*) FROM embeddings GROUP BY model")}
+
     def keyword(self, query: str, collection: str | None, limit: int) -> list[tuple[int, float]]:
         """``(chunk_id, score)`` best first; higher is better (see
         :meth:`keyword_ranking`)."""

@@ -63,14 +63,11 @@ def _home(settings: Settings) -> Check:
 
 
 def _sqlite() -> Check:
-    db = sqlite3.connect(":memory:")
-    try:
-        db.execute("CREATE VIRTUAL TABLE t USING fts5(x)")
-    except sqlite3.OperationalError:
+    from gristmill.catalog.database import sqlite_has_fts5
+
+    if not sqlite_has_fts5():
         return Check("sqlite", "error", f"SQLite {sqlite3.sqlite_version} has no FTS5: use a "
                      "Python built with a standard SQLite (python.org, Debian, conda)")
-    finally:
-        db.close()
     return Check("sqlite", "ok", f"SQLite {sqlite3.sqlite_version} with FTS5")
 
 

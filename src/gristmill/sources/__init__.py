@@ -1,5 +1,5 @@
 """Sources: where items are discovered (a local folder today)."""
 
-from gristmill.sources.local import Matcher, sha256_file, walk
+from gristmill.sources.local import Matcher, facts, sha256_file, walk
 
-__all__ = ["Matcher", "sha256_file", "walk"]
+__all__ = ["Matcher", "facts", "sha256_file", "walk"]

@@ -28,7 +28,7 @@ from gristmill.catalog import FileFacts
 from gristmill.errors import SourceError
 from gristmill.sources.roots import OutsideRoots, check_root, inside, open_inside, real_roots
 
-__all__ = ["Matcher", "sha256_file", "walk"]
+__all__ = ["Matcher", "facts", "sha256_file", "walk"]
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def walk(root: Path, matcher: Matcher, skip_dirs: Sequence[Path] = (),
     allowed = real_roots(confine)
     check_root(str(root), allowed)  # at every run: the root may have become a symlink
     if root.is_file():
-        yield _facts(str(root), allowed)
+        yield facts(str(root), allowed)
         return
     if not root.is_dir():
         raise SourceError(f"{root} is not a folder or file; check the path")
@@ -117,7 +117,7 @@ def walk(root: Path, matcher: Matcher, skip_dirs: Sequence[Path] = (),
                 # entries of the listing (a folder symlink is not followed).
                 log.warning("%s became a symlink or a file while walked", folder)
                 if matcher(relative):
-                    yield _facts(folder, allowed)
+                    yield facts(folder, allowed)
             continue
         try:
             with os.scandir(fd) as listing:
@@ -141,11 +141,14 @@ def walk(root: Path, matcher: Matcher, skip_dirs: Sequence[Path] = (),
                     subfolders.append(path)
                 continue
             if matcher(relative):
-                yield _facts(path, allowed)
+                yield facts(path, allowed)
         stack.extend(reversed(subfolders))
 
 
-def _facts(path: str, allowed: Sequence[str] = ()) -> FileFacts:
+def facts(path: str, allowed: Sequence[str] = ()) -> FileFacts:
+    """What one path is, judged as the walk judges it: a regular file's size and mtime
+    (a symlink's target's), or why it is skipped (outside ``allowed``, a loop, a folder,
+    a FIFO or device...)."""
     if allowed and os.path.islink(path) and not inside(os.path.realpath(path), allowed):
         return FileFacts(path, skip_reason="symlink out of the allowed source roots "
                          "(source_roots)")

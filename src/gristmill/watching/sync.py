@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from gristmill.catalog import Catalog, CatalogDatabase, DiscoveryCounts, FileFacts, Transaction
+from gristmill.catalog import Catalog, CatalogDatabase, DiscoveryCounts, FileFacts
 from gristmill.errors import SourceError
 from gristmill.sources import Matcher, sha256_file, walk
-from gristmill.sources.local import _facts as file_facts  # one stat, judged as the walk does
+from gristmill.sources import facts as file_facts  # one stat, judged as the walk does
 from gristmill.sources.roots import real_roots
 from gristmill.watching.events import Scope
 
@@ -121,37 +121,18 @@ class Sync:
         removed = 0
         after = low
         while True:
-            rows = self.db.conn.execute(
-                "SELECT source FROM items WHERE collection = ? AND parent_id IS NULL "
-                "AND source > ? AND source < ? ORDER BY source LIMIT ?",
-                (self.collection, after, high, _PAGE)).fetchall()
-            if not rows:
+            sources = self.catalog.top_level_sources(self.collection, after, high, _PAGE)
+            if not sources:
                 return removed
-            after = rows[-1][0]
-            gone = [source for (source,) in rows
+            after = sources[-1]
+            gone = [source for source in sources
                     if self.scope.matcher(self.scope.relative(source, root))
                     and not _is_file(source)]
             removed += self._remove(gone)
 
     def _remove(self, sources: Sequence[str]) -> int:
         """Delete the items (their chunks, their children) with these sources."""
-        def remove(txn: Transaction, part: list[str]) -> int:
-            marks = ",".join("?" * len(part))
-            ids = [row[0] for row in txn.execute(
-                f"SELECT id FROM items WHERE collection = ? AND parent_id IS NULL "
-                f"AND source IN ({marks})", (self.collection, *part))]
-            if not ids:
-                return 0
-            id_marks = ",".join("?" * len(ids))
-            # Children and their chunks go by ON DELETE CASCADE; the FTS rows by trigger.
-            txn.execute(f"DELETE FROM chunks WHERE item_id IN ({id_marks})", ids)
-            txn.execute(f"DELETE FROM items WHERE id IN ({id_marks})", ids)
-            return len(ids)
-
-        removed = 0
-        for part in _batches(sources, _PAGE):
-            removed += self.catalog.transact(lambda txn, part=part: remove(txn, part))
-        return removed
+        return self.catalog.remove_sources(self.collection, sources)
 
 
 @dataclass(frozen=True, slots=True)
