@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from gristmill.batching import BatchWriter, DeadLettered, QueueFull, Ticket, WriterClosed
     from gristmill.catalog import Status
+    from gristmill.catalog.jobs import JobState
     from gristmill.config import Settings
     from gristmill.errors import (
         ConfigError,
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
         GristmillError,
         HomeUnwritable,
         ItemError,
+        JobNotFound,
+        JobStateConflict,
         LimitExceeded,
         ModelError,
         NoKnowledgeBase,
@@ -45,12 +48,13 @@ _HOMES = {
     **dict.fromkeys(["BatchWriter", "DeadLettered", "QueueFull", "Ticket", "WriterClosed"],
                     "gristmill.batching"),
     "Status": "gristmill.catalog",
+    "JobState": "gristmill.catalog.jobs",
     "Settings": "gristmill.config",
     **dict.fromkeys(
         ["ConfigError", "ExtractionError", "GristmillError", "HomeUnwritable", "ItemError",
-         "LimitExceeded", "ModelError", "NoKnowledgeBase", "SourceError", "StoreBusy",
-         "StoreCorrupt", "StoreError", "StoreFull", "StoreUnavailable", "TransientError",
-         "Unsupported"],
+         "JobNotFound", "JobStateConflict", "LimitExceeded", "ModelError", "NoKnowledgeBase",
+         "SourceError", "StoreBusy", "StoreCorrupt", "StoreError", "StoreFull",
+         "StoreUnavailable", "TransientError", "Unsupported"],
         "gristmill.errors"),
     **dict.fromkeys(["Extractor", "Limits", "Segment", "register"], "gristmill.extract"),
     "Hit": "gristmill.index",
@@ -88,6 +92,9 @@ __all__ = [
     "HomeUnwritable",
     "IngestReport",
     "ItemError",
+    "JobNotFound",
+    "JobState",
+    "JobStateConflict",
     "KnowledgeBase",
     "LimitExceeded",
     "Limits",

@@ -24,7 +24,7 @@ from rich.text import Text
 from typer.exceptions import TyperException
 
 from gristmill.display import Column, format_when, job_lines, print_table
-from gristmill.errors import ConfigError, GristmillError
+from gristmill.errors import GristmillError
 from gristmill.knowledge_base import KnowledgeBase
 from gristmill.progress import TerminalProgress, format_duration
 
@@ -159,7 +159,7 @@ def _say(console: Console, *parts: str | tuple[str, str]) -> None:
 
 def _fail(exc: GristmillError) -> None:
     _say(err, ("error:", "red"), f" {exc}")
-    raise typer.Exit(2 if isinstance(exc, ConfigError) else 1)
+    raise typer.Exit(exc.exit_code)  # 2: the user's to fix (ConfigError); 1: otherwise
 
 
 def _print_json(data: Any) -> None:

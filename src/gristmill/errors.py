@@ -2,28 +2,46 @@
 
 ::
 
+                                                                            HTTP exit
     GristmillError
-     ├── ConfigError            a setting or the model is wrong: the user fixes the config
-     │    ├── ModelError        the embedding model is missing or fails its checksum
-     │    └── HomeUnwritable    the home folder cannot be created or written
-     ├── NoKnowledgeBase        nothing ingested at the home (or database) yet
-     ├── SourceError            a source root cannot be read (missing folder, no permission)
+     ├── ConfigError            a setting or the model is wrong: the user     400    2
+     │    │                     fixes the config (or the request)
+     │    ├── ModelError        the embedding model is missing or fails its   500    2
+     │    │                     checksum
+     │    ├── HomeUnwritable    the home folder cannot be created or written  500    2
+     │    ├── JobNotFound       no job has that id                            404    2
+     │    └── JobStateConflict  the job's state refuses the change (pausing   409    2
+     │                          a paused job, resuming a running one)
+     ├── NoKnowledgeBase        nothing ingested at the home (or database)    500    1
+     ├── SourceError            a source root cannot be read (missing         500    1
+     │                          folder, no permission)
      ├── ItemError              one item cannot be processed; the run goes on
      │    ├── ExtractionError   permanent: corrupt, encrypted, truncated -> item `failed`
      │    │    └── LimitExceeded  over a safety limit (zip bomb, huge page) -> `failed`
      │    ├── Unsupported       no extractor for this type, or no text -> item `skipped`
      │    └── TransientError    may work on a later attempt (I/O hiccup) -> retried
-     └── StoreError             the catalog/index database failed
-          ├── StoreBusy         temporary (locked database): retry later
-          │    ├── StoreUnavailable  the server is unreachable or restarting: retried
-          │    │                     for ``store_retry_seconds``, then the run stops
-          │    └╌╌ QueueFull    a BatchWriter's queue stayed full: the database is behind
-          ├── StoreFull         the disk holding the database is full: free space, re-run
-          ├── StoreCorrupt      permanent: restore from a backup or re-ingest
-          ├╌╌ DeadLettered      the database rejected one batched row: see the dead letters
-          └╌╌ WriterClosed      a row was inserted after its BatchWriter was closed
+     └── StoreError             the catalog/index database failed             500    1
+          ├── StoreBusy         temporary (locked database): retry later      503    1
+          │    ├── StoreUnavailable  the server is unreachable or restarting: 503    1
+          │    │                     retried for ``store_retry_seconds``, then
+          │    │                     the run stops
+          │    └╌╌ QueueFull    a BatchWriter's queue stayed full: the        503    1
+          │                     database is behind
+          ├── StoreFull         the disk holding the database is full: free   507    1
+          │                     space, re-run
+          ├── StoreCorrupt      permanent: restore from a backup or re-ingest 500    1
+          ├╌╌ DeadLettered      the database rejected one batched row: see    500    1
+          │                     the dead letters
+          └╌╌ WriterClosed      a row was inserted after its BatchWriter was  500    1
+                                closed
 
 A dashed branch (╌╌) is a class of :mod:`gristmill.batching`, not of this module.
+
+Each class says how it is answered: :attr:`~GristmillError.http_status` is the status
+the HTTP API answers with (one handler for the whole tree, ``api/problems.py``), and
+:attr:`~GristmillError.exit_code` what the CLI exits with. A 5xx answer tells the client
+:attr:`~GristmillError.public_detail` rather than the message, which may name a path or
+a server. Item errors never reach either: the run records them on their item.
 
 Every :class:`ItemError` carries the item's path so the reason can be shown next to it.
 Third-party exceptions are translated in one place, :func:`translate_extraction_error`
@@ -37,7 +55,7 @@ import os
 import sqlite3
 import zipfile
 import zlib
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "ConfigError",
@@ -45,6 +63,8 @@ __all__ = [
     "GristmillError",
     "HomeUnwritable",
     "ItemError",
+    "JobNotFound",
+    "JobStateConflict",
     "LimitExceeded",
     "ModelError",
     "NoKnowledgeBase",
@@ -64,18 +84,40 @@ __all__ = [
 class GristmillError(Exception):
     """Base class of every error gristmill raises on purpose."""
 
+    #: The status the HTTP API answers with when this error ends a request. Every class
+    #: that can reach the API sets its own (a test checks), so none is 500 by accident.
+    http_status: ClassVar[int] = 500
+    #: What the CLI exits with: 2 for what the user fixes in settings or arguments, 1
+    #: for the machine's or the data's failures.
+    exit_code: ClassVar[int] = 1
+    #: What an API client is told of a 5xx instead of the message, which is for the
+    #: server's operator (it may name a path or a server address): the log has that.
+    #: Below 500 the message itself is the answer (it is about the request).
+    public_detail: ClassVar[str] = "the server failed; the server log has the reason"
+
 
 class ConfigError(GristmillError):
     """A setting has a bad value or a required resource is not configured."""
+
+    http_status = 400  # a request the settings refuse (vector search without an embedder)
+    exit_code = 2
 
 
 class ModelError(ConfigError):
     """The embedding model cannot be loaded (missing file, wrong checksum)."""
 
+    http_status = 500  # the server's model: nothing the client can change
+    public_detail = ("the server's embedding model cannot be loaded; the server log has "
+                     "the reason")
+
 
 class HomeUnwritable(ConfigError):
     """The home folder cannot be created or written (a file in the way, a read-only or
     immutable folder): the user chooses another."""
+
+    http_status = 500  # the server's home: its operator chooses another
+    public_detail = ("the server's home folder cannot be written; the server log has the "
+                     "reason")
 
     def __init__(self, home: str | os.PathLike[str], reason: str | None = None) -> None:
         because = f" ({reason})" if reason else ""
@@ -84,8 +126,32 @@ class HomeUnwritable(ConfigError):
         self.home = home
 
 
+class JobNotFound(ConfigError):
+    """No job has the id asked for."""
+
+    http_status = 404
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"no job {job_id}: `gristmill jobs list` shows the jobs")
+        self.job_id = job_id
+
+
+class JobStateConflict(ConfigError):
+    """The job's state refuses the change asked for (pausing a job that is not running,
+    resuming a running one, cancelling an ended one)."""
+
+    http_status = 409
+
+    def __init__(self, job_id: int, state: str, message: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.state = state
+
+
 class NoKnowledgeBase(GristmillError):
     """A command that only reads found no knowledge base where the settings point."""
+
+    http_status = 500  # a server pointed at nothing: its operator's to fix
 
     def __init__(self, where: str, *, database: bool = False) -> None:
         if database:
@@ -103,9 +169,15 @@ class NoKnowledgeBase(GristmillError):
 class SourceError(GristmillError):
     """A source root (folder, URL) cannot be listed."""
 
+    # The API checks a job's sources before it queues it (api/security.py); one that
+    # fails later fails in the job's own process, so none reaches a client as this.
+    http_status = 500
+
 
 class ItemError(GristmillError):
     """One item cannot be processed; the run carries on with the others."""
+
+    http_status = 500  # never reaches the API: the run records it on its item
 
     def __init__(self, reason: str, *, path: str | None = None) -> None:
         super().__init__(reason)
@@ -132,17 +204,31 @@ class TransientError(ItemError):
 class StoreError(GristmillError):
     """The catalog or index database failed."""
 
+    http_status = 500
+    public_detail = "the database failed; the server log has the reason"
+
 
 class StoreBusy(StoreError):
     """The database is locked by another writer; retry later."""
+
+    # Away (a restart) or busy: it comes back, so the answer says when to ask again
+    # (the API adds Retry-After to every 503).
+    http_status = 503
+    public_detail = "the database is unavailable right now (restarting, unreachable or busy)"
 
 
 class StoreUnavailable(StoreBusy):
     """The database server cannot be reached, or is shutting down or restarting."""
 
+    http_status = 503
+
 
 class StoreFull(StoreError):
     """The disk holding the database (this machine's, or the server's) is full."""
+
+    http_status = 507  # Insufficient Storage
+    public_detail = ("the database's disk is full; the server's operator must free space "
+                     "(see its log)")
 
     def __init__(self, where: str, free_mb: int) -> None:
         super().__init__(f"disk full in {where}: free {free_mb} MB and re-run")
@@ -162,6 +248,8 @@ def room_to_free(database_bytes: int) -> int:
 
 class StoreCorrupt(StoreError):
     """The database file is damaged; restore a backup or re-ingest into a new home."""
+
+    http_status = 500
 
 
 # errno values that describe the machine's state rather than the file's content (a

@@ -24,7 +24,14 @@ from gristmill.catalog.jobs import JobSpec, JobStore
 from gristmill.config import Settings
 from gristmill.discovery import Discovery, dry_run_counts
 from gristmill.embed import Embedder, make_embedder
-from gristmill.errors import ConfigError, HomeUnwritable, SourceError, StoreError
+from gristmill.errors import (
+    ConfigError,
+    HomeUnwritable,
+    JobNotFound,
+    JobStateConflict,
+    SourceError,
+    StoreError,
+)
 from gristmill.extract import current_versions, reads
 from gristmill.home import make_home, require_knowledge_base
 from gristmill.index import Hit, KeywordRanking, VectorCache, coverage, fuse, make_index
@@ -261,7 +268,7 @@ class KnowledgeBase:
         if earlier is not None:
             try:
                 self.jobs.claim_for_resume(earlier, owner)
-            except ConfigError:
+            except (JobNotFound, JobStateConflict):
                 pass  # claimed, cancelled or ended meanwhile: start a job of our own
             else:
                 log.info("job %s: continued by a new ingest of the same sources", earlier)
@@ -274,7 +281,8 @@ class KnowledgeBase:
         and only what is not finished is done.
 
         Raises:
-            ConfigError: no such job, or it is running, succeeded or cancelled.
+            JobNotFound: no such job.
+            JobStateConflict: it is running, succeeded or cancelled.
             SourceError: one of its sources is gone, or now lies (or leads through a
                 symlink) outside the source roots.
         """

@@ -22,7 +22,7 @@ from collections import deque
 
 import psutil
 
-from gristmill.catalog.jobs import JobStore
+from gristmill.catalog.jobs import JobState, JobStore
 from gristmill.catalog.sqlite import lease_owner_token
 from gristmill.config import Settings
 
@@ -78,7 +78,7 @@ class JobLauncher:
         failed: dict[int, str] = {}
         while self._waiting and self.running < self.settings.max_running_jobs:
             job_id = self._waiting.popleft()
-            if jobs.state(job_id) != "queued":
+            if jobs.state(job_id) != JobState.QUEUED:
                 continue  # cancelled, or claimed by a `jobs resume`, while it waited
             try:
                 self.launch(jobs, job_id)

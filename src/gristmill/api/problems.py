@@ -1,4 +1,9 @@
-"""The API's one error shape, ``{"detail": "<one sentence>"}``, and its handlers."""
+"""The API's one error shape, ``{"detail": "<one sentence>"}``, and its handlers.
+
+gristmill's own errors carry their status (``http_status`` on each class of
+:mod:`gristmill.errors`) and are answered by one handler; :class:`ApiError` is for what
+only the HTTP layer refuses (a missing token, a malformed query, a rate limit).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gristmill.errors import StoreBusy, StoreError, StoreFull
+from gristmill.errors import GristmillError
 
 __all__ = ["RETRY_AFTER_SECONDS", "ApiError", "install_handlers"]
 
@@ -43,9 +48,6 @@ def install_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)  # 404 route, 405 method, ...
         detail = str(exc.detail)
-        if exc.status_code == 413:  # FastAPI's max_body_size
-            detail = ("request body too large for this server (max_request_kb); send a "
-                      "smaller request or raise the setting")
         return JSONResponse({"detail": detail}, exc.status_code, headers=exc.headers)
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
@@ -65,30 +67,29 @@ def install_handlers(app: FastAPI) -> None:
 
     last_logged: dict[str, float] = {}
 
-    async def store_failed(request: Request, exc: Exception) -> JSONResponse:
-        # The database failed, not the request. Clients get no internals (a server's
+    async def refused(request: Request, exc: Exception) -> JSONResponse:
+        # Every error of gristmill's tree, answered with the status its class carries
+        # (errors.py draws them all): no route maps an exception to a status itself.
+        assert isinstance(exc, GristmillError)
+        status = exc.http_status
+        if status < 500:
+            return JSONResponse({"detail": str(exc)}, status)  # about the request
+        # The server failed, not the request. Clients get no internals (a server's
         # address, a path); the log gets the reason, once a minute per kind of failure.
-        assert isinstance(exc, StoreError)
         kind = type(exc).__name__
         now = time.monotonic()
         if now - last_logged.get(kind, -_LOG_EVERY) >= _LOG_EVERY:
             last_logged[kind] = now
-            log.warning("%s %s answered %s: %s", request.method, request.url.path,
-                        "503" if isinstance(exc, StoreBusy) else
-                        "507" if isinstance(exc, StoreFull) else "500", exc)
-        if isinstance(exc, StoreBusy):  # away (a restart) or busy: it comes back
-            return JSONResponse(
-                {"detail": "the database is unavailable right now (restarting, unreachable "
-                           f"or busy); retry in {RETRY_AFTER_SECONDS} seconds"}, 503,
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-        if isinstance(exc, StoreFull):
-            return JSONResponse({"detail": "the database's disk is full; the server's "
-                                           "operator must free space (see its log)"}, 507)
-        return JSONResponse({"detail": "the database failed; the server log has the "
-                                       "reason"}, 500)
+            log.warning("%s %s answered %s: %s", request.method, request.url.path, status,
+                        exc)
+        detail = exc.public_detail
+        if status == 503:  # away (a restart) or busy: it comes back
+            return JSONResponse({"detail": f"{detail}; retry in {RETRY_AFTER_SECONDS} seconds"},
+                                503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return JSONResponse({"detail": detail}, status)
 
     app.add_exception_handler(ApiError, api_error)
-    app.add_exception_handler(StoreError, store_failed)
+    app.add_exception_handler(GristmillError, refused)
     app.add_exception_handler(Exception, crashed)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)

@@ -33,9 +33,13 @@ _RATE_WINDOW = 10.0  # seconds of commits behind rows_per_second
 class QueueFull(StoreBusy):
     """``insert`` waited ``timeout`` seconds for room in the writer's queue."""
 
+    http_status = 503  # the database is behind: ask again later
+
 
 class DeadLettered(StoreError):
     """The database rejected this row; it is in the dead-letter table with the error."""
+
+    http_status = 500
 
     def __init__(self, table: str, row: Row, error: BaseException, dead_letter_table: str):
         super().__init__(f"row rejected by {table}: {_describe_error(error)} "
@@ -47,6 +51,8 @@ class DeadLettered(StoreError):
 
 class WriterClosed(StoreError):
     """``insert`` was called after ``close()``."""
+
+    http_status = 500  # a bug in the caller, not the request's fault
 
 
 # -- BatchWriter -----------------------------------------------------------------------

@@ -38,6 +38,7 @@ found every file unchanged has none.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import socket
@@ -46,20 +47,46 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gristmill.catalog.backend import CatalogDatabase, Transaction
+from gristmill.catalog.item import Status
 from gristmill.catalog.sqlite import owner_is_dead
-from gristmill.errors import ConfigError
+from gristmill.errors import JobNotFound, JobStateConflict
 
-__all__ = ["FINAL_STATES", "SUPERSEDED", "Job", "JobSpec", "JobStore", "Problem"]
+__all__ = ["FINAL_STATES", "SUPERSEDED", "Job", "JobSpec", "JobState", "JobStore",
+           "Problem"]
 
 log = logging.getLogger(__name__)
 
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life (the module docstring draws the transitions).
+
+    A ``StrEnum``, not ``(str, Enum)`` like item statuses: states are written into
+    messages ("job 7 is paused"), and a ``StrEnum`` formats as its value there as in
+    JSON and in the database.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    #: Shown for a queued, running or cancelling job whose driver is gone (and stored
+    #: by a run that a signal stopped).
+    INTERRUPTED = "interrupted"
+    #: Never stored: what :meth:`JobStore.state` tells a run that no longer holds its job.
+    SUPERSEDED = "superseded"
+
+
 #: States a job does not leave (except by an explicit resume of a ``failed`` one).
-FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
-_RESUMABLE = frozenset({"queued", "paused", "interrupted", "failed"})
+FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+_RESUMABLE = frozenset({JobState.QUEUED, JobState.PAUSED, JobState.INTERRUPTED,
+                        JobState.FAILED})
 #: Stored states that mean "a driver holds this job": shown ``interrupted`` once it is gone.
-_DRIVEN = frozenset({"queued", "running", "cancelling"})
+_DRIVEN = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.CANCELLING})
 #: What :meth:`JobStore.state` tells a run that no longer holds its job.
-SUPERSEDED = "superseded"
+SUPERSEDED = JobState.SUPERSEDED
 _CLAIM_POLL = 0.2  # seconds between looks at a previous run that is still draining
 _PROGRESS = "progress"  # the key of a run's progress in its stats record
 
@@ -81,7 +108,7 @@ class Job:
 
     id: int
     spec: JobSpec
-    state: str
+    state: JobState
     started_at: float
     finished_at: float | None
     heartbeat_at: float | None
@@ -101,7 +128,7 @@ class Job:
     @property
     def done(self) -> int:
         """Items that ended indexed, skipped or failed."""
-        return sum(self.items.get(s, 0) for s in ("indexed", "skipped", "failed"))
+        return sum(self.items.get(s, 0) for s in Status.done())
 
     @property
     def rate(self) -> float:
@@ -156,14 +183,15 @@ class JobStore:
         self.stale_after = stale_after
         self._lock_row = " FOR UPDATE" if db.backend == "postgresql" else ""
 
-    def create(self, spec: JobSpec, owner: str, *, state: str = "running") -> int:
+    def create(self, spec: JobSpec, owner: str, *,
+               state: JobState = JobState.RUNNING) -> int:
         """Record a new job; returns its id.
 
-        ``state="queued"`` records a job that another process will claim and run (see
+        ``state=JobState.QUEUED`` records a job that another process will claim and run (see
         :meth:`claim_for_resume`); ``owner`` is then whoever answers for it until then,
         so a queued job whose would-be driver died shows as ``interrupted``.
         """
-        if state not in ("running", "queued"):
+        if state not in (JobState.RUNNING, JobState.QUEUED):
             raise ValueError(f"a new job is running or queued, not {state!r}")
         now = time.time()
         with self.db.transaction() as txn:
@@ -245,23 +273,23 @@ class JobStore:
         the same ingest again continues it rather than starting a job beside it."""
         for job in self._read("WHERE j.collection = ? AND j.state IN "
                               "('paused', 'running', 'queued')", (spec.collection,)):
-            if job.spec == spec and job.state in ("paused", "interrupted"):
+            if job.spec == spec and job.state in (JobState.PAUSED, JobState.INTERRUPTED):
                 return job.id
         return None
 
-    def state(self, job_id: int, run_id: int | None = None) -> str:
+    def state(self, job_id: int, run_id: int | None = None) -> JobState:
         """The state as stored (what the driver polls); :data:`SUPERSEDED` when
         ``run_id`` is given and another run holds the job now."""
         row = self.db.conn.execute("SELECT state, run_id FROM jobs WHERE id = ?",
                                    (job_id,)).fetchone()
         if row is None:
-            return "cancelled"
+            return JobState.CANCELLED
         if run_id is not None and row[1] != run_id:
-            return SUPERSEDED
-        return str(row[0])
+            return JobState.SUPERSEDED
+        return JobState(row[0])
 
-    def finish(self, job_id: int, state: str, summary: dict[str, object], *,
-               run_id: int) -> str:
+    def finish(self, job_id: int, state: JobState | str, summary: dict[str, object], *,
+               run_id: int) -> JobState:
         """Record how run ``run_id`` ended; returns the job's state afterwards.
 
         A cancel requested meanwhile wins. The row is left alone when another run holds
@@ -269,24 +297,27 @@ class JobStore:
         failed (that resume could not start) while this run drained.
         """
         now = time.time()
-        job = Job(job_id, JobSpec("", ()), state, now, None, None)
+        wanted = JobState(state)  # a caller's plain string is checked here
+        job = Job(job_id, JobSpec("", ()), wanted, now, None, None)
         self._count(job)
         summary = {**summary, "counters": {"items": job.items, "pages": job.pages,
                                            "chunks": job.chunks, "bytes": job.bytes,
                                            "runs": job.runs}}
-        def end(txn: Transaction) -> str:
+        def end(txn: Transaction) -> JobState:
             # The job's row first (locked on PostgreSQL), then the run's: the order a
             # claim reads them in.
             current = txn.execute(f"SELECT state, run_id FROM jobs WHERE id = ?"
                                   f"{self._lock_row}", (job_id,)).fetchone()
             txn.execute("UPDATE runs SET ended_at = ? WHERE id = ?", (now, run_id))
             if current is None:
-                return "cancelled"
-            stored, holder = str(current[0]), current[1]
+                return JobState.CANCELLED
+            stored, holder = JobState(current[0]), current[1]
             if holder != run_id:
                 return stored  # superseded: the row is its successor's
-            ended = "cancelled" if stored in ("cancelling", "cancelled") else state
-            if stored not in ("running", "paused", "cancelling", "cancelled"):
+            cancelled = stored in (JobState.CANCELLING, JobState.CANCELLED)
+            ended = JobState.CANCELLED if cancelled else wanted
+            if stored not in (JobState.RUNNING, JobState.PAUSED, JobState.CANCELLING,
+                              JobState.CANCELLED):
                 return stored
             txn.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, heartbeat_at = ?, summary = ? "
@@ -299,25 +330,36 @@ class JobStore:
     # -- steering from any process -------------------------------------------------
 
     def pause(self, job_id: int) -> Job:
-        """Ask a running job to pause (its driver drains and exits)."""
+        """Ask a running job to pause (its driver drains and exits).
+
+        Raises:
+            JobNotFound: no such job.
+            JobStateConflict: it is not running.
+        """
         job = self.get(job_id)
-        if job.state != "running":
-            raise ConfigError(f"job {job_id} is {job.state}: only a running job can be paused")
-        self._set(job_id, "paused", only_from="running")
+        if job.state != JobState.RUNNING:
+            raise JobStateConflict(job_id, job.state, f"job {job_id} is {job.state}: only a "
+                                   "running job can be paused")
+        self._set(job_id, JobState.PAUSED, only_from=JobState.RUNNING)
         return self.get(job_id)
 
     def cancel(self, job_id: int) -> Job:
         """Cancel a job: a running one stops within seconds, a queued, paused or
-        interrupted one is cancelled at once."""
+        interrupted one is cancelled at once.
+
+        Raises:
+            JobNotFound: no such job.
+            JobStateConflict: it has ended (succeeded, failed or cancelled).
+        """
         with self.db.transaction() as txn:
             # Decided and written in one transaction: a driver claiming the job meanwhile
             # would otherwise run on under a row that says cancelled.
             state = self._stored_state(txn, job_id)
             if state in FINAL_STATES:
-                raise ConfigError(f"job {job_id} is already {state}")
-            if state == "running":
+                raise JobStateConflict(job_id, state, f"job {job_id} is already {state}")
+            if state == JobState.RUNNING:
                 txn.execute("UPDATE jobs SET state = 'cancelling' WHERE id = ?", (job_id,))
-            elif state != "cancelling":  # queued, paused, interrupted: no driver to tell
+            elif state != JobState.CANCELLING:  # queued, paused, interrupted: no driver
                 txn.execute("UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ?",
                             (time.time(), job_id))
         return self.get(job_id)
@@ -330,8 +372,9 @@ class JobStore:
         waits for it to end: two drivers never work on one job at once.
 
         Raises:
-            ConfigError: no such job, or it is running (another driver claimed it),
-                succeeded or cancelled.
+            JobNotFound: no such job.
+            JobStateConflict: it is running (another driver claimed it), succeeded or
+                cancelled.
         """
         waited = False
         while True:
@@ -354,8 +397,9 @@ class JobStore:
             # same queued job (the API's runner, a `jobs resume`) exactly one wins.
             state = self._stored_state(txn, job_id)
             if state not in _RESUMABLE:
-                raise ConfigError(f"job {job_id} is {state}: only a paused, interrupted or "
-                                  "failed job can be resumed (or a queued one started)")
+                raise JobStateConflict(job_id, state, f"job {job_id} is {state}: only a "
+                                       "paused, interrupted or failed job can be resumed "
+                                       "(or a queued one started)")
             previous = txn.execute(
                 "SELECT r.owner, r.heartbeat_at, r.ended_at FROM jobs j JOIN runs r "
                 "ON r.id = j.run_id WHERE j.id = ?", (job_id,)).fetchone()
@@ -374,31 +418,32 @@ class JobStore:
         a resume over HTTP does); ``owner`` answers for it until then.
 
         Raises:
-            ConfigError: no such job, or it is queued, running, succeeded or cancelled.
+            JobNotFound: no such job.
+            JobStateConflict: it is queued, running, succeeded or cancelled.
         """
         with self.db.transaction() as txn:
             state = self._stored_state(txn, job_id)
-            if state not in _RESUMABLE - {"queued"}:
-                raise ConfigError(f"job {job_id} is {state}: only a paused, interrupted or "
-                                  "failed job can be resumed")
+            if state not in _RESUMABLE - {JobState.QUEUED}:
+                raise JobStateConflict(job_id, state, f"job {job_id} is {state}: only a "
+                                       "paused, interrupted or failed job can be resumed")
             txn.execute("UPDATE jobs SET state = 'queued', owner = ?, finished_at = NULL, "
                         "heartbeat_at = ? WHERE id = ?", (owner, time.time(), job_id))
         return self.get(job_id)
 
-    def _stored_state(self, txn: Transaction, job_id: int) -> str:
+    def _stored_state(self, txn: Transaction, job_id: int) -> JobState:
         """The state as :meth:`get` shows it, read inside ``txn`` (and, on PostgreSQL,
         locked until it ends: SQLite's ``BEGIN IMMEDIATE`` already keeps other writers out,
         PostgreSQL's default isolation would let two claimers read the same state)."""
         row = txn.execute(f"SELECT state, owner, heartbeat_at FROM jobs WHERE id = ?"
                           f"{self._lock_row}", (job_id,)).fetchone()
         if row is None:
-            raise ConfigError(f"no job {job_id}: `gristmill jobs list` shows the jobs")
+            raise JobNotFound(job_id)
         state, owner, heartbeat = row
         if state in _DRIVEN and self._driver_gone(owner, heartbeat, socket.gethostname()):
-            return "interrupted"
-        return str(state)
+            return JobState.INTERRUPTED
+        return JobState(state)
 
-    def _set(self, job_id: int, state: str, only_from: str) -> None:
+    def _set(self, job_id: int, state: JobState, only_from: JobState) -> None:
         with self.db.transaction() as txn:
             txn.execute("UPDATE jobs SET state = ? WHERE id = ? AND state = ?",
                         (state, job_id, only_from))
@@ -409,11 +454,11 @@ class JobStore:
         """One job with its counters.
 
         Raises:
-            ConfigError: no such job.
+            JobNotFound: no such job.
         """
         jobs = self._read("WHERE j.id = ?", (job_id,))
         if not jobs:
-            raise ConfigError(f"no job {job_id}: `gristmill jobs list` shows the jobs")
+            raise JobNotFound(job_id)
         return jobs[0]
 
     def list(self, state: str | None = None, limit: int = 50) -> list[Job]:
@@ -440,11 +485,12 @@ class JobStore:
                                    tuple(fields.get("exclude", ())), fields.get("max_files"))
             else:  # a job recorded before specs were
                 job_spec = JobSpec(collection, tuple(json.loads(sources)))
-            if state in _DRIVEN and self._driver_gone(owner, heartbeat, host):
-                state = "interrupted"
-            job = Job(job_id, job_spec, state, started, finished, heartbeat)
+            shown = JobState(state)
+            if shown in _DRIVEN and self._driver_gone(owner, heartbeat, host):
+                shown = JobState.INTERRUPTED
+            job = Job(job_id, job_spec, shown, started, finished, heartbeat)
             counted = json.loads(summary or "{}").get("counters")
-            if state in FINAL_STATES and counted:
+            if shown in FINAL_STATES and counted:
                 # Frozen when it ended: later jobs over the same files re-mark the items.
                 job.items, job.pages, job.chunks, job.bytes, job.runs = (
                     counted["items"], counted["pages"], counted["chunks"], counted["bytes"],

@@ -6,6 +6,7 @@ commits it, so a worker killed at any instant leaves nothing half-written.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 import os
@@ -37,7 +38,8 @@ from gristmill.sources.roots import OUTSIDE, OutsideRoots, open_inside, real_roo
 if TYPE_CHECKING:  # the settings machinery (pydantic) stays out of worker processes
     from gristmill.config import Settings
 
-__all__ = ["RECYCLE_EXIT_CODE", "WorkOptions", "WorkResult", "init_worker", "process_item"]
+__all__ = ["RECYCLE_EXIT_CODE", "Outcome", "WorkOptions", "WorkResult", "init_worker",
+           "process_item"]
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +84,21 @@ class WorkOptions:
                    roots=real_roots(settings.source_roots))
 
 
+class Outcome(enum.StrEnum):
+    """What a worker made of one item; the driver turns it into the item's status."""
+
+    EXTRACTED = "extracted"  # chunks to store: `extracted` (or `indexed` without vectors)
+    SKIPPED = "skipped"  # unsupported, empty, outside the roots: `skipped` with a reason
+    FAILED = "failed"  # permanent: `failed` with a reason
+    RETRY = "retry"  # temporary: pending again after a backoff, counted as an attempt
+    CHANGED = "changed"  # the file changed while it was read: nothing of it may be kept
+
+
 @dataclass(slots=True)
 class WorkResult:
-    """The outcome of one item: ``extracted``, ``skipped``, ``failed``, ``retry``, or
-    ``changed`` (the file changed while it was read: nothing of it may be kept)."""
+    """The outcome of one item, and what the worker learnt of it."""
 
-    outcome: str
+    outcome: Outcome
     chunks: list[Chunk] = field(default_factory=list)
     pages: int | None = None
     extractor: str | None = None
@@ -150,7 +161,7 @@ def process_item(source: str, options: WorkOptions, token: int = 0,
     try:
         fd = open_inside(source, options.roots)
     except OutsideRoots:
-        result = WorkResult("skipped", error=OUTSIDE, error_type="outside source roots")
+        result = WorkResult(Outcome.SKIPPED, error=OUTSIDE, error_type="outside source roots")
     except OSError:  # gone or unreadable: the extractor's own error says which
         result = _extract_unguarded(Path(source), members, options)
     else:
@@ -187,11 +198,12 @@ def _extract_guarded(fd: int, path: Path, members: tuple[str, ...], options: Wor
     """
     before = os.fstat(fd)
     if not stat.S_ISREG(before.st_mode):
-        return WorkResult("skipped", error="not a regular file any more",
+        return WorkResult(Outcome.SKIPPED, error="not a regular file any more",
                           error_type="not a regular file")
     result = _extract_unguarded(path, members, options)
     if _changed_since(fd, path, before):
-        return WorkResult("changed", error="the file changed while it was being read",
+        return WorkResult(Outcome.CHANGED,
+                          error="the file changed while it was being read",
                           error_type="changed")
     if members or expected is None or expected == (before.st_size, before.st_mtime_ns):
         return result
@@ -200,7 +212,8 @@ def _extract_guarded(fd: int, path: Path, members: tuple[str, ...], options: Wor
     while block := os.read(fd, 1 << 20):
         digest.update(block)
     if _changed_since(fd, path, before):
-        return WorkResult("changed", error="the file changed while it was being read",
+        return WorkResult(Outcome.CHANGED,
+                          error="the file changed while it was being read",
                           error_type="changed")
     result.size, result.sha256 = before.st_size, digest.hexdigest()
     result.mtime_ns = before.st_mtime_ns
@@ -228,7 +241,8 @@ def _extract_member(container: Path, members: tuple[str, ...], tmp: Path,
     for depth, name in enumerate(members):
         holder = extractor_for(path)
         if not isinstance(holder, Container):  # cannot happen unless extensions changed
-            return WorkResult("failed", error=f"{path.name} is not a container any more",
+            return WorkResult(Outcome.FAILED,
+                              error=f"{path.name} is not a container any more",
                               error_type="ExtractionError")
         # Only the member's own base name reaches the disk: no path from the archive.
         target = tmp / str(depth) / (_safe_name(name) or "member")
@@ -291,17 +305,17 @@ def _extract(path: Path, options: WorkOptions, depth: int = 0) -> WorkResult:
     extractor = extractor_for(path) or sniff(path)
     if extractor is None:
         suffix = path.suffix.lower() or "(no extension)"
-        return WorkResult("skipped", error=f"unsupported file type {suffix}",
+        return WorkResult(Outcome.SKIPPED, error=f"unsupported file type {suffix}",
                           error_type="unsupported")
     try:
         size = path.stat().st_size
         if size > options.max_file_bytes:
             return WorkResult(
-                "skipped", error=f"file is {size / 2**20:.0f} MB, over the "
+                Outcome.SKIPPED, error=f"file is {size / 2**20:.0f} MB, over the "
                 f"{options.max_file_bytes / 2**20:.0f} MB limit (max_file_mb)",
                 error_type="too large", extractor=extractor.name)
         if size == 0:
-            return WorkResult("skipped", error="empty file", error_type="empty",
+            return WorkResult(Outcome.SKIPPED, error="empty file", error_type="empty",
                               extractor=extractor.name)
         capped = _Capped(extractor.extract(path, options.limits), options.limits.max_text_chars)
         empty: Unsupported | None = None
@@ -320,15 +334,16 @@ def _extract(path: Path, options: WorkOptions, depth: int = 0) -> WorkResult:
         return _failure(error, extractor.name, extractor.version)
     if not chunks and not children and isinstance(extractor, Container) \
             and depth >= options.limits.max_depth:
-        return WorkResult("skipped", error=f"nested {depth} containers deep: members of a "
+        return WorkResult(Outcome.SKIPPED,
+                          error=f"nested {depth} containers deep: members of a "
                           f"container this deep are not read (limit {options.limits.max_depth})",
                           error_type="too deep", extractor=extractor.name,
                           extractor_version=extractor.version)
     if not chunks and not children:
-        return WorkResult("skipped", error="no text found", error_type="empty",
+        return WorkResult(Outcome.SKIPPED, error="no text found", error_type="empty",
                           extractor=extractor.name, extractor_version=extractor.version,
                           pages=capped.pages)
-    return WorkResult("extracted", chunks=chunks, pages=capped.pages,
+    return WorkResult(Outcome.EXTRACTED, chunks=chunks, pages=capped.pages,
                       extractor=extractor.name, extractor_version=extractor.version,
                       truncated=capped.truncated, children=children)
 
@@ -352,11 +367,11 @@ def _children(extractor: object, path: Path, limits: Limits,
 
 def _failure(error: ItemError, name: str, version: int) -> WorkResult:
     if isinstance(error, TransientError):
-        outcome, kind = "retry", "transient"
+        outcome, kind = Outcome.RETRY, "transient"
     elif isinstance(error, Unsupported):
-        outcome, kind = "skipped", "unsupported"
+        outcome, kind = Outcome.SKIPPED, "unsupported"
     else:
-        outcome, kind = "failed", type(error).__name__
+        outcome, kind = Outcome.FAILED, type(error).__name__
     return WorkResult(outcome, error=error.reason, error_type=kind, extractor=name,
                       extractor_version=version)
 
