@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -37,10 +36,9 @@ from gristmill.api.problems import RETRY_AFTER_SECONDS, ApiError, install_handle
 from gristmill.api.search_pool import SearchPool
 from gristmill.api.security import Caller, Tokens, require_admin, resolve_source
 from gristmill.api.throttle import SearchThrottle
-from gristmill.catalog.jobs import JobSpec, Problem
+from gristmill.catalog.jobs import JobSpec, JobState, Problem
 from gristmill.catalog.sqlite import lease_owner_token
 from gristmill.config import Settings
-from gristmill.errors import ConfigError
 from gristmill.knowledge_base import KnowledgeBase
 
 __all__ = ["JobRequest", "create_app"]
@@ -71,22 +69,14 @@ class JobRequest(BaseModel):
     max_files: int | None = Field(None, ge=1, le=MAX_ID)
 
 
-def _file_size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
-
-
 def _catalog_place(kb: KnowledgeBase) -> dict[str, Any]:
     """Where the catalog is and how big: the SQLite file, or the PostgreSQL database (its
     URL without the password)."""
     if kb.db.backend == "postgresql":
-        row = kb.db.conn.execute("SELECT pg_database_size(current_database())").fetchone()
         return {"backend": "postgresql", "url": kb.db.display_name,
-                "bytes": int(row[0]) if row else 0}
-    path = kb.settings.database_path
-    return {"backend": "sqlite", "path": str(path), "bytes": _file_size(path)}
+                "bytes": kb.db.size_bytes()}
+    return {"backend": "sqlite", "path": str(kb.settings.database_path),
+            "bytes": kb.db.size_bytes()}
 
 
 class _Guarded:
@@ -152,19 +142,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     def job_dict(job_id: int) -> dict[str, Any]:
         launcher.reap()  # job processes that ended are collected while clients watch
-        try:
-            return control.run(lambda kb: kb.jobs.get(job_id).to_dict())
-        except ConfigError as exc:
-            raise ApiError(404, str(exc)) from None
+        return control.run(lambda kb: kb.jobs.get(job_id).to_dict())  # or JobNotFound: 404
 
     def steer(job_id: int, fn: Callable[[KnowledgeBase], object]) -> dict[str, Any]:
-        """Run a state change on a job and return the job: 404 for no such job, 409
-        when its state refuses the change."""
-        job_dict(job_id)
-        try:
-            control.run(fn)
-        except ConfigError as exc:
-            raise ApiError(409, str(exc)) from None
+        """Run a state change on a job and return the job: JobNotFound (404) for no such
+        job, JobStateConflict (409) when its state refuses the change."""
+        control.run(fn)
         return job_dict(job_id)
 
     def problems(job_id: int, after: tuple[float, int], limit: int) -> list[Problem]:
@@ -173,11 +156,12 @@ def create_app(settings: Settings) -> FastAPI:
     feeds = JobFeeds(job_dict, problems)
 
     # No /docs or /redoc: they load their scripts from a CDN. The schema only if asked.
+    # The body limit is the guard's, not FastAPI's max_body_size (see guards.py).
     app = FastAPI(title="gristmill", version="1", lifespan=lifespan,
-                  max_body_size=settings.max_request_kb * 1024,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(RequestGuard, allowed_hosts=settings.allowed_hosts,
-                       tokens=settings.has_api_tokens)
+                       tokens=settings.has_api_tokens,
+                       max_body_bytes=settings.max_request_kb * 1024)
     install_handlers(app)
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(caller)])
     steering = [Depends(admin)]
@@ -195,7 +179,7 @@ def create_app(settings: Settings) -> FastAPI:
                        tuple(request.exclude), request.max_files)
 
         def queue(kb: KnowledgeBase) -> int:
-            job_id = kb.jobs.create(spec, owner, state="queued")
+            job_id = kb.jobs.create(spec, owner, state=JobState.QUEUED)
             start(kb, job_id)
             return job_id
 
@@ -261,10 +245,8 @@ def create_app(settings: Settings) -> FastAPI:
         client = request.client.host if request.client else "unknown"
         who: Caller = request.state.caller
         throttle.check(who.name if tokens.enabled else client)
-        try:
-            return await searchers.results(q, collection=collection, k=k, mode=mode)
-        except ConfigError as exc:  # e.g. vector search without an embedder
-            raise ApiError(400, str(exc)) from None
+        # A ConfigError (vector search without an embedder) is a 400, as its class says.
+        return await searchers.results(q, collection=collection, k=k, mode=mode)
 
     @api.get("/health")
     def health() -> dict[str, Any]:
@@ -272,9 +254,9 @@ def create_app(settings: Settings) -> FastAPI:
         jobs running now: what an operator checks first."""
 
         def read(kb: KnowledgeBase) -> dict[str, Any]:
-            running = [job for job in kb.jobs.list(limit=1000) if job.state == "running"]
-            vectors = kb.db.conn.execute(
-                "SELECT model, count(*) FROM embeddings GROUP BY model").fetchall()
+            running = [job for job in kb.jobs.list(limit=1000)
+                       if job.state == JobState.RUNNING]
+            vectors = kb.index.vector_counts()
             return {
                 "status": "ok",
                 "catalog": {**_catalog_place(kb),
@@ -282,12 +264,12 @@ def create_app(settings: Settings) -> FastAPI:
                             "items": kb.catalog.counts(),
                             "collections": kb.catalog.collections()},
                 "index": {"chunks": kb.index.chunk_count(),
-                          "vectors": dict(vectors),
+                          "vectors": vectors,
                           "vector_engine": kb.index.vector_engine,
                           "vector_engine_note": kb.index.vector_engine_note},
                 "embedder": {"name": settings.embedder,
                              "model": kb.embedder.model_id if kb.embedder else None},
-                "cache": {"embedding_vectors": sum(n for _, n in vectors),
+                "cache": {"embedding_vectors": sum(vectors.values()),
                           "vector_search": (searchers.vectors.status
                                             if searchers.vectors else "scan")},
                 "workers": {"per_job": settings.workers, "window": settings.window,
@@ -319,10 +301,9 @@ def create_app(settings: Settings) -> FastAPI:
             for job in jobs:
                 states[job.state] = states.get(job.state, 0) + 1
             running = [{**job.to_dict(), "batcher": kb.jobs.run_stats(job.id)}
-                       for job in jobs if job.state == "running"]
+                       for job in jobs if job.state == JobState.RUNNING]
             return {"items": kb.catalog.counts(), "chunks": kb.index.chunk_count(),
-                    "vectors": kb.db.conn.execute(
-                        "SELECT count(*) FROM embeddings").fetchone()[0],
+                    "vectors": sum(kb.index.vector_counts().values()),
                     "jobs": states, "running": running}
 
         return control.run(read)
@@ -339,7 +320,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     def alive() -> dict[str, str]:
         """Liveness for load balancers and supervisors: no token, no data."""
-        control.run(lambda kb: kb.db.conn.execute("SELECT 1").fetchone())
+        control.run(lambda kb: kb.catalog.ping())
         return {"status": "ok"}
 
     # The dashboard's files are public (they hold no data); every call it makes to the

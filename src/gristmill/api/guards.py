@@ -14,6 +14,11 @@ browser on that machine can connect too. So, for every request:
   after a CORS preflight this server never grants; and when a browser says where the
   request comes from (``Origin``, ``Sec-Fetch-Site``), that must be this very origin (403).
   Clients other than browsers send neither header and are not affected.
+- A request body is at most ``max_request_kb``: one that declares more
+  (``Content-Length``) gets 413 before any route runs; one streamed past the limit gets
+  413 from the route reading it. This is done here, not by FastAPI's ``max_body_size``:
+  its middleware sits outside every other and turns whatever answers a request that
+  declared too long a body into a plain-text 413, outside the API's one error shape.
 - Every response says: scripts, styles and requests from this origin only
   (``Content-Security-Policy``), never in a frame, no MIME sniffing, no referrer.
 """
@@ -26,9 +31,13 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["SECURITY_HEADERS", "RequestGuard", "host_name"]
+__all__ = ["BODY_TOO_LARGE", "SECURITY_HEADERS", "RequestGuard", "host_name"]
+
+BODY_TOO_LARGE = ("request body too large for this server (max_request_kb); send a "
+                  "smaller request or raise the setting")
 
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -70,7 +79,7 @@ class RequestGuard:
     """ASGI middleware enforcing the rules in this module's docstring."""
 
     def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str] = (),
-                 *, tokens: bool = False) -> None:
+                 *, tokens: bool = False, max_body_bytes: int | None = None) -> None:
         """Args:
         app: the application behind the guard.
         allowed_hosts: host names served besides loopback names and IP addresses
@@ -79,8 +88,10 @@ class RequestGuard:
             any name is served: a rebinding page cannot read the token (the dashboard
             keeps it in its own origin's storage), and a server reached by its host name
             (``http://box:8000``, a Prometheus scrape) must keep working.
+        max_body_bytes: the largest request body accepted (None: any).
         """
         self.app = app
+        self._max_body = max_body_bytes
         allowed = {host_name(host) for host in allowed_hosts}
         self._any_host = "*" in allowed or (tokens and not allowed)
         self._allowed = allowed - {"*"}
@@ -94,6 +105,8 @@ class RequestGuard:
             status, detail = refusal
             await _answer(send, status, detail)
             return
+        if self._max_body is not None:
+            receive = _limited(receive, self._max_body)
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -130,6 +143,10 @@ class RequestGuard:
         if host is not None and not self.allows_host(host_name(host)):
             return 421, (f"this server does not answer to the host name {host_name(host)!r}; "
                          "if that is its real name, add it to the allowed_hosts setting")
+        declared = headers.get("content-length", "")
+        if (self._max_body is not None and declared.isdigit()
+                and int(declared) > self._max_body):
+            return 413, BODY_TOO_LARGE  # refused unread
         if scope["method"] not in _UNSAFE:
             return None
         origin = headers.get("origin")
@@ -144,6 +161,23 @@ class RequestGuard:
             return 415, ("send `Content-Type: application/json` with every POST, PUT, "
                          "PATCH and DELETE (even without a body)")
         return None
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """``receive``, failing the route that reads a streamed body once it passes ``limit``
+    bytes (413, answered in the API's error shape by its handler)."""
+    total = 0
+
+    async def receive_at_most() -> Message:
+        nonlocal total
+        message = await receive()
+        if message["type"] == "http.request":
+            total += len(message.get("body", b""))
+            if total > limit:
+                raise HTTPException(413, BODY_TOO_LARGE)
+        return message
+
+    return receive_at_most
 
 
 async def _answer(send: Send, status: int, detail: str) -> None:

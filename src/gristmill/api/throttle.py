@@ -2,7 +2,7 @@
 
 Search is the one route whose cost a caller controls (a query runs BM25 and, in hybrid
 mode, the embedding model), so it is rate-limited per client. (Request bodies are
-capped by FastAPI's own ``max_body_size``.)
+capped by the request guard, see guards.py.)
 """
 
 from __future__ import annotations

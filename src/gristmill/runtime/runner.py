@@ -31,15 +31,16 @@ from pebble import ProcessExpired
 
 from gristmill.batching import Batcher
 from gristmill.catalog import Catalog, Item, Status, Transaction
-from gristmill.catalog.jobs import JobStore
+from gristmill.catalog.jobs import JobState, JobStore
 from gristmill.config import Settings
 from gristmill.embed import Embedder
 from gristmill.errors import StoreError
 from gristmill.index import StoredChunk
 from gristmill.runtime.embed_stage import EmbedStage, EmbedWork
+from gristmill.runtime.executors.base import Executor
 from gristmill.runtime.executors.local import HARD_TIMEOUT_FACTOR, LocalExecutor
 from gristmill.runtime.rates import RecentRate, eta, texts_left
-from gristmill.runtime.worker import RECYCLE_EXIT_CODE, WorkOptions, WorkResult
+from gristmill.runtime.worker import RECYCLE_EXIT_CODE, Outcome, WorkOptions, WorkResult
 
 if TYPE_CHECKING:
     from gristmill.index import Index
@@ -206,6 +207,7 @@ class Runner:
         discovering: Callable[[], bool] = lambda: False,
         follow: bool = False,
         on_progress: Callable[[Progress], None] | None = None,
+        executor: Callable[[], Executor] | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -225,6 +227,8 @@ class Runner:
         self._settled = False  # results written since the last idle embedding sweep
         self._written = True  # anything written since the last progress report
         self.on_progress = on_progress
+        # Builds the workers when extraction starts (default: a local process pool).
+        self._make_executor = executor
         self.progress = Progress(embedding=self.embed)
         # Each phase's pace over the recent past (see gristmill.runtime.rates).
         self._extract_pace = RecentRate()
@@ -307,12 +311,14 @@ class Runner:
         self.jobs.record_stats(self._run_id, self._batcher.stats.summary(),
                                progress=self.progress.to_dict())
 
-    def _executor(self) -> LocalExecutor:
+    def _executor(self) -> Executor:
+        if self._make_executor is not None:
+            return self._make_executor()
         return LocalExecutor(self.settings, WorkOptions.from_settings(self.settings))
 
     # -- the loop ----------------------------------------------------------------
 
-    def _loop(self, executor: LocalExecutor | None, stage: EmbedStage | None) -> None:
+    def _loop(self, executor: Executor | None, stage: EmbedStage | None) -> None:
         last_renew = last_report = last_stats = next_overdue = next_job_check = time.monotonic()
         recorded_flushes = 0
         while not self._stop.is_set():
@@ -417,21 +423,21 @@ class Runner:
         self._batcher.flush()
         self.progress.searchable_at = time.monotonic() - self._started
 
-    def _obey(self, state: str) -> None:
+    def _obey(self, state: JobState) -> None:
         """Act on a pause or cancel request written into the job by another process."""
-        if state in ("cancelling", "cancelled"):
+        if state in (JobState.CANCELLING, JobState.CANCELLED):
             self.outcome = "cancelled"
             self._stop.set()  # run() then kills the workers and gives back the leases
-        elif state != "running" and not self._pausing:
+        elif state != JobState.RUNNING and not self._pausing:
             # Paused; queued again by a resume (which waits for this run to end);
             # superseded by a newer run: each means finish what is in flight, claim
             # nothing more, and leave the job to whoever holds it.
             log.info("job %s: %s; finishing %d items in flight", self.job_id,
-                     "pause requested" if state == "paused" else state,
+                     "pause requested" if state == JobState.PAUSED else state,
                      len(self._in_flight))
             self._pausing = True
 
-    def _fill_window(self, executor: LocalExecutor) -> int:
+    def _fill_window(self, executor: Executor) -> int:
         if self._pausing:
             return 0
         room = (self.settings.window or 1) - len(self._in_flight)
@@ -460,7 +466,7 @@ class Runner:
 
     # -- settling extraction results ----------------------------------------------
 
-    def _settle(self, future: Future[WorkResult], executor: LocalExecutor | None) -> None:
+    def _settle(self, future: Future[WorkResult], executor: Executor | None) -> None:
         item = self._in_flight.pop(future)
         self.progress.in_flight = len(self._in_flight)
         try:
@@ -486,7 +492,7 @@ class Runner:
             if result.sha256 else {}
         if result.mtime_ns is not None:
             learnt["mtime_ns"] = result.mtime_ns  # the version read, not the one hashed
-        if result.outcome == "extracted":
+        if result.outcome == Outcome.EXTRACTED:
             chunks = [StoredChunk(c.seq, c.text, c.text_hash, c.page, c.heading)
                       for c in result.chunks]
             self._batcher.add(_Settle(
@@ -499,14 +505,14 @@ class Runner:
                 children=result.children))
             self.progress.pages += result.pages or 0
             self.progress.chunks += len(chunks)
-        elif result.outcome == "retry":
+        elif result.outcome == Outcome.RETRY:
             self._retry(item, result.error or "temporary error")
-        elif result.outcome == "changed":
+        elif result.outcome == Outcome.CHANGED:
             # Nothing of a torn read is kept: read it again a little later. Counted as
             # an attempt, so a file rewritten without end fails with this reason.
             self._retry(item, "the file kept changing while it was being read")
         else:
-            status = Status.SKIPPED if result.outcome == "skipped" else Status.FAILED
+            status = Status.SKIPPED if result.outcome == Outcome.SKIPPED else Status.FAILED
             self._batcher.add(_Settle(item, status, {
                 "error": result.error, "error_type": result.error_type,
                 "extractor": result.extractor, "extractor_version": result.extractor_version,
@@ -619,14 +625,11 @@ class Runner:
     def _apply_settle(self, txn: Transaction, op: _Settle) -> None:
         fields = dict(op.fields)
         if op.copy_from is not None:
-            twin = txn.execute(
-                "SELECT pages, extractor, extractor_version FROM items WHERE id = ? "
-                "AND sha256 = ? AND status IN ('extracted', 'indexed')",
-                (op.copy_from, op.item.sha256)).fetchone()
+            twin = self.catalog.twin_extraction(txn, op.copy_from, op.item.sha256)
             if twin is None:  # the twin vanished or changed since the claim: extract
                 op.status = Status.PENDING
             else:
-                fields.update(pages=twin[0], extractor=twin[1], extractor_version=twin[2])
+                fields.update(twin)
         # A watch records a new save of an item in flight (back to `pending`, new
         # sha256) and this runner may claim it again before this result is written:
         # the lease check alone (it knows the owner, not the claim) would let this
@@ -653,10 +656,9 @@ class Runner:
         and members with theirs (their own files are in these same bytes); returns the
         ids of the descendants copied as extracted."""
         count = self.index.copy_chunks(txn, twin, op.item.id, op.item.collection)
-        txn.execute("UPDATE items SET chunk_count = ? WHERE id = ?", (count, op.item.id))
         model = op.fields.get("embed_model")
-        copied = self.catalog.copy_children(
-            txn, twin, op.item, self._run_id, done=op.status,
+        copied = self.catalog.copy_twin(
+            txn, twin, op.item, self._run_id, chunk_count=count, done=op.status,
             embed_model=model if isinstance(model, str) else None)
         for original, copy in copied:
             self.index.copy_chunks(txn, original, copy, op.item.collection)
@@ -695,10 +697,7 @@ class Runner:
         self._in_flight.clear()
         if not ids:
             return
-        self.catalog.transact(lambda txn: txn.executemany(
-            "UPDATE items SET status = 'pending', lease_owner = NULL, lease_expires = NULL "
-            "WHERE id = ? AND lease_owner = ? AND status = 'processing'",
-            [(i, self.owner) for i in ids]))
+        self.catalog.release(self.owner, ids)
         self._held.clear()
 
     # -- reporting ---------------------------------------------------------------
@@ -706,16 +705,8 @@ class Runner:
     def _scope_counts(self) -> dict[str, int]:
         """Items by status among those this run is responsible for."""
         if self.extract:
-            marks = ",".join("?" * len(self.roots))
-            where = f"WHERE collection = ? AND root IN ({marks})"
-            params: tuple[object, ...] = (self.collection, *self.roots)
-        else:
-            where, params = "", ()  # the embedding stage alone serves every collection
-        counts = {status.value: 0 for status in Status}
-        for status, n in self.catalog.db.conn.execute(
-                f"SELECT status, count(*) FROM items {where} GROUP BY status", params):
-            counts[status] = n
-        return counts
+            return self.catalog.counts(self.collection, self.roots)
+        return self.catalog.counts()  # the embedding stage alone serves every collection
 
     def _report(self, force: bool = False) -> None:
         counts = self._scope_counts()
@@ -741,7 +732,7 @@ class Runner:
             self.on_progress(self.progress)
 
 
-def _close(executor: LocalExecutor | None, stage: EmbedStage | None) -> None:
+def _close(executor: Executor | None, stage: EmbedStage | None) -> None:
     """Stop the workers and the embedding thread, each even if the other fails: the
     process must not exit while that thread is inside onnxruntime, which then aborts it
     ("terminate called without an active exception")."""
