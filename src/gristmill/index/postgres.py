@@ -26,8 +26,7 @@ import psycopg
 from psycopg import sql
 
 from gristmill.errors import StoreError
-from gristmill.index.fusion import KeywordRanking
-from gristmill.index.sqlite import Hit, PendingChunk, StoredChunk
+from gristmill.index.base import SharedQueries, StoredChunk, blocks, copy_chunk_rows, top_k_scan
 
 if TYPE_CHECKING:
     from gristmill.catalog.postgres import PostgresDatabase, PostgresTransaction
@@ -69,7 +68,7 @@ def _say_once(level: int, message: str) -> None:
         log.log(level, message)
 
 
-class PostgresIndex:
+class PostgresIndex(SharedQueries):
     """Chunks, their full-text index and their vectors, in the catalog's PostgreSQL."""
 
     def __init__(self, db: PostgresDatabase) -> None:
@@ -105,11 +104,7 @@ class PostgresIndex:
     @staticmethod
     def copy_chunks(txn: PostgresTransaction, from_item: int, to_item: int, collection: str) -> int:
         """Give ``to_item`` the chunks of an item with identical bytes; returns the count."""
-        txn.execute("DELETE FROM chunks WHERE item_id = ?", (to_item,))
-        return int(txn.execute(
-            "INSERT INTO chunks (item_id, collection, seq, text, text_hash, page, heading) "
-            "SELECT ?, ?, seq, text, text_hash, page, heading FROM chunks WHERE item_id = ? "
-            "ORDER BY seq", (to_item, collection, from_item)).rowcount)
+        return copy_chunk_rows(txn, from_item, to_item, collection)
 
     def store_vectors(self, txn: PostgresTransaction, model: str, hashes: Sequence[str],
                       vectors: np.ndarray) -> None:
@@ -136,104 +131,22 @@ class PostgresIndex:
             self._late_table = self._vector_table_exists()
         return self._late_table
 
-    # -- embedding backlog -------------------------------------------------------
+    # -- reading (the rest: SharedQueries) --------------------------------------
 
-    def pending_chunks(self, model: str, after_id: int, limit: int) -> list[PendingChunk]:
-        """Chunks of ``extracted`` items with no ``model`` vector, in id order after
-        ``after_id`` (a cursor, so chunks already handed out are not fetched again)."""
-        rows = self.db.conn.execute(
-            """SELECT c.id, c.item_id, c.text_hash, c.text
-               FROM chunks c JOIN items i ON i.id = c.item_id
-               WHERE c.id > ? AND i.status = 'extracted'
-                 AND NOT EXISTS (SELECT 1 FROM embeddings e
-                                 WHERE e.model = ? AND e.text_hash = c.text_hash)
-               ORDER BY c.id LIMIT ?""", (after_id, model, limit)).fetchall()
-        return [PendingChunk(*row) for row in rows]
-
-    def embedding_backlog(self, model: str) -> int:
-        """Distinct texts of ``extracted`` items' chunks with no ``model`` vector yet:
-        what the embedding stage has left to do (progress reports count it)."""
-        return int(self.db.conn.execute(
-            """SELECT count(DISTINCT c.text_hash)
-               FROM chunks c JOIN items i ON i.id = c.item_id
-               WHERE i.status = 'extracted'
-                 AND NOT EXISTS (SELECT 1 FROM embeddings e
-                                 WHERE e.model = ? AND e.text_hash = c.text_hash)""",
-            (model,)).fetchone()[0])
-
-    def has_vector(self, model: str, text_hash: str) -> bool:
-        """Whether the cache holds a ``model`` vector for this text."""
-        return self.db.conn.execute(
-            "SELECT 1 FROM embeddings WHERE model = ? AND text_hash = ?",
-            (model, text_hash)).fetchone() is not None
-
-    # -- reading -----------------------------------------------------------------
-
-    def chunk_count(self, collection: str | None = None) -> int:
-        """Chunks stored (in one collection, or all)."""
-        if collection is None:
-            return int(self.db.conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
-        return int(self.db.conn.execute(
-            "SELECT count(*) FROM chunks WHERE collection = ?", (collection,)).fetchone()[0])
-
-    def chunks_with_vectors(self, model: str) -> int:
-        """Chunks whose text has a ``model`` vector (identical texts share one vector,
-        so this is at least :meth:`vector_count` of those texts)."""
-        return int(self.db.conn.execute(
-            "SELECT count(*) FROM chunks c WHERE EXISTS (SELECT 1 FROM embeddings e "
-            "WHERE e.model = ? AND e.text_hash = c.text_hash)", (model,)).fetchone()[0])
-
-    def vector_count(self, model: str) -> int:
-        """Distinct chunk texts with a vector for ``model``."""
-        return int(self.db.conn.execute(
-            "SELECT count(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])
-
-    def vector_counts(self) -> dict[str, int]:
-        """Vectors stored (the embedding cache), by model."""
-        return {model: int(n) for model, n in self.db.conn.execute(
-            "SELECT model, count(*) FROM embeddings GROUP BY model")}
-
-    def keyword(self, query: str, collection: str | None, limit: int) -> list[tuple[int, float]]:
-        """``(chunk_id, score)`` best first; higher is better (see
-        :meth:`keyword_ranking`)."""
-        return self.keyword_ranking(query, collection, limit).ranked
-
-    def keyword_ranking(self, query: str, collection: str | None, limit: int
-                        ) -> KeywordRanking:
-        """``(chunk_id, score)`` best first, higher better, and how many of them hold
-        every word of the query (every word but English stop words, which are not
-        indexed).
-
-        Chunks holding every word come first; only when they are fewer than ``limit``
-        do chunks holding some of the words fill the rest, scored no higher than the
-        last all-words chunk (the SQLite index's rule). Scores are ``ts_rank_cd``
-        normalised by length and into [0, 1).
-        """
+    def _keyword_queries(self, query: str) -> tuple[str, str] | None:
+        # Scores are ``ts_rank_cd`` normalised by length and into [0, 1). Stop words
+        # are not indexed: "every word" means every word but those.
         tokens = _tsquery_words(query)
-        if not tokens:
-            return KeywordRanking([], 0)
-        ranked = self._ts_rank(" & ".join(tokens), collection, limit)
-        complete = len(ranked)
-        if len(ranked) >= limit or len(tokens) == 1:
-            return KeywordRanking(ranked, complete)
-        found = {chunk_id for chunk_id, _ in ranked}
-        ceiling = ranked[-1][1] if ranked else float("inf")
-        for chunk_id, score in self._ts_rank(" | ".join(tokens), collection,
-                                             limit + len(ranked)):
-            if len(ranked) == limit:
-                break
-            if chunk_id not in found:
-                ranked.append((chunk_id, min(score, ceiling)))
-        return KeywordRanking(ranked, complete)
+        return (" & ".join(tokens), " | ".join(tokens)) if tokens else None
 
-    def _ts_rank(self, tsquery: str, collection: str | None, limit: int
-                 ) -> list[tuple[int, float]]:
+    def _rank(self, match: str, collection: str | None, limit: int
+              ) -> list[tuple[int, float]]:
         # Each token is a run of \w characters wrapped in quotes, so to_tsquery sees no
         # operator a user typed; it still stems each word and drops stop words.
         # Normalisation 1|32: divide by 1 + log(length) (long chunks do not win by
         # length alone, as in BM25), then map into [0, 1).
         where = "c.tsv @@ q" + (" AND c.collection = ?" if collection is not None else "")
-        params: list[object] = [tsquery]
+        params: list[object] = [match]
         if collection is not None:
             params.append(collection)
         params.append(limit)
@@ -252,24 +165,8 @@ class PostgresIndex:
             return self._pgvector_search(q, model, collection, limit)
         return self._client_scan(q, model, collection, limit)
 
-    def hits(self, scored: Sequence[tuple[int, float]]) -> list[Hit]:
-        """Attach text and provenance to ``(chunk_id, score)`` pairs, keeping their order."""
-        if not scored:
-            return []
-        ids = [chunk_id for chunk_id, _ in scored]
-        rows = {
-            row[0]: row
-            for row in self.db.conn.execute(
-                "SELECT c.id, i.source, c.text, c.page, c.heading, c.collection, c.item_id "
-                "FROM chunks c JOIN items i ON i.id = c.item_id WHERE c.id = ANY(?)",
-                (ids,)).fetchall()
-        }
-        return [
-            Hit(source=rows[cid][1], score=score, text=rows[cid][2], page=rows[cid][3],
-                heading=rows[cid][4], collection=rows[cid][5], chunk_id=cid,
-                item_id=rows[cid][6])
-            for cid, score in scored if cid in rows
-        ]
+    def _id_in(self, ids: list[int]) -> tuple[str, Sequence[object]]:
+        return "c.id = ANY(?)", (ids,)
 
     # -- vector search -----------------------------------------------------------
 
@@ -281,23 +178,11 @@ class PostgresIndex:
         if collection is not None:
             query += " WHERE c.collection = %s"
             params.append(collection)
-        best_ids = np.empty(0, dtype=np.int64)
-        best_scores = np.empty(0, dtype=np.float32)
         # A server-side cursor: the client holds one block of vectors at a time.
         with self.db.transaction() as txn, txn.raw.cursor(
                 name="gristmill_vector_scan", binary=True) as cursor:
             cursor.execute(query, params)
-            while rows := cursor.fetchmany(_SCAN_BLOCK):
-                ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-                matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-                scores = matrix.reshape(len(rows), q.shape[0]) @ q
-                best_ids = np.concatenate([best_ids, ids])
-                best_scores = np.concatenate([best_scores, scores])
-                if len(best_ids) > limit:
-                    keep = np.argpartition(-best_scores, limit)[:limit]
-                    best_ids, best_scores = best_ids[keep], best_scores[keep]
-        order = np.lexsort((best_ids, -best_scores))
-        return [(int(best_ids[i]), float(best_scores[i])) for i in order]
+            return top_k_scan(blocks(cursor, _SCAN_BLOCK), q, limit)
 
     def _pgvector_search(self, q: np.ndarray, model: str, collection: str | None,
                          limit: int) -> list[tuple[int, float]]:

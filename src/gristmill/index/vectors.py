@@ -23,6 +23,7 @@ import numpy as np
 
 from gristmill.catalog.backend import CatalogDatabase
 from gristmill.catalog.database import Database
+from gristmill.index.base import top_k
 
 __all__ = ["VectorCache"]
 
@@ -104,11 +105,8 @@ class VectorCache:
                 return []
             keep = matrix.collections == matrix.names.index(collection)
             scores, ids = scores[keep], ids[keep]
-        if len(scores) > limit:
-            top = np.argpartition(-scores, limit)[:limit]
-            scores, ids = scores[top], ids[top]
-        order = np.argsort(-scores, kind="stable")
-        return [(int(ids[i]), float(scores[i])) for i in order]
+        ids, scores = top_k(ids, scores, limit)  # the index's scans' order, ties too
+        return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
 
     # -- the refresher -------------------------------------------------------------
 

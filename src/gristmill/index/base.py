@@ -1,0 +1,353 @@
+"""What every index offers: the :class:`Index` protocol, the types it reads and writes,
+one exact top-k vector scan, and the queries whose SQL both backends share.
+
+The runner writes chunks and vectors through an index and reads its embedding backlog;
+the searcher ranks chunks with it. :class:`~gristmill.index.sqlite.SqliteIndex` (FTS5,
+NumPy) and :class:`~gristmill.index.postgres.PostgresIndex` (tsvector, pgvector) differ
+only where their SQL does; a new store implements :class:`Index`, and inherits
+:class:`SharedQueries` where its SQL is the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from gristmill import snippets
+from gristmill.index.fusion import KeywordRanking
+from gristmill.snippets import Snippet
+
+if TYPE_CHECKING:
+    from gristmill.catalog.backend import CatalogDatabase, Cursor
+
+__all__ = [
+    "Hit",
+    "Index",
+    "PendingChunk",
+    "SharedQueries",
+    "StoredChunk",
+    "blocks",
+    "copy_chunk_rows",
+    "top_k",
+    "top_k_scan",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """A chunk as written to the index."""
+
+    seq: int
+    text: str
+    text_hash: str
+    page: int | None
+    heading: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChunk:
+    """A chunk whose text has no vector yet for the embedder's model."""
+
+    chunk_id: int
+    item_id: int
+    text_hash: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One search result."""
+
+    source: str
+    score: float
+    text: str
+    page: int | None
+    heading: str | None
+    collection: str
+    chunk_id: int
+    item_id: int
+
+    def snippet(self, query: str) -> Snippet:
+        """The passage of the chunk around ``query``'s words, with those words located."""
+        return snippets.snippet(self.text, query)
+
+    def to_dict(self, query: str = "") -> dict[str, object]:
+        """The JSON shape of a hit: ``source``, ``score``, ``text`` (the whole chunk),
+        provenance, and the ``snippet`` around ``query``'s words with their
+        ``highlights`` (``[start, end]`` offsets into ``snippet``)."""
+        return {"source": self.source, "score": self.score, "text": self.text,
+                "page": self.page, "heading": self.heading, "collection": self.collection,
+                "chunk_id": self.chunk_id, "item_id": self.item_id,
+                **self.snippet(query).to_dict()}
+
+
+class Index(Protocol):
+    """Chunks, their keyword index and their vectors, in the catalog's database.
+
+    Rankings are ``(chunk_id, score)`` pairs, best first, higher better; equal scores
+    come in chunk id order. The writing methods run inside the batcher's transaction:
+    ``txn`` is what the database's ``transaction()`` yields (a ``sqlite3.Connection``,
+    or a ``PostgresTransaction``), hence ``Any``.
+    """
+
+    #: ``client-scan`` (an exact scan in NumPy) or ``pgvector`` (HNSW on the server).
+    vector_engine: str
+    #: Why the engine is ``client-scan``, in words for ``doctor`` and ``/health``.
+    vector_engine_note: str | None
+
+    @property
+    def db(self) -> CatalogDatabase: ...
+
+    # -- writing -------------------------------------------------------------------
+
+    def replace_chunks(self, txn: Any, item_id: int, collection: str,
+                       chunks: Iterable[StoredChunk]) -> None:
+        """Make ``chunks`` the item's only chunks (idempotent: re-applying is harmless)."""
+        ...
+    def copy_chunks(self, txn: Any, from_item: int, to_item: int, collection: str) -> int:
+        """Give ``to_item`` the chunks of an item with identical bytes; returns the count."""
+        ...
+    def store_vectors(self, txn: Any, model: str, hashes: Sequence[str],
+                      vectors: np.ndarray) -> None:
+        """Store one float32 vector per text hash (first writer wins)."""
+        ...
+
+    # -- embedding backlog -----------------------------------------------------------
+
+    def pending_chunks(self, model: str, after_id: int, limit: int) -> list[PendingChunk]:
+        """Chunks of ``extracted`` items with no ``model`` vector, in id order."""
+        ...
+    def embedding_backlog(self, model: str) -> int:
+        """Distinct texts of ``extracted`` items' chunks with no ``model`` vector yet."""
+        ...
+    def has_vector(self, model: str, text_hash: str) -> bool:
+        """Whether the cache holds a ``model`` vector for this text."""
+        ...
+
+    # -- reading -------------------------------------------------------------------
+
+    def chunk_count(self, collection: str | None = None) -> int:
+        """Chunks stored (in one collection, or all)."""
+        ...
+    def chunks_with_vectors(self, model: str) -> int:
+        """Chunks whose text has a ``model`` vector."""
+        ...
+    def vector_count(self, model: str) -> int:
+        """Distinct chunk texts with a vector for ``model``."""
+        ...
+    def vector_counts(self) -> dict[str, int]:
+        """Vectors stored (the embedding cache), by model."""
+        ...
+    def keyword(self, query: str, collection: str | None, limit: int
+                ) -> list[tuple[int, float]]:
+        """The keyword ranking alone (see :meth:`keyword_ranking`)."""
+        ...
+    def keyword_ranking(self, query: str, collection: str | None, limit: int
+                        ) -> KeywordRanking:
+        """The keyword ranking, chunks holding every word of the query first."""
+        ...
+    def vector(self, query_vector: np.ndarray, model: str, collection: str | None,
+               limit: int) -> list[tuple[int, float]]:
+        """``(chunk_id, cosine similarity)`` best first."""
+        ...
+    def hits(self, scored: Sequence[tuple[int, float]]) -> list[Hit]:
+        """Attach text and provenance to ``(chunk_id, score)`` pairs, keeping their order."""
+        ...
+
+
+# -- the exact vector scan ---------------------------------------------------------------
+
+
+def top_k(ids: np.ndarray, scores: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``limit`` best ``(ids, scores)``, best score first, equal scores by lower id.
+
+    ``argpartition`` alone keeps an arbitrary few of the scores equal to the cut-off one,
+    so every score tied with it stays a candidate until the sort by ``(-score, id)``:
+    the same answer whatever order the rows came in (identical chunk texts share one
+    vector, so ties are common: boilerplate repeated across files).
+    """
+    if limit <= 0:
+        return ids[:0], scores[:0]
+    if len(scores) > limit:
+        cutoff = np.partition(-scores, limit - 1)[limit - 1]
+        keep = np.flatnonzero(-scores <= cutoff)
+        ids, scores = ids[keep], scores[keep]
+    order = np.lexsort((ids, -scores))[:limit]
+    return ids[order], scores[order]
+
+
+def blocks(cursor: Cursor, size: int) -> Iterator[list[Any]]:
+    """A cursor's rows, ``size`` at a time."""
+    while rows := cursor.fetchmany(size):
+        yield rows
+
+
+def top_k_scan(rows: Iterable[Sequence[tuple[int, bytes]]], query_vector: np.ndarray,
+               limit: int) -> list[tuple[int, float]]:
+    """``(chunk_id, cosine similarity)`` best first (ties by lower id) over blocks of
+    ``(chunk_id, float32 vector bytes)`` rows: exact, holding one block and the best
+    ``limit`` so far, never every vector."""
+    q = np.asarray(query_vector, dtype=np.float32).ravel()
+    best_ids = np.empty(0, dtype=np.int64)
+    best_scores = np.empty(0, dtype=np.float32)
+    for block in rows:
+        ids = np.fromiter((r[0] for r in block), dtype=np.int64, count=len(block))
+        matrix = np.frombuffer(b"".join(r[1] for r in block), dtype=np.float32)
+        scores = matrix.reshape(len(block), q.shape[0]) @ q
+        best_ids, best_scores = top_k(np.concatenate([best_ids, ids]),
+                                      np.concatenate([best_scores, scores]), limit)
+    return [(int(i), float(s)) for i, s in zip(best_ids, best_scores, strict=True)]
+
+
+# -- the queries both backends write the same way ---------------------------------------
+
+
+def copy_chunk_rows(txn: Any, from_item: int, to_item: int, collection: str) -> int:
+    """Make ``to_item``'s chunks copies of ``from_item``'s, in the caller's transaction;
+    returns the count (the backend then indexes them for keywords where it must)."""
+    txn.execute("DELETE FROM chunks WHERE item_id = ?", (to_item,))
+    return int(txn.execute(
+        "INSERT INTO chunks (item_id, collection, seq, text, text_hash, page, heading) "
+        "SELECT ?, ?, seq, text, text_hash, page, heading FROM chunks WHERE item_id = ? "
+        "ORDER BY seq", (to_item, collection, from_item)).rowcount)
+
+
+class SharedQueries:
+    """The methods of :class:`Index` whose SQL is the same on SQLite and PostgreSQL
+    (written in SQLite's style; the PostgreSQL connection translates placeholders).
+
+    A backend sets ``db`` and provides ``_rank`` (its keyword scoring) and ``_id_in``
+    (how it matches a list of chunk ids).
+    """
+
+    db: CatalogDatabase
+
+    # -- embedding backlog -------------------------------------------------------
+
+    def pending_chunks(self, model: str, after_id: int, limit: int) -> list[PendingChunk]:
+        """Chunks of ``extracted`` items with no ``model`` vector, in id order after
+        ``after_id`` (a cursor, so chunks already handed out are not fetched again)."""
+        rows = self.db.conn.execute(
+            """SELECT c.id, c.item_id, c.text_hash, c.text
+               FROM chunks c JOIN items i ON i.id = c.item_id
+               WHERE c.id > ? AND i.status = 'extracted'
+                 AND NOT EXISTS (SELECT 1 FROM embeddings e
+                                 WHERE e.model = ? AND e.text_hash = c.text_hash)
+               ORDER BY c.id LIMIT ?""", (after_id, model, limit)).fetchall()
+        return [PendingChunk(*row) for row in rows]
+
+    def embedding_backlog(self, model: str) -> int:
+        """Distinct texts of ``extracted`` items' chunks with no ``model`` vector yet:
+        what the embedding stage has left to do (progress reports count it)."""
+        return int(self.db.conn.execute(
+            """SELECT count(DISTINCT c.text_hash)
+               FROM chunks c JOIN items i ON i.id = c.item_id
+               WHERE i.status = 'extracted'
+                 AND NOT EXISTS (SELECT 1 FROM embeddings e
+                                 WHERE e.model = ? AND e.text_hash = c.text_hash)""",
+            (model,)).fetchone()[0])
+
+    def has_vector(self, model: str, text_hash: str) -> bool:
+        """Whether the cache holds a ``model`` vector for this text."""
+        return self.db.conn.execute(
+            "SELECT 1 FROM embeddings WHERE model = ? AND text_hash = ?",
+            (model, text_hash)).fetchone() is not None
+
+    # -- reading -----------------------------------------------------------------
+
+    def chunk_count(self, collection: str | None = None) -> int:
+        """Chunks stored (in one collection, or all)."""
+        if collection is None:
+            return int(self.db.conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        return int(self.db.conn.execute(
+            "SELECT count(*) FROM chunks WHERE collection = ?", (collection,)).fetchone()[0])
+
+    def chunks_with_vectors(self, model: str) -> int:
+        """Chunks whose text has a ``model`` vector (identical texts share one vector,
+        so this is at least :meth:`vector_count` of those texts)."""
+        return int(self.db.conn.execute(
+            "SELECT count(*) FROM chunks c WHERE EXISTS (SELECT 1 FROM embeddings e "
+            "WHERE e.model = ? AND e.text_hash = c.text_hash)", (model,)).fetchone()[0])
+
+    def vector_count(self, model: str) -> int:
+        """Distinct chunk texts with a vector for ``model``."""
+        return int(self.db.conn.execute(
+            "SELECT count(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])
+
+    def vector_counts(self) -> dict[str, int]:
+        """Vectors stored (the embedding cache), by model."""
+        return {model: int(n) for model, n in self.db.conn.execute(
+            "SELECT model, count(*) FROM embeddings GROUP BY model")}
+
+    def keyword(self, query: str, collection: str | None, limit: int
+                ) -> list[tuple[int, float]]:
+        """``(chunk_id, score)`` best first; higher is better (see
+        :meth:`keyword_ranking`)."""
+        return self.keyword_ranking(query, collection, limit).ranked
+
+    def keyword_ranking(self, query: str, collection: str | None, limit: int
+                        ) -> KeywordRanking:
+        """``(chunk_id, score)`` best first, higher better, and how many of them hold
+        every word of the query.
+
+        Chunks holding every word of the query come first; only when they are fewer than
+        ``limit`` do chunks holding some of the words fill the rest, scored no higher
+        than the last all-words chunk so the list stays in score order. Asking for every
+        word first is what keeps a query cheap: the score is computed for each matching
+        chunk, and "any of these words" can match a tenth of a 100k-chunk index
+        (BENCHMARKS.md, "HTTP API under load").
+        """
+        queries = self._keyword_queries(query)
+        if queries is None:
+            return KeywordRanking([], 0)
+        every, some = queries
+        ranked = self._rank(every, collection, limit)
+        complete = len(ranked)
+        if len(ranked) >= limit or some == every:  # enough, or a single word
+            return KeywordRanking(ranked, complete)
+        found = {chunk_id for chunk_id, _ in ranked}
+        ceiling = ranked[-1][1] if ranked else float("inf")
+        for chunk_id, score in self._rank(some, collection, limit + len(ranked)):
+            if len(ranked) == limit:
+                break
+            if chunk_id not in found:
+                ranked.append((chunk_id, min(score, ceiling)))
+        return KeywordRanking(ranked, complete)
+
+    def hits(self, scored: Sequence[tuple[int, float]]) -> list[Hit]:
+        """Attach text and provenance to ``(chunk_id, score)`` pairs, keeping their order."""
+        if not scored:
+            return []
+        match, params = self._id_in([chunk_id for chunk_id, _ in scored])
+        rows = {
+            row[0]: row
+            for row in self.db.conn.execute(
+                "SELECT c.id, i.source, c.text, c.page, c.heading, c.collection, c.item_id "
+                f"FROM chunks c JOIN items i ON i.id = c.item_id WHERE {match}",
+                params).fetchall()
+        }
+        return [
+            Hit(source=rows[cid][1], score=score, text=rows[cid][2], page=rows[cid][3],
+                heading=rows[cid][4], collection=rows[cid][5], chunk_id=cid,
+                item_id=rows[cid][6])
+            for cid, score in scored if cid in rows
+        ]
+
+    # -- what each backend says its own way ---------------------------------------
+
+    def _keyword_queries(self, query: str) -> tuple[str, str] | None:
+        """The backend's match expressions for every word and for any word of
+        ``query`` (equal for a single word), or None when it has no words."""
+        raise NotImplementedError
+
+    def _rank(self, match: str, collection: str | None, limit: int
+              ) -> list[tuple[int, float]]:
+        """``(chunk_id, score)`` of the chunks ``match`` finds, best first."""
+        raise NotImplementedError
+
+    def _id_in(self, ids: list[int]) -> tuple[str, Sequence[object]]:
+        """A condition on ``c.id`` matching ``ids``, and its parameters."""
+        raise NotImplementedError
