@@ -15,43 +15,33 @@ import logging.handlers
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from gristmill.catalog import Catalog, DiscoveryCounts, lease_owner_token, open_database
+from gristmill.catalog import Catalog, DiscoveryCounts, open_database
 from gristmill.catalog.jobs import JobSpec, JobStore
 from gristmill.config import Settings
 from gristmill.discovery import Discovery, dry_run_counts
 from gristmill.embed import Embedder, make_embedder
-from gristmill.errors import (
-    ConfigError,
-    HomeUnwritable,
-    JobNotFound,
-    JobStateConflict,
-    SourceError,
-    StoreError,
-)
-from gristmill.extract import current_versions, reads
+from gristmill.errors import ConfigError, HomeUnwritable, SourceError
 from gristmill.home import make_home, require_knowledge_base
-from gristmill.index import Hit, KeywordRanking, VectorCache, coverage, fuse, make_index
+from gristmill.index import Hit, VectorCache, make_index
+from gristmill.index.search import Searcher, SearchMode
 from gristmill.logfile import RESERVE_BYTES, QuietRotatingFileHandler
-from gristmill.ops import ErrorGroup, group_problems
-from gristmill.runtime.executors.local import start_fork_server
-from gristmill.runtime.runner import Progress, Runner
+from gristmill.ops import ErrorGroup, Snapshot, group_problems
+from gristmill.runtime.job_run import JobRun
+from gristmill.runtime.options import RunOutcome
+from gristmill.runtime.runner import Progress
 from gristmill.sources import Matcher
 from gristmill.sources.roots import check_root, real_roots
 
 if TYPE_CHECKING:  # watchdog is imported only by a watch
-    from gristmill.index import Index
     from gristmill.watching import WatchReport
 
 __all__ = ["IngestReport", "KnowledgeBase", "SearchMode", "Searcher"]
 
 log = logging.getLogger(__name__)
-
-SearchMode = Literal["hybrid", "keyword", "vector"]
-_CANDIDATES = 50  # per ranking fed to the fusion
 
 
 @dataclass(slots=True)
@@ -98,67 +88,6 @@ class IngestReport:
         out["discovered"] = asdict(self.discovered)
         out["nothing_changed"] = self.unchanged_only
         return out
-
-
-class Searcher:
-    """Ranks chunks for queries: BM25, vectors, or both fused (:func:`gristmill.index.fuse`)."""
-
-    def __init__(self, index: Index, embedder: Embedder | None,
-                 vectors: VectorCache | None = None) -> None:
-        self.index = index
-        self.embedder = embedder
-        self.vectors = vectors  # in-memory vectors, where a long-lived process keeps them
-
-    def search(
-        self, query: str, *, collection: str | None = None, k: int = 10,
-        mode: SearchMode = "hybrid",
-    ) -> list[Hit]:
-        """See :meth:`KnowledgeBase.search`."""
-        if k < 1:
-            raise ConfigError(f"k must be at least 1, not {k}")
-        if mode not in ("hybrid", "keyword", "vector"):
-            raise ConfigError(f"unknown search mode {mode!r}: use hybrid, keyword or vector")
-        # Fusion needs deeper lists than it returns; one ranking alone does not.
-        depth = max(k, _CANDIDATES) if mode == "hybrid" else k
-        rankings = []
-        keyword = None
-        if mode in ("hybrid", "keyword"):
-            keyword = self.index.keyword_ranking(query, collection, depth)
-            rankings.append(keyword.ranked)
-        if mode in ("hybrid", "vector"):
-            if self.embedder is None:
-                if mode == "vector":
-                    raise ConfigError("vector search needs an embedder; this knowledge base "
-                                      "runs with embedder = none (use --mode keyword)")
-            elif query.strip():
-                vector = self.embedder.embed([query])[0]
-                ranked = (self.vectors.search(vector, collection, depth)
-                          if self.vectors is not None else None)
-                if ranked is None:  # no cache, or not built yet, or too big for it
-                    ranked = self.index.vector(vector, self.embedder.model_id, collection,
-                                               depth)
-                rankings.append(ranked)
-        if len(rankings) == 1:
-            return self.index.hits(rankings[0][:k])
-        assert keyword is not None  # two rankings: keyword and vector
-        return self._fused(query, keyword, rankings[1], k)
-
-    def _fused(self, query: str, keyword: KeywordRanking,
-               vector: Sequence[tuple[int, float]], k: int) -> list[Hit]:
-        """The ``k`` best of both rankings by :func:`~gristmill.index.fusion.fuse`, which
-        weighs each candidate by its share of the query's words: the candidates' texts
-        are read once, for that and for the hits returned."""
-        ids = dict.fromkeys(chunk_id for chunk_id, _ in [*keyword.ranked, *vector])
-        candidates = {hit.chunk_id: hit for hit in self.index.hits([(i, 0.0) for i in ids])}
-        covered = coverage(query, {chunk_id: f"{hit.heading or ''}\n{hit.text}"
-                                   for chunk_id, hit in candidates.items()})
-        fused = fuse(keyword.ranked, vector, k, complete=keyword.complete, covered=covered)
-        return [replace(candidates[chunk_id], score=score)
-                for chunk_id, score in fused if chunk_id in candidates]
-
-    def close(self) -> None:
-        """Close its connection (only for one made by :meth:`KnowledgeBase.searcher`)."""
-        self.index.db.close()
 
 
 class KnowledgeBase:
@@ -245,7 +174,6 @@ class KnowledgeBase:
                 raise SourceError(f"{root} does not exist; check the path")
             check_root(root, real_roots(self.settings.source_roots))
         self.embedder  # noqa: B018 - fail early on a missing model
-        owner = lease_owner_token()
         matcher = Matcher(tuple(include), tuple(exclude))
         skip = [self.settings.home]  # never ingest our own database and logs
         if dry_run:
@@ -254,26 +182,10 @@ class KnowledgeBase:
             return IngestReport(0, collection, counts, self.catalog.counts(collection), 0, 0, 0,
                                 time.monotonic() - started, None, dry_run=True)
         spec = JobSpec(collection, tuple(roots), tuple(include), tuple(exclude), max_files)
-        job_id = self._continue_or_create(spec, owner)
+        run = JobRun.continue_or_create(self, spec)
         if retry_failed:
             self.catalog.reset_failed(collection)
-        return self._run_job(job_id, spec, owner, embed=embed, on_progress=on_progress,
-                             started=started)
-
-    def _continue_or_create(self, spec: JobSpec, owner: str) -> int:
-        """The paused or interrupted job with this very spec, claimed to run again
-        (running the same ingest again continues its job: `jobs list` then shows one
-        job, not a stale paused one beside a new one); else a new job."""
-        earlier = self.jobs.find_unfinished(spec)
-        if earlier is not None:
-            try:
-                self.jobs.claim_for_resume(earlier, owner)
-            except (JobNotFound, JobStateConflict):
-                pass  # claimed, cancelled or ended meanwhile: start a job of our own
-            else:
-                log.info("job %s: continued by a new ingest of the same sources", earlier)
-                return earlier
-        return self.jobs.create(spec, owner)
+        return self._run_job(run, embed=embed, on_progress=on_progress, started=started)
 
     def resume(self, job_id: int, *, embed: bool = True,
                on_progress: Callable[[Progress], None] | None = None) -> IngestReport:
@@ -287,7 +199,6 @@ class KnowledgeBase:
                 symlink) outside the source roots.
         """
         started = time.monotonic()
-        owner = lease_owner_token()
         spec = self.jobs.get(job_id).spec
         for root in spec.sources:
             if not os.path.exists(root):
@@ -297,74 +208,47 @@ class KnowledgeBase:
             # may have been swapped for a symlink since (the walk checks once more).
             check_root(root, real_roots(self.settings.source_roots))
         self.embedder  # noqa: B018 - fail early on a missing model, before the claim
-        self.jobs.claim_for_resume(job_id, owner)
-        return self._run_job(job_id, spec, owner, embed=embed, on_progress=on_progress,
-                             started=started)
+        return self._run_job(JobRun.resume(self, job_id), embed=embed,
+                             on_progress=on_progress, started=started)
 
-    def _run_job(self, job_id: int, spec: JobSpec, owner: str, *, embed: bool,
+    def _run_job(self, run: JobRun, *, embed: bool,
                  on_progress: Callable[[Progress], None] | None,
                  started: float) -> IngestReport:
-        start_fork_server()  # its imports overlap discovery
-        run_id = self.jobs.start_run(job_id, owner)
+        """Walk the job's sources while its runner extracts what the walk finds."""
+        spec = run.spec
+        assert spec is not None and run.job_id is not None  # a run of a job
+        run_id = run.start()
         roots = list(spec.sources)
         discovery = Discovery(lambda: open_database(self.settings), spec.collection, roots,
                               Matcher(spec.include, spec.exclude), run_id, spec.max_files,
                               [self.settings.home],  # never ingest our own files
                               confine=self.settings.source_roots)
-        # Items an older extractor version produced, or skipped as a type nothing read
-        # then, are redone; discovery then sees them like any unchanged file.
-        discovery.counts.outdated = self.catalog.requeue_outdated(
-            spec.collection, roots, current_versions(), lambda source: reads(Path(source)))
-        runner = Runner(self.settings, self.catalog, self.index, self.embedder,
-                        collection=spec.collection, roots=roots, owner=owner, job_id=job_id,
-                        run_id=run_id, jobs=self.jobs, embed=embed,
-                        discovering=lambda: discovery.running, on_progress=on_progress)
-        state = "failed"
+        discovery.counts.outdated = run.outdated
+        runner = run.runner(embed=embed, discovering=lambda: discovery.running,
+                            on_progress=on_progress)
+        error: BaseException | None = None
         discovery.start()
         try:
-            progress = runner.run()
-            # A run stopped by a signal can be resumed like a paused one.
-            state = {"finished": "succeeded", "cancelled": "cancelled"}.get(runner.outcome,
-                                                                             "paused")
-        except StoreError as exc:
-            # The database failed (its disk full, its server away too long), not the
-            # job: it stays resumable, and the log says why it stopped.
-            state = "interrupted"
-            log.error("job %s stopped: %s", job_id, exc)
+            try:
+                progress = runner.run()
+            finally:
+                discovery.stop()
+                counts = discovery.join()  # re-raises what stopped the walk
+        except BaseException as exc:
+            error = exc  # the walk's, when both failed: it is raised
             raise
         finally:
-            discovery.stop()
-            try:
-                counts = discovery.join()  # re-raises what stopped the walk
-            except StoreError as exc:
-                if state != "interrupted":
-                    log.error("job %s stopped: %s", job_id, exc)
-                state = "interrupted"
-                raise
-            except BaseException:
-                state = "failed"
-                raise
-            finally:
-                try:
-                    state = self.jobs.finish(job_id, state,
-                                             {"discovered": asdict(discovery.counts)},
-                                             run_id=run_id)
-                except StoreError as exc:
-                    if state != "interrupted":
-                        raise
-                    # Left `running` under a driver about to exit, the job shows as
-                    # interrupted all the same.
-                    log.warning("job %s: could not record that it stopped: %s", job_id, exc)
+            state = run.finish(error, {"discovered": asdict(discovery.counts)})
         total = time.monotonic() - started
-        vectors_done = runner.outcome == "finished" and runner.embed
+        vectors_done = runner.outcome == RunOutcome.FINISHED and runner.embed
         return IngestReport(
-            job_id=job_id, collection=spec.collection, discovered=counts,
+            job_id=run.job_id, collection=spec.collection, discovered=counts,
             items=self.catalog.counts(spec.collection),
             chunks=self.index.chunk_count(spec.collection), pages=progress.pages,
             failed=progress.failed, seconds=total,
             seconds_to_searchable=progress.searchable_at,
-            stopped=runner.outcome == "stopped", failures=progress.recent_failures,
-            state=state, processed=progress.done,
+            stopped=runner.outcome == RunOutcome.STOPPED,
+            failures=progress.recent_failures, state=state, processed=progress.done,
             members=self.catalog.member_count(spec.collection),
             timings={"discovery": discovery.seconds,
                      "extraction": progress.searchable_at,
@@ -376,10 +260,7 @@ class KnowledgeBase:
         """Run only the embedding stage over every extracted item, in all collections."""
         if self.embedder is None:
             raise ConfigError("no embedder configured (embedder = none); nothing to embed")
-        runner = Runner(self.settings, self.catalog, self.index, self.embedder,
-                        collection="", roots=[""], owner=lease_owner_token(), job_id=0,
-                        extract=False, on_progress=on_progress)
-        return runner.run()
+        return JobRun.embed_only(self).runner(on_progress=on_progress).run()
 
     # -- watch -------------------------------------------------------------------
 
@@ -446,35 +327,15 @@ class KnowledgeBase:
 
     # -- status ------------------------------------------------------------------
 
+    def snapshot(self) -> Snapshot:
+        """The figures ``status``, the API's health and its metrics are built from,
+        each read on first use."""
+        return Snapshot(self.catalog, self.index, self.jobs, self.settings)
+
     def status(self) -> dict[str, Any]:
         """Counts by status, chunks, and the same per collection; the running jobs
         with their batcher's figures."""
-        collections = {
-            name: {"items": self.catalog.counts(name), "chunks": self.index.chunk_count(name)}
-            for name in self.catalog.collections()
-        }
-        out: dict[str, Any] = {
-            "items": self.catalog.counts(),
-            "chunks": self.index.chunk_count(),
-            # Attachments and archive members: `items` counts them, a walk of files not.
-            "members": self.catalog.member_count(),
-            "collections": collections,
-            "home": str(self.settings.home),
-            "embedder": self.settings.embedder,
-            # Each running job's write-behind batcher, as its driver last recorded it.
-            "running": [{"job": job.id, "collection": job.spec.collection,
-                         "done": job.done, "rate": round(job.rate, 3),
-                         "batcher": self.jobs.run_stats(job.id)}
-                        for job in self.jobs.list(state="running")],
-        }
-        if self.settings.embedder != "none":
-            from gristmill.embed.minilm import MODEL_ID
-
-            # Distinct chunk texts with a vector (what an ingest's "texts embedded" adds
-            # to), and the chunks those vectors serve (duplicates share one).
-            out["vectors"] = self.index.vector_count(MODEL_ID)
-            out["chunks_with_vectors"] = self.index.chunks_with_vectors(MODEL_ID)
-        return out
+        return self.snapshot().status()
 
     def errors(self, collection: str | None = None, job: int | None = None
                ) -> list[ErrorGroup]:

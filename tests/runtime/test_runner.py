@@ -26,6 +26,7 @@ from gristmill.catalog.jobs import JobSpec, JobStore
 from gristmill.chunking import Chunk
 from gristmill.config import Settings
 from gristmill.index import StoredChunk, make_index
+from gristmill.runtime.options import RunOptions
 from gristmill.runtime.runner import Progress, Runner
 from gristmill.runtime.worker import RECYCLE_EXIT_CODE, WorkResult
 
@@ -183,9 +184,8 @@ class Bench:
         options = {"flush_seconds": 0.05, **settings}
         return Runner(Settings.load(home=self.home, embedder="none", **options),
                       self.catalog, index or make_index(self.db), None,
-                      collection=COLLECTION, roots=[ROOT], owner=self.owner,
-                      job_id=self.job_id, run_id=self.run_id, jobs=self.jobs,
-                      executor=lambda: self.executor)
+                      RunOptions(self.owner, COLLECTION, (ROOT,), self.job_id, self.run_id),
+                      jobs=self.jobs, executor=lambda: self.executor)
 
     def start(self, runner: Runner) -> Callable[[], Progress]:
         """Run ``runner`` in a thread; returns a call that waits for its progress."""

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from gristmill import snippets
 from gristmill.index.fusion import KeywordRanking
-from gristmill.snippets import Snippet
+from gristmill.snippets import Snippet, snippet
 
 if TYPE_CHECKING:
     from gristmill.catalog.backend import CatalogDatabase, Cursor
@@ -72,7 +71,7 @@ class Hit:
 
     def snippet(self, query: str) -> Snippet:
         """The passage of the chunk around ``query``'s words, with those words located."""
-        return snippets.snippet(self.text, query)
+        return snippet(self.text, query)
 
     def to_dict(self, query: str = "") -> dict[str, object]:
         """The JSON shape of a hit: ``source``, ``score``, ``text`` (the whole chunk),

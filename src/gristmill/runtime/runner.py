@@ -39,6 +39,7 @@ from gristmill.index import StoredChunk
 from gristmill.runtime.embed_stage import EmbedStage, EmbedWork
 from gristmill.runtime.executors.base import Executor
 from gristmill.runtime.executors.local import HARD_TIMEOUT_FACTOR, LocalExecutor
+from gristmill.runtime.options import RunOptions, RunOutcome
 from gristmill.runtime.rates import RecentRate, eta, texts_left
 from gristmill.runtime.worker import RECYCLE_EXIT_CODE, Outcome, WorkOptions, WorkResult
 
@@ -195,39 +196,40 @@ class Runner:
         catalog: Catalog,
         index: Index,
         embedder: Embedder | None,
+        options: RunOptions,
         *,
-        collection: str,
-        roots: Sequence[str],
-        owner: str,
-        job_id: int,
-        run_id: int | None = None,
         jobs: JobStore | None = None,
-        extract: bool = True,
-        embed: bool = True,
         discovering: Callable[[], bool] = lambda: False,
-        follow: bool = False,
         on_progress: Callable[[Progress], None] | None = None,
         executor: Callable[[], Executor] | None = None,
     ) -> None:
+        """Args:
+        options: what the run works on (collection, roots, its job and run) and how.
+        jobs: polled for pause and cancel requests of ``options.job_id``; heartbeats
+            and the run's figures go there. None: nothing is polled or recorded.
+        discovering: True while discovery may still add items to the scope.
+        executor: builds the workers when extraction starts (default: a local
+            process pool).
+        """
         self.settings = settings
         self.catalog = catalog
         self.index = index
         self.embedder = embedder
-        self.embed = embed and embedder is not None  # False: vectors left for later
+        self.options = options
+        self.embed = options.embed and embedder is not None  # False: vectors left for later
         self.model = embedder.model_id if embedder is not None else "none"
-        self.collection = collection
-        self.roots = list(roots)
-        self.owner = owner
-        self.job_id = job_id
-        self.extract = extract
+        self.collection = options.collection
+        self.roots = list(options.roots)
+        self.owner = options.owner
+        self.job_id = options.job_id
+        self.extract = options.extract
         self.discovering = discovering  # True while discovery may still add items
         # Follow mode (a watch): while discovering, an idle run sleeps until wake().
-        self.follow = follow
+        self.follow = options.follow
         self._wake = threading.Event()
         self._settled = False  # results written since the last idle embedding sweep
         self._written = True  # anything written since the last progress report
         self.on_progress = on_progress
-        # Builds the workers when extraction starts (default: a local process pool).
         self._make_executor = executor
         self.progress = Progress(embedding=self.embed)
         # Each phase's pace over the recent past (see gristmill.runtime.rates).
@@ -252,10 +254,11 @@ class Runner:
             outage_seconds=settings.store_retry_seconds)
         self._started = time.monotonic()
         # Claims are limited to what this run's discovery has seen (None: embed-only).
-        self._run_id = run_id
-        self.jobs = jobs  # polled for pause and cancel requests; heartbeats go there
-        #: How the run ended: "finished", "paused", "cancelled" or "stopped" (a signal).
-        self.outcome = "stopped"
+        self._run_id = options.run_id
+        # Polled for pause and cancel requests; heartbeats go there. Only with a job.
+        self.jobs = jobs if options.job_id is not None else None
+        #: How the run ended.
+        self.outcome = RunOutcome.STOPPED
         self._pausing = False
 
     # -- public ------------------------------------------------------------------
@@ -296,7 +299,7 @@ class Runner:
                 _close(executor, stage)
             with _quiet_after(failed):
                 self._release_unfinished()
-            self.progress.finished = self.outcome == "finished"
+            self.progress.finished = self.outcome == RunOutcome.FINISHED
             with _quiet_after(failed):
                 self._report(force=True)
                 self._record_stats()  # with the run's final figures
@@ -322,14 +325,15 @@ class Runner:
         last_renew = last_report = last_stats = next_overdue = next_job_check = time.monotonic()
         recorded_flushes = 0
         while not self._stop.is_set():
-            if self.jobs is not None and time.monotonic() >= next_job_check:
+            if (self.jobs is not None and self.job_id is not None
+                    and time.monotonic() >= next_job_check):
                 self._obey(self.jobs.state(self.job_id, self._run_id))
                 next_job_check = time.monotonic() + _JOB_CHECK_EVERY
                 if self._stop.is_set():
                     return
             if self._pausing and not self._in_flight:
                 self._batcher.flush()
-                self.outcome = "paused"  # in-flight items are done; nothing held
+                self.outcome = RunOutcome.PAUSED  # in-flight items are done; nothing held
                 return
             claimed = self._fill_window(executor) if executor is not None else 0
             if stage is not None:
@@ -351,7 +355,7 @@ class Runner:
             now = time.monotonic()
             if now - last_renew > self.settings.lease_seconds / 3:
                 self.catalog.renew_leases(self.owner, self.settings.lease_seconds)
-                if self.jobs is not None and self._run_id:
+                if self.jobs is not None and self.job_id is not None and self._run_id:
                     self.jobs.heartbeat(self.job_id, self._run_id)
                 last_renew = now
             # An idle following run has nothing new to count (its counts scan the scope).
@@ -369,7 +373,7 @@ class Runner:
             if self.progress.searchable_at is None:
                 self._note_searchable(executor is not None)
             if (stage is None or not stage.busy) and self._finished(executor is not None, stage):
-                self.outcome = "finished"
+                self.outcome = RunOutcome.FINISHED
                 return
 
     def _finished(self, extracting: bool, stage: EmbedStage | None) -> bool:
@@ -426,7 +430,7 @@ class Runner:
     def _obey(self, state: JobState) -> None:
         """Act on a pause or cancel request written into the job by another process."""
         if state in (JobState.CANCELLING, JobState.CANCELLED):
-            self.outcome = "cancelled"
+            self.outcome = RunOutcome.CANCELLED
             self._stop.set()  # run() then kills the workers and gives back the leases
         elif state != JobState.RUNNING and not self._pausing:
             # Paused; queued again by a resume (which waits for this run to end);

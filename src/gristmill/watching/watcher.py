@@ -34,16 +34,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from watchdog.observers import Observer
 
-from gristmill.catalog import DiscoveryCounts, lease_owner_token, open_database
+from gristmill.catalog import DiscoveryCounts, open_database
 from gristmill.catalog.jobs import JobSpec
 from gristmill.discovery import Discovery
 from gristmill.errors import ConfigError, SourceError
-from gristmill.extract import current_versions, reads
-from gristmill.runtime.executors.local import start_fork_server
+from gristmill.runtime.job_run import JobRun, KnowledgeBaseParts
 from gristmill.runtime.runner import Progress, Runner
 from gristmill.sources import Matcher
 from gristmill.watching.changes import Changes
@@ -55,9 +54,6 @@ from gristmill.watching.events import (
     Scope,
 )
 from gristmill.watching.sync import Sync
-
-if TYPE_CHECKING:
-    from gristmill.knowledge_base import KnowledgeBase
 
 __all__ = ["WatchReport", "Watcher"]
 
@@ -101,7 +97,7 @@ class Watcher:
 
     def __init__(
         self,
-        kb: KnowledgeBase,
+        kb: KnowledgeBaseParts,
         sources: Sequence[str | Path],
         *,
         collection: str = "default",
@@ -155,28 +151,24 @@ class Watcher:
                 too low to watch it.
             ModelError: the embedding model is missing or fails its checksum.
         """
-        kb, settings = self.kb, self.kb.settings
+        kb = self.kb
         started = time.monotonic()
         kb.embedder  # noqa: B018 - fail early on a missing model
-        owner = lease_owner_token()
-        start_fork_server()  # its imports overlap the catch-up walk
-        spec = JobSpec(self.collection, tuple(self.roots), self.include, self.exclude)
-        job_id = kb.jobs.create(spec, owner)
-        run_id = kb.jobs.start_run(job_id, owner)
+        run = JobRun.create(kb, JobSpec(self.collection, tuple(self.roots), self.include,
+                                        self.exclude))
+        job_id = run.job_id
+        assert job_id is not None  # a run of a job
+        run_id = run.start()
         # Items an older extractor version produced are redone, as by any ingest.
-        self.caught_up.outdated = kb.catalog.requeue_outdated(
-            self.collection, self.roots, current_versions(), lambda source: reads(Path(source)))
+        self.caught_up.outdated = run.outdated
         feeder = threading.Thread(target=self._feed, args=(run_id,), name="gristmill-watch",
                                   daemon=True)
-        runner = Runner(settings, kb.catalog, kb.index, kb.embedder,
-                        collection=self.collection, roots=self.roots, owner=owner,
-                        job_id=job_id, run_id=run_id, jobs=kb.jobs,
-                        discovering=feeder.is_alive, follow=True,
-                        on_progress=self.on_progress)
+        runner = run.runner(follow=True, discovering=feeder.is_alive,
+                            on_progress=self.on_progress)
         self._runner = runner
         alarm = OverflowAlarm(self.changes)
         observer = Observer()
-        state = "failed"
+        error: BaseException | None = None
         try:
             alarm.attach()
             # Order matters: events are marked from before the catch-up walk begins, so
@@ -186,8 +178,9 @@ class Watcher:
             if self._stop.is_set():
                 runner.stop()
             runner.run()
-            state = {"paused": "paused", "cancelled": "cancelled"}.get(runner.outcome,
-                                                                       "succeeded")
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             self.stop()
             if feeder.ident is not None:  # started
@@ -196,12 +189,9 @@ class Watcher:
             if observer.is_alive():
                 observer.join(timeout=5)
             alarm.detach()
-            if self._error is not None:
-                state = "failed"
-            state = kb.jobs.finish(job_id, state, {
+            state = run.finish(error or self._error, {
                 "watch": True, "discovered": asdict(self.caught_up),
-                "changes": asdict(self.applied), "rescans": self.changes.overflows},
-                run_id=run_id)
+                "changes": asdict(self.applied), "rescans": self.changes.overflows})
         if self._error is not None:
             raise self._error
         return WatchReport(
