@@ -1,0 +1,144 @@
+"""``/api/v1/jobs``: start, list, read, pause, resume and cancel ingest jobs, and follow
+one over Server-Sent Events.
+
+Jobs run in processes of their own (see :mod:`gristmill.api.launcher`): these routes only
+write requests into job rows and read them back, so the server stays responsive and
+jobs outlive it. Starting and steering need an ``admin`` token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from sse_starlette import EventSourceResponse
+
+from gristmill.api.params import MAX_ID, JobId, Text
+from gristmill.api.problems import ApiError
+from gristmill.api.security import resolve_source
+from gristmill.api.state import ApiState, State, admin_only
+from gristmill.catalog.jobs import JobSpec, JobState
+from gristmill.knowledge_base import KnowledgeBase
+
+__all__ = ["JobRequest", "dispatching", "router"]
+
+_DISPATCH_SECONDS = 0.5  # how soon a queued job starts once a running one has ended
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+_steering = [Depends(admin_only)]
+
+
+def _as_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+class JobRequest(BaseModel):
+    """The body of ``POST /api/v1/jobs``."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field must not be ignored
+
+    # One path or a list; always a list once read, so an error names `source.0`.
+    source: Annotated[list[Text], BeforeValidator(_as_list)] = Field(
+        description="Absolute path(s) inside a source root.")
+    collection: Text = Field("default", min_length=1)
+    include: list[Text] = Field(default_factory=list)
+    exclude: list[Text] = Field(default_factory=list)
+    max_files: int | None = Field(None, ge=1, le=MAX_ID)
+
+
+async def dispatching(state: ApiState) -> None:
+    """Start queued jobs as running ones end (``max_running_jobs`` at once); runs for
+    the app's lifetime."""
+    while True:
+        await asyncio.sleep(_DISPATCH_SECONDS)
+        if not state.launcher.waiting:
+            continue
+        try:
+            await asyncio.to_thread(state.run, lambda kb: state.launcher.dispatch(kb.jobs))
+        except Exception:  # e.g. the database is down: try again at the next tick
+            log.exception("could not start queued jobs; retrying")
+
+
+def _steer(state: ApiState, job_id: int, fn: Callable[[KnowledgeBase], object]
+           ) -> dict[str, Any]:
+    """Run a state change on a job and return the job: JobNotFound (404) for no such
+    job, JobStateConflict (409) when its state refuses the change."""
+    state.run(fn)
+    return state.job(job_id)
+
+
+@router.post("/jobs", status_code=202, dependencies=_steering)
+def create_job(request: JobRequest, response: Response, state: State) -> dict[str, Any]:
+    """Queue an ingest job and start the process that runs it."""
+    given = request.source
+    if not given:
+        raise ApiError(422, "source: give at least one path")
+    if not request.collection.strip():
+        raise ApiError(422, "collection: must not be blank")
+    sources = [resolve_source(source, state.settings.source_roots) for source in given]
+    spec = JobSpec(request.collection, tuple(sources), tuple(request.include),
+                   tuple(request.exclude), request.max_files)
+
+    def queue(kb: KnowledgeBase) -> int:
+        job_id = kb.jobs.create(spec, state.owner, state=JobState.QUEUED)
+        state.start(kb, job_id)
+        return job_id
+
+    job_id = state.run(queue)
+    response.headers["Location"] = f"/api/v1/jobs/{job_id}"
+    return state.job(job_id)
+
+
+@router.get("/jobs")
+def list_jobs(state: State, job_state: Annotated[Text | None, Query(alias="state")] = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict[str, Any]]:
+    """The latest jobs, newest first, optionally only those in ``state``."""
+    return state.run(lambda kb: [job.to_dict() for job in kb.jobs.list(job_state, limit)])
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: JobId, state: State) -> dict[str, Any]:
+    """One job: spec, state and counters."""
+    return state.job(job_id)
+
+
+@router.post("/jobs/{job_id}/pause", status_code=202, dependencies=_steering)
+def pause_job(job_id: JobId, state: State) -> dict[str, Any]:
+    """Ask a running job to pause: in-flight items finish, then its process exits."""
+    return _steer(state, job_id, lambda kb: kb.jobs.pause(job_id))
+
+
+@router.post("/jobs/{job_id}/resume", status_code=202, dependencies=_steering)
+def resume_job(job_id: JobId, state: State) -> dict[str, Any]:
+    """Queue a paused, interrupted or failed job again; its process starts when a
+    slot is free."""
+
+    def requeue(kb: KnowledgeBase) -> None:
+        kb.jobs.requeue(job_id, state.owner)
+        state.start(kb, job_id)
+
+    return _steer(state, job_id, requeue)
+
+
+@router.delete("/jobs/{job_id}", status_code=202, dependencies=_steering)
+def cancel_job(job_id: JobId, state: State) -> dict[str, Any]:
+    """Cancel a job: a running one stops within seconds, others at once."""
+    return _steer(state, job_id, lambda kb: kb.jobs.cancel(job_id))
+
+
+@router.get("/jobs/{job_id}/events")
+def job_event_stream(
+    job_id: JobId,
+    state: State,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """Server-Sent Events: ``state``, ``progress``, ``failure`` and ``heartbeat``
+    (see :mod:`gristmill.api.events`); the stream ends once the job has ended."""
+    state.job(job_id)  # a 404 now, not an error in the middle of a stream
+    return EventSourceResponse(state.feeds.events(job_id, last_event_id))
