@@ -428,4 +428,5 @@ def test_readme_gives_the_real_test_time_and_the_fast_path() -> None:
     development = readme.split("## Development", 1)[1].split("\n## ", 1)[0]
     assert "make test-fast" in quick and "make test-fast" in development
     assert "eight minutes" not in readme
-    assert re.search(r"15\.5\s+minutes\s+on\s+2\s+cores", quick), quick
+    # The figure itself is measured, not pinned here: it changes as the suite grows.
+    assert re.search(r"about\s+\d+(\.\d+)?\s+minutes\s+on\s+2\s+cores", quick), quick
