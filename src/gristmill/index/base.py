@@ -10,6 +10,7 @@ only where their SQL does; a new store implements :class:`Index`, and inherits
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -214,7 +215,7 @@ def copy_chunk_rows(txn: Any, from_item: int, to_item: int, collection: str) -> 
         "ORDER BY seq", (to_item, collection, from_item)).rowcount)
 
 
-class SharedQueries:
+class SharedQueries(ABC):
     """The methods of :class:`Index` whose SQL is the same on SQLite and PostgreSQL
     (written in SQLite's style; the PostgreSQL connection translates placeholders).
 
@@ -337,16 +338,16 @@ class SharedQueries:
 
     # -- what each backend says its own way ---------------------------------------
 
+    @abstractmethod
     def _keyword_queries(self, query: str) -> tuple[str, str] | None:
         """The backend's match expressions for every word and for any word of
         ``query`` (equal for a single word), or None when it has no words."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _rank(self, match: str, collection: str | None, limit: int
               ) -> list[tuple[int, float]]:
         """``(chunk_id, score)`` of the chunks ``match`` finds, best first."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _id_in(self, ids: list[int]) -> tuple[str, Sequence[object]]:
         """A condition on ``c.id`` matching ``ids``, and its parameters."""
-        raise NotImplementedError
