@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from gristmill.catalog import CatalogDatabase, Database
+from gristmill.catalog import CatalogDatabase, SqliteDatabase
 
 BACKEND = os.environ.get("GRISTMILL_TEST_DATABASE", "sqlite").strip().lower() or "sqlite"
 ADMIN_URL = os.environ.get("GRISTMILL_TEST_POSTGRES",
@@ -115,7 +115,7 @@ def open_catalog(sqlite_path: Path) -> CatalogDatabase:
         from gristmill.catalog.postgres import PostgresDatabase
 
         return PostgresDatabase(url_for(sqlite_path))
-    return Database(sqlite_path)
+    return SqliteDatabase(sqlite_path)
 
 
 def query(home: Path, sql: str, params: Any = (), *,

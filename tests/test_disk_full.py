@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gristmill.catalog.database import Database
+from gristmill.catalog.sqlite import SqliteDatabase
 from gristmill.errors import (
     StoreFull,
     TransientError,
@@ -104,7 +104,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_a_resumable_job(
 def test_a_full_database_file_is_store_full_not_a_rollback_error(tmp_path: Path) -> None:
     """SQLite rolls back itself on SQLITE_FULL; the transaction's own ROLLBACK must not
     replace that cause with "cannot rollback - no transaction is active"."""
-    db = Database(tmp_path / "home" / "gristmill.db")
+    db = SqliteDatabase(tmp_path / "home" / "gristmill.db")
     try:
         db.conn.execute("CREATE TABLE blobs (data BLOB)")
         pages = db.conn.execute("PRAGMA page_count").fetchone()[0]

@@ -22,7 +22,7 @@ from gristmill.batching import (  # its StoreError classes join the tree walked 
     WriterClosed,
 )
 from gristmill.catalog.jobs import JobSpec, JobState
-from gristmill.catalog.sqlite import lease_owner_token
+from gristmill.catalog.leases import lease_owner_token
 from gristmill.config import Settings
 from gristmill.errors import (
     ConfigError,

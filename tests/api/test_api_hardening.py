@@ -28,7 +28,7 @@ from http_server import TOKEN, job_processes, start_server, wait_for
 from gristmill.api import create_app
 from gristmill.api.events import parse_event_id
 from gristmill.catalog.jobs import JobSpec
-from gristmill.catalog.sqlite import lease_owner_token
+from gristmill.catalog.leases import lease_owner_token
 from gristmill.config import Settings
 from gristmill.knowledge_base import KnowledgeBase
 from process_tools import env_for

@@ -22,9 +22,10 @@ from gristmill.catalog import (
     Item,
     Status,
     lease_owner_token,
-    pg_migrations,
 )
-from gristmill.catalog.database import MIGRATIONS, Database
+from gristmill.catalog.migrations import postgres as pg_migrations
+from gristmill.catalog.migrations.sqlite import MIGRATIONS
+from gristmill.catalog.sqlite import SqliteDatabase
 from gristmill.errors import StoreCorrupt, StoreError
 from gristmill.index import StoredChunk, make_index
 
@@ -112,7 +113,7 @@ def test_reopening_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
 
 
 def test_two_processes_opening_a_fresh_file_both_succeed(tmp_path: Path) -> None:
-    """Several Database objects racing to migrate the same new file all open it cleanly."""
+    """Several SqliteDatabase objects racing to migrate the same new file all open it cleanly."""
     path = tmp_path / "race.db"
     start = threading.Barrier(4)
     opened: list[CatalogDatabase] = []
@@ -160,7 +161,7 @@ def test_file_that_is_not_a_database_raises_store_corrupt(tmp_path: Path) -> Non
     path = tmp_path / "junk.db"
     path.write_bytes(b"definitely not sqlite " * 500)
     with pytest.raises(StoreCorrupt):
-        Database(path)  # the SQLite class itself
+        SqliteDatabase(path)  # the SQLite class itself
 
 
 def test_failed_transaction_is_rolled_back(db: CatalogDatabase) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from backends import open_catalog
-from gristmill.catalog import Database
-from gristmill.catalog.database import MIGRATIONS
+from gristmill.catalog import SqliteDatabase
 from gristmill.catalog.jobs import JobSpec, JobStore
+from gristmill.catalog.migrations.sqlite import MIGRATIONS
 
 SPEC = JobSpec("default", ("/data",), ("*.pdf",), (), 10)
 
@@ -64,6 +64,6 @@ def test_run_ids_continue_after_the_jobs_of_an_older_schema(tmp_path: Path) -> N
     conn.execute("INSERT INTO jobs (id, collection, sources, state, started_at) "
                  "VALUES (41, 'default', '[\"/data\"]', 'succeeded', 0)")
     conn.close()
-    jobs = JobStore(Database(path))
+    jobs = JobStore(SqliteDatabase(path))
     assert jobs.get(41).spec == JobSpec("default", ("/data",))
     assert jobs.start_run(jobs.create(SPEC, "me"), "me") > 41

@@ -17,7 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from gristmill.catalog import Catalog, FileFacts, pg_migrations
+from gristmill.catalog import Catalog, FileFacts
+from gristmill.catalog.migrations import postgres as pg_migrations
 from gristmill.catalog.postgres import PostgresDatabase, display_url, to_pyformat
 from gristmill.errors import StoreBusy, StoreError
 

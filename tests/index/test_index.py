@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import gristmill.index.sqlite as index_module
-from gristmill.catalog import Database
+from gristmill.catalog import SqliteDatabase
 from gristmill.index import SqliteIndex, StoredChunk, fts_query, reciprocal_rank_fusion
 
 MODEL = "test-model"
@@ -20,18 +20,18 @@ pytestmark = pytest.mark.sqlite_only("tests the SQLite index (FTS5) itself")
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "gristmill.db")
+def db(tmp_path: Path) -> Iterator[SqliteDatabase]:
+    database = SqliteDatabase(tmp_path / "gristmill.db")
     yield database
     database.close()
 
 
 @pytest.fixture
-def index(db: Database) -> SqliteIndex:
+def index(db: SqliteDatabase) -> SqliteIndex:
     return SqliteIndex(db)
 
 
-def add_item(db: Database, source: str, collection: str = "docs") -> int:
+def add_item(db: SqliteDatabase, source: str, collection: str = "docs") -> int:
     now = time.time()
     with db.transaction() as txn:
         cursor = txn.execute(
@@ -41,25 +41,26 @@ def add_item(db: Database, source: str, collection: str = "docs") -> int:
     return cursor.lastrowid
 
 
-def put_chunks(db: Database, item_id: int, texts: list[str], collection: str = "docs") -> None:
+def put_chunks(db: SqliteDatabase, item_id: int, texts: list[str],
+               collection: str = "docs") -> None:
     with db.transaction() as txn:
         SqliteIndex.replace_chunks(txn, item_id, collection, [
             StoredChunk(seq, text, f"hash-{text}", seq + 1, None)
             for seq, text in enumerate(texts)])
 
 
-def chunk_ids(db: Database, item_id: int) -> list[int]:
+def chunk_ids(db: SqliteDatabase, item_id: int) -> list[int]:
     return [i for (i,) in db.conn.execute(
         "SELECT id FROM chunks WHERE item_id = ? ORDER BY seq", (item_id,))]
 
 
-def fts_matches(db: Database, word: str) -> int:
+def fts_matches(db: SqliteDatabase, word: str) -> int:
     return int(db.conn.execute(
         "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (f'"{word}"',)
     ).fetchone()[0])
 
 
-def assert_fts_matches_content(db: Database) -> None:
+def assert_fts_matches_content(db: SqliteDatabase) -> None:
     # rank = 1 makes FTS5 compare its index with the external content table too.
     db.conn.execute("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)")
 
@@ -100,20 +101,20 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("query", HOSTILE)
-def test_hostile_queries_never_raise(index: SqliteIndex, db: Database, query: str) -> None:
+def test_hostile_queries_never_raise(index: SqliteIndex, db: SqliteDatabase, query: str) -> None:
     """Any string a user types into search returns results or nothing, never an error."""
     put_chunks(db, add_item(db, "/r/a.txt"), ["corn and wheat: the AND of NEAR grains"])
     results = index.keyword(query, None, 10)
     assert isinstance(results, list)
 
 
-def test_operator_words_are_found_as_words(index: SqliteIndex, db: Database) -> None:
+def test_operator_words_are_found_as_words(index: SqliteIndex, db: SqliteDatabase) -> None:
     """Searching for 'AND' finds text containing the word 'and' instead of failing."""
     put_chunks(db, add_item(db, "/r/a.txt"), ["salt and pepper"])
     assert len(index.keyword("AND", None, 10)) == 1
 
 
-def test_unicode_words_are_searchable(index: SqliteIndex, db: Database) -> None:
+def test_unicode_words_are_searchable(index: SqliteIndex, db: SqliteDatabase) -> None:
     """Accented words match without their accents (remove_diacritics)."""
     put_chunks(db, add_item(db, "/r/a.txt"), ["the naïve café"])
     assert len(index.keyword("naive cafe", None, 10)) == 1
@@ -122,7 +123,7 @@ def test_unicode_words_are_searchable(index: SqliteIndex, db: Database) -> None:
 # -- writing -----------------------------------------------------------------------
 
 
-def test_replace_chunks_is_idempotent(index: SqliteIndex, db: Database) -> None:
+def test_replace_chunks_is_idempotent(index: SqliteIndex, db: SqliteDatabase) -> None:
     """Applying the same chunks twice (a resumed run) leaves one copy in chunks and FTS."""
     item = add_item(db, "/r/a.txt")
     texts = ["first millstone chunk", "second millstone chunk", "third millstone chunk"]
@@ -135,7 +136,7 @@ def test_replace_chunks_is_idempotent(index: SqliteIndex, db: Database) -> None:
     assert_fts_matches_content(db)
 
 
-def test_replace_chunks_drops_old_chunks(index: SqliteIndex, db: Database) -> None:
+def test_replace_chunks_drops_old_chunks(index: SqliteIndex, db: SqliteDatabase) -> None:
     """Re-extracting a changed file replaces its chunks; old text is no longer found."""
     item = add_item(db, "/r/a.txt")
     put_chunks(db, item, ["obsolete barley text", "more barley"])
@@ -147,7 +148,7 @@ def test_replace_chunks_drops_old_chunks(index: SqliteIndex, db: Database) -> No
     assert_fts_matches_content(db)
 
 
-def test_replace_chunks_touches_only_its_item(index: SqliteIndex, db: Database) -> None:
+def test_replace_chunks_touches_only_its_item(index: SqliteIndex, db: SqliteDatabase) -> None:
     """Replacing one item's chunks leaves every other item's chunks in place."""
     first, second = add_item(db, "/r/a.txt"), add_item(db, "/r/b.txt")
     put_chunks(db, first, ["alpha text"])
@@ -156,7 +157,7 @@ def test_replace_chunks_touches_only_its_item(index: SqliteIndex, db: Database) 
     assert len(index.keyword("beta", None, 10)) == 1
 
 
-def test_copy_chunks_gives_a_twin_the_same_chunks(index: SqliteIndex, db: Database) -> None:
+def test_copy_chunks_gives_a_twin_the_same_chunks(index: SqliteIndex, db: SqliteDatabase) -> None:
     """An identical file reuses the chunks of its twin instead of being re-extracted."""
     original, twin = add_item(db, "/r/a.txt"), add_item(db, "/r/copy.txt", "other")
     put_chunks(db, original, ["one", "two"])
@@ -168,7 +169,7 @@ def test_copy_chunks_gives_a_twin_the_same_chunks(index: SqliteIndex, db: Databa
 
 
 def test_deleting_an_item_removes_its_text_from_the_fts_index(
-        index: SqliteIndex, db: Database) -> None:
+        index: SqliteIndex, db: SqliteDatabase) -> None:
     """A file dropped from the catalog (ON DELETE CASCADE) is no longer found."""
     kept, dropped = add_item(db, "/r/a.txt"), add_item(db, "/r/b.txt")
     put_chunks(db, kept, ["wheat kept"])
@@ -184,7 +185,7 @@ def test_a_schema_1_database_upgrades_without_double_indexing(tmp_path: Path) ->
     consistent after the upgrade, for old rows and new ones."""
     import sqlite3
 
-    from gristmill.catalog.database import MIGRATIONS
+    from gristmill.catalog.migrations.sqlite import MIGRATIONS
 
     path = tmp_path / "gristmill.db"
     conn = sqlite3.connect(path, isolation_level=None)
@@ -197,7 +198,7 @@ def test_a_schema_1_database_upgrades_without_double_indexing(tmp_path: Path) ->
     conn.execute("INSERT INTO chunks (item_id, collection, seq, text, text_hash) "
                  "VALUES (1, 'docs', 0, 'ancient oats', 'h-old')")
     conn.close()
-    db = Database(path)
+    db = SqliteDatabase(path)
     try:
         assert db.schema_version == len(MIGRATIONS) >= 2
         put_chunks(db, add_item(db, "/r/new.txt"), ["modern oats"])
@@ -208,7 +209,7 @@ def test_a_schema_1_database_upgrades_without_double_indexing(tmp_path: Path) ->
         db.close()
 
 
-def test_store_vectors_first_writer_wins(index: SqliteIndex, db: Database) -> None:
+def test_store_vectors_first_writer_wins(index: SqliteIndex, db: SqliteDatabase) -> None:
     """Storing a vector for a text that already has one keeps the first (cache semantics)."""
     with db.transaction() as txn:
         SqliteIndex.store_vectors(txn, MODEL, ["h"], np.array([[1.0, 0.0]]))
@@ -219,7 +220,8 @@ def test_store_vectors_first_writer_wins(index: SqliteIndex, db: Database) -> No
     assert index.vector_count(MODEL) == 1
 
 
-def test_pending_chunks_lists_chunks_without_vectors(index: SqliteIndex, db: Database) -> None:
+def test_pending_chunks_lists_chunks_without_vectors(
+        index: SqliteIndex, db: SqliteDatabase) -> None:
     """The embed backlog is chunks of extracted items whose text has no vector yet."""
     item = add_item(db, "/r/a.txt")
     put_chunks(db, item, ["has vector", "needs vector"])
@@ -233,7 +235,7 @@ def test_pending_chunks_lists_chunks_without_vectors(index: SqliteIndex, db: Dat
 # -- keyword -----------------------------------------------------------------------
 
 
-def test_keyword_ranks_the_matching_chunk_first(index: SqliteIndex, db: Database) -> None:
+def test_keyword_ranks_the_matching_chunk_first(index: SqliteIndex, db: SqliteDatabase) -> None:
     """The chunk about the query's subject comes first, with a positive score."""
     item = add_item(db, "/r/a.txt")
     put_chunks(db, item, [
@@ -254,7 +256,7 @@ def test_fts_query_every_word_ands_the_words() -> None:
     assert fts_query('grind "the" corn', every_word=True) == '"grind" "the" "corn"'
 
 
-def test_keyword_puts_chunks_with_every_word_first(index: SqliteIndex, db: Database) -> None:
+def test_keyword_puts_chunks_with_every_word_first(index: SqliteIndex, db: SqliteDatabase) -> None:
     """A chunk holding every query word outranks chunks that repeat one of them, and
     those still fill the list when the all-words chunks are too few."""
     item = add_item(db, "/r/a.txt")
@@ -275,7 +277,7 @@ def test_keyword_puts_chunks_with_every_word_first(index: SqliteIndex, db: Datab
         ids[1]]
 
 
-def test_keyword_fallback_keeps_the_collection(index: SqliteIndex, db: Database) -> None:
+def test_keyword_fallback_keeps_the_collection(index: SqliteIndex, db: SqliteDatabase) -> None:
     """Chunks with only some of the words, filling the list, come from the asked
     collection too, and no chunk is listed twice."""
     mine = add_item(db, "/r/mine.txt", collection="mine")
@@ -287,13 +289,13 @@ def test_keyword_fallback_keeps_the_collection(index: SqliteIndex, db: Database)
     assert results[0][0] == chunk_ids(db, mine)[0]
 
 
-def test_keyword_respects_limit(index: SqliteIndex, db: Database) -> None:
+def test_keyword_respects_limit(index: SqliteIndex, db: SqliteDatabase) -> None:
     """At most `limit` results come back."""
     put_chunks(db, add_item(db, "/r/a.txt"), [f"corn number {i}" for i in range(20)])
     assert len(index.keyword("corn", None, 5)) == 5
 
 
-def test_keyword_filters_by_collection(index: SqliteIndex, db: Database) -> None:
+def test_keyword_filters_by_collection(index: SqliteIndex, db: SqliteDatabase) -> None:
     """Searching one collection never returns another collection's chunks."""
     mine = add_item(db, "/r/a.txt", "mine")
     theirs = add_item(db, "/r/a.txt", "theirs")
@@ -303,7 +305,7 @@ def test_keyword_filters_by_collection(index: SqliteIndex, db: Database) -> None
     assert len(index.keyword("shared", None, 10)) == 2
 
 
-def test_hits_attach_source_and_keep_order(index: SqliteIndex, db: Database) -> None:
+def test_hits_attach_source_and_keep_order(index: SqliteIndex, db: SqliteDatabase) -> None:
     """hits() returns results in the given order with source, text and page attached."""
     item = add_item(db, "/r/report.pdf")
     put_chunks(db, item, ["page one text", "page two text"])
@@ -323,7 +325,7 @@ def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def index_vectors(db: Database, vectors: np.ndarray, collection: str = "docs",
+def index_vectors(db: SqliteDatabase, vectors: np.ndarray, collection: str = "docs",
                   model: str = MODEL) -> list[int]:
     item = add_item(db, f"/r/{collection}-{len(vectors)}.txt", collection)
     texts = [f"{collection} vector {i}" for i in range(len(vectors))]
@@ -333,7 +335,7 @@ def index_vectors(db: Database, vectors: np.ndarray, collection: str = "docs",
     return chunk_ids(db, item)
 
 
-def test_vector_returns_exact_cosine_order(index: SqliteIndex, db: Database) -> None:
+def test_vector_returns_exact_cosine_order(index: SqliteIndex, db: SqliteDatabase) -> None:
     """Handmade unit vectors come back nearest first with their cosine similarity."""
     angles = np.radians([0, 80, 10, 45, 170])
     vectors = np.stack([np.cos(angles), np.sin(angles), np.zeros(5)], axis=1)
@@ -345,7 +347,7 @@ def test_vector_returns_exact_cosine_order(index: SqliteIndex, db: Database) -> 
 
 
 def test_vector_scan_across_many_blocks_is_exact(
-    index: SqliteIndex, db: Database, monkeypatch: pytest.MonkeyPatch
+    index: SqliteIndex, db: SqliteDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With more rows than one scan block, the top k is still the exact top k."""
     monkeypatch.setattr(index_module, "_SCAN_BLOCK", 7)
@@ -360,7 +362,7 @@ def test_vector_scan_across_many_blocks_is_exact(
 
 
 def test_vector_limit_above_row_count_returns_all(
-    index: SqliteIndex, db: Database, monkeypatch: pytest.MonkeyPatch
+    index: SqliteIndex, db: SqliteDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Asking for more results than there are vectors returns every one, best first."""
     monkeypatch.setattr(index_module, "_SCAN_BLOCK", 3)
@@ -373,7 +375,7 @@ def test_vector_limit_above_row_count_returns_all(
     assert scores == sorted(scores, reverse=True)
 
 
-def test_vector_filters_by_collection_and_model(index: SqliteIndex, db: Database) -> None:
+def test_vector_filters_by_collection_and_model(index: SqliteIndex, db: SqliteDatabase) -> None:
     """Vector search sees only the asked collection and only the asked model's vectors."""
     vectors = unit_vectors(5, 4, seed=4)
     mine = index_vectors(db, vectors, "mine")

@@ -674,10 +674,10 @@ def test_vector_search_check_tells_doctor_how_vectors_are_searched(
 
 def test_make_index_picks_sqlite_for_the_sqlite_file(tmp_path: Path) -> None:
     """The SQLite file keeps the SQLite index."""
-    from gristmill.catalog import Database
+    from gristmill.catalog import SqliteDatabase
     from gristmill.index import SqliteIndex
 
-    db = Database(tmp_path / "gristmill.db")
+    db = SqliteDatabase(tmp_path / "gristmill.db")
     try:
         assert isinstance(make_index(db), SqliteIndex)
     finally:

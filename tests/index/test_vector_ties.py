@@ -14,8 +14,8 @@ import pytest
 import gristmill.index.postgres as postgres_module
 import gristmill.index.sqlite as sqlite_module
 from gristmill.catalog.backend import CatalogDatabase
-from gristmill.catalog.database import Database
 from gristmill.catalog.postgres import PostgresDatabase
+from gristmill.catalog.sqlite import SqliteDatabase
 from gristmill.index import Index, StoredChunk, VectorCache, make_index, top_k_scan
 
 MODEL = "test-model"
@@ -55,7 +55,7 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path,
     monkeypatch.setattr(sqlite_module, "_SCAN_BLOCK", 7)
     monkeypatch.setattr(postgres_module, "_SCAN_BLOCK", 7)
     if request.param == "sqlite":
-        return partial(Database, tmp_path / "gristmill.db")
+        return partial(SqliteDatabase, tmp_path / "gristmill.db")
     return partial(PostgresDatabase, str(request.getfixturevalue("postgres_url")))
 
 

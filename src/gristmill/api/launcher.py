@@ -23,7 +23,7 @@ from collections import deque
 import psutil
 
 from gristmill.catalog.jobs import JobState, JobStore
-from gristmill.catalog.sqlite import lease_owner_token
+from gristmill.catalog.leases import lease_owner_token
 from gristmill.config import Settings
 
 __all__ = ["JobLauncher"]

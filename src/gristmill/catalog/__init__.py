@@ -7,18 +7,19 @@ from gristmill.catalog.backend import (
     catalog_exists,
     open_database,
 )
-from gristmill.catalog.database import Database
 from gristmill.catalog.item import Item, Status
-from gristmill.catalog.sqlite import Catalog, DiscoveryCounts, FileFacts, lease_owner_token
+from gristmill.catalog.items import Catalog, DiscoveryCounts, FileFacts
+from gristmill.catalog.leases import lease_owner_token
+from gristmill.catalog.sqlite import SqliteDatabase
 
 __all__ = [
     "Catalog",
     "CatalogDatabase",
     "Cursor",
-    "Database",
     "DiscoveryCounts",
     "FileFacts",
     "Item",
+    "SqliteDatabase",
     "Status",
     "Transaction",
     "catalog_exists",

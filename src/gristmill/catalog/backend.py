@@ -39,7 +39,7 @@ class Transaction(Protocol):
 
 
 class CatalogDatabase(Protocol):
-    """:class:`~gristmill.catalog.database.Database` (SQLite) or
+    """:class:`~gristmill.catalog.sqlite.SqliteDatabase` (SQLite) or
     :class:`~gristmill.catalog.postgres.PostgresDatabase`."""
 
     #: ``"sqlite"`` or ``"postgresql"``.
@@ -77,9 +77,9 @@ def open_database(settings: Settings, *, readonly: bool = False) -> CatalogDatab
         StoreError: it cannot be opened (see each backend).
     """
     if settings.database_url is None:
-        from gristmill.catalog.database import Database
+        from gristmill.catalog.sqlite import SqliteDatabase
 
-        return Database(settings.database_path, readonly=readonly)
+        return SqliteDatabase(settings.database_path, readonly=readonly)
     from gristmill.catalog.postgres import PostgresDatabase
 
     return PostgresDatabase(settings.database_url.get_secret_value(),

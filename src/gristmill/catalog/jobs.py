@@ -48,7 +48,7 @@ from typing import Any
 
 from gristmill.catalog.backend import CatalogDatabase, Transaction
 from gristmill.catalog.item import Status
-from gristmill.catalog.sqlite import owner_is_dead
+from gristmill.catalog.leases import owner_is_dead
 from gristmill.errors import JobNotFound, JobStateConflict
 
 __all__ = ["FINAL_STATES", "SUPERSEDED", "Job", "JobSpec", "JobState", "JobStore",

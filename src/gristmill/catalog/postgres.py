@@ -1,4 +1,4 @@
-"""The PostgreSQL catalog: what :class:`~gristmill.catalog.database.Database` offers for
+"""The PostgreSQL catalog: what :class:`~gristmill.catalog.sqlite.SqliteDatabase` offers for
 SQLite, over a pool of psycopg 3 connections.
 
 SQL is written once, with SQLite's placeholders (``?`` and ``:name``); each distinct
@@ -39,7 +39,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gristmill.batching.policy import retry_busy
-from gristmill.catalog import pg_migrations
+from gristmill.catalog.migrations import postgres as pg_migrations
 from gristmill.errors import StoreError, translate_store_error
 
 __all__ = [
@@ -312,7 +312,7 @@ class _Autocommit:
 
 
 class PostgresDatabase:
-    """A PostgreSQL catalog, used as :class:`~gristmill.catalog.database.Database` is.
+    """A PostgreSQL catalog, used as :class:`~gristmill.catalog.sqlite.SqliteDatabase` is.
 
     Opening one checks the connection and applies the migrations this database lacks
     (``readonly`` ones do neither migrations nor writes).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gristmill.catalog.database import Database
+from gristmill.catalog.sqlite import SqliteDatabase
 from gristmill.index.base import Hit, Index, PendingChunk, StoredChunk, top_k, top_k_scan
 from gristmill.index.fusion import KeywordRanking, coverage, fuse, reciprocal_rank_fusion
 from gristmill.index.search import Searcher, SearchMode
@@ -42,7 +42,7 @@ __all__ = [
 def make_index(db: CatalogDatabase) -> Index:
     """The index kept in ``db``: FTS5 and a NumPy scan in the SQLite file, or tsvector
     and pgvector (or a client-side scan) in PostgreSQL."""
-    if isinstance(db, Database):
+    if isinstance(db, SqliteDatabase):
         return SqliteIndex(db)
     # psycopg is imported only where PostgreSQL is used.
     from gristmill.catalog.postgres import PostgresDatabase

@@ -2,7 +2,7 @@
 and vectors searched through pgvector's HNSW index where the server has the extension.
 
 The ``tsv`` column and its GIN index are part of the chunks table
-(:mod:`gristmill.catalog.pg_migrations`, where the GIN settings are explained).
+(:mod:`gristmill.catalog.migrations.postgres`, where the GIN settings are explained).
 
 ``embeddings.vector`` (float32 ``bytea``) is always written: it is the embedding cache
 and works on any server. Where pgvector is available, each vector is also written to

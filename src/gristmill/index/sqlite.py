@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from gristmill.catalog.database import Database
+from gristmill.catalog.sqlite import SqliteDatabase
 from gristmill.index.base import (
     Hit,
     PendingChunk,
@@ -62,7 +62,7 @@ class SqliteIndex(SharedQueries):
     vector_engine = "client-scan"
     vector_engine_note: str | None = None
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
 
     # -- writing (inside the batcher's transaction) ------------------------------

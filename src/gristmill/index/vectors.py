@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from gristmill.catalog.backend import CatalogDatabase
-from gristmill.catalog.database import Database
+from gristmill.catalog.sqlite import SqliteDatabase
 from gristmill.index.base import top_k
 
 __all__ = ["VectorCache"]
@@ -120,7 +120,7 @@ class VectorCache:
                         if not self._database.exists():
                             wait = _MIN_REFRESH
                             continue
-                        db = Database(self._database, readonly=True)
+                        db = SqliteDatabase(self._database, readonly=True)
                     else:
                         try:
                             db = self._database()

@@ -63,7 +63,7 @@ def _home(settings: Settings) -> Check:
 
 
 def _sqlite() -> Check:
-    from gristmill.catalog.database import sqlite_has_fts5
+    from gristmill.catalog.sqlite import sqlite_has_fts5
 
     if not sqlite_has_fts5():
         return Check("sqlite", "error", f"SQLite {sqlite3.sqlite_version} has no FTS5: use a "
