@@ -1,4 +1,4 @@
-# The dev loop in one place; CI runs `make test` (see .ci/run).
+# The dev loop in one place; CI runs `make lint` then `make test` (see .ci/run).
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -30,8 +30,11 @@ test-postgres: install
 test-fast: install
 	$(BIN)/pytest -q -m "not slow"
 
+## lint: ruff (style, bugs, complexity) over everything, then mypy (strict) over src;
+## settings in pyproject.toml. CI runs it before the tests.
 lint: install
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 ## bench: ingest benchmarks against the floors and the peer (see BENCHMARKS.md)
 bench: install

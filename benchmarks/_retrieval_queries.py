@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gristmill.stop_words import STOP_WORDS
+
 MAX_SOURCES = 5
 PHRASE_WORDS = 6
 
@@ -41,15 +43,10 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _CAMEL = re.compile(r"^(?:[a-z]+[A-Z]|[A-Z][a-z]+[A-Z])\w*$")
 _IDENT = re.compile(r"[A-Za-z_][\w.\-]*[A-Za-z0-9]")
 _NAME = re.compile(r"\b([A-Z][a-z]{2,}) ([A-Z][a-z]{2,})\b")
-_STOP = frozenset("""
-a about above after again against all also am an and any are as at be because been before
-being below between both but by can could did do does doing down during each few for from
-further had has have having he her here hers herself him himself his how i if in into is it
-its itself just me more most my myself no nor not now of off on once only or other our ours
-ourselves out over own same she should so some such than that the their theirs them
-themselves then there these they this those through to too under until up very was we were
-what when where which while who whom why will with would you your yours yourself
-yourselves one two may must shall upon said page chapter section table figure
+# The shared list, keeping the fragments of "'s" and "don't" (so the seeded draw makes the
+# questions it always made), plus words that name no subject in the corpus's headings.
+_STOP = (STOP_WORDS - {"s", "t", "don"}) | frozenset("""
+also could would one two may must shall upon said page chapter section table figure
 """.split())
 _NOT_NAMES = frozenset("""
 The This That These Those There Then When Where What Which Who Why How And But For With

@@ -347,6 +347,49 @@ def scan_case(args: argparse.Namespace, pages: list[Page], images: list[Path],
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = _parse_args(argv)
+    self_test(50)
+    subreaper = become_subreaper()
+    info = machine()
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    pages, passed_over = choose_pages(select_files(args), args.pages, args.seed,
+                                      args.min_chars)
+    if not pages:
+        raise SystemExit("no page qualified: give PDFs with a text layer")
+    images_dir = work / "images"
+    images = _render_pages(pages, args.dpi, images_dir, work)
+    n = len(pages)
+    print(f"{n} pages from {len({p.pdf for p in pages})} PDFs at {args.dpi} dpi "
+          f"({sum(len(normalise(p.truth)) for p in pages):,} truth characters); "
+          f"passed over: {passed_over or 'none'}", file=sys.stderr)
+
+    runs, texts, notes = _run_rounds(args, pages, images, images_dir)
+    rows, per_page = _score(pages, runs, texts, notes, work / "ocr")
+    result: dict[str, Any] = {
+        "machine": info, "dpi": args.dpi, "lang": args.lang, "pages": n,
+        "pdfs": len({p.pdf for p in pages}), "seed": args.seed, "workers": args.workers,
+        "rounds": args.rounds, "subreaper": subreaper, "passed_over": passed_over,
+        "contenders": rows,
+    }
+    gm = next((r for r in rows if r["contender"] == "gristmill"), None)
+    base = next((r for r in rows if r["contender"] == "cli-1t"), None)
+    if gm and base:
+        result["gristmill_vs_cli_1t"] = _versus(gm, base, n)
+    if args.scan_pages:
+        print(f"scan: {args.scan_pages}-page image-only PDF ...", file=sys.stderr, flush=True)
+        result["scan"] = scan_case(args, pages, images, work)
+    result["per_page"] = per_page
+    result["machine"]["loadavg_end"] = os.getloadavg()
+
+    _print_report(args, result, rows, n)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        print(f"\nfigures: {args.json_out}")
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_selection_args(parser, default_pattern="*.pdf")
     parser.add_argument("--pages", type=int, default=50, help="pages to choose (default 50)")
@@ -374,35 +417,35 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.paths and args.files_from is None:
         args.paths = [DEFAULT_CORPUS]
+    return args
 
-    self_test(50)
-    subreaper = become_subreaper()
-    info = machine()
-    work: Path = args.work
-    work.mkdir(parents=True, exist_ok=True)
-    pdfs = select_files(args)
-    pages, passed_over = choose_pages(pdfs, args.pages, args.seed, args.min_chars)
-    if not pages:
-        raise SystemExit("no page qualified: give PDFs with a text layer")
-    images_dir = work / "images"
+
+def _render_pages(pages: list[Page], dpi: int, images_dir: Path, work: Path) -> list[Path]:
+    """Render each page to a PNG in ``images_dir`` and write its truth beside it; the
+    PNGs, in page order."""
     shutil.rmtree(images_dir, ignore_errors=True)
     images_dir.mkdir()
     images: list[Path] = []
     for i, page in enumerate(pages):
         page.key = f"{i:03d}-{page.pdf.stem[:40]}-p{page.index + 1}"
         image = images_dir / f"{page.key}.png"
-        render(page, args.dpi, image)
+        render(page, dpi, image)
         images.append(image)
     for stale in ("truth", "ocr"):  # outputs of an earlier run with other pages
         shutil.rmtree(work / stale, ignore_errors=True)
     (work / "truth").mkdir()
     for page in pages:
         (work / "truth" / f"{page.key}.txt").write_text(normalise(page.truth) + "\n")
-    n = len(pages)
-    print(f"{n} pages from {len({p.pdf for p in pages})} PDFs at {args.dpi} dpi "
-          f"({sum(len(normalise(p.truth)) for p in pages):,} truth characters); "
-          f"passed over: {passed_over or 'none'}", file=sys.stderr)
+    return images
 
+
+def _run_rounds(args: argparse.Namespace, pages: list[Page], images: list[Path],
+                images_dir: Path) -> tuple[dict[str, list[dict[str, Any]]],
+                                           dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    """Each contender once a round, interleaved: the figures of every run, and the texts
+    and problem notes of the first round, by contender."""
+    work: Path = args.work
+    n = len(pages)
     contenders: list[tuple[str, Any]] = [
         ("cli-1t", lambda: run_cli(images, args.lang, True, 1, args.page_timeout))]
     if not args.no_cli_parallel and args.workers > 1:
@@ -439,11 +482,18 @@ def main(argv: list[str] | None = None) -> None:
                     k: f"{items[k]['status']}: {items[k]['error']}" if k in items
                     else "not in the catalog" for k in (p.key for p in pages)
                     if k not in items or items[k]["status"] != "indexed"}
+    return runs, texts, notes
 
+
+def _score(pages: list[Page], runs: dict[str, list[dict[str, Any]]],
+           texts: dict[str, dict[str, str]], notes: dict[str, dict[str, str]],
+           ocr_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One summary row per contender, and per page each contender's scores; each
+    contender's texts are written under ``ocr_dir``."""
     rows: list[dict[str, Any]] = []
     per_page: list[dict[str, Any]] = [page.as_dict() for page in pages]
     for name in runs:
-        out_dir = work / "ocr" / name
+        out_dir = ocr_dir / name
         out_dir.mkdir(parents=True, exist_ok=True)
         scores = []
         for page, record in zip(pages, per_page, strict=True):
@@ -456,44 +506,39 @@ def main(argv: list[str] | None = None) -> None:
                             "bag_recall": round(score["bag_common_words"] /
                                                 max(1, score["truth_words"]), 4),
                             "empty": score["empty"], "note": notes[name].get(page.key)}
-        row = summarise(name, runs[name], scores, n)
+        row = summarise(name, runs[name], scores, len(pages))
         row["empty_page_keys"] = [p.key for p, s in zip(pages, scores, strict=True)
                                   if s["empty"]]
         row["problems"] = notes[name]
         row["runs"] = runs[name]
         rows.append(row)
+    return rows, per_page
 
-    result: dict[str, Any] = {
-        "machine": info, "dpi": args.dpi, "lang": args.lang, "pages": n,
-        "pdfs": len({p.pdf for p in pages}), "seed": args.seed, "workers": args.workers,
-        "rounds": args.rounds, "subreaper": subreaper, "passed_over": passed_over,
-        "contenders": rows,
+
+def _versus(gm: dict[str, Any], base: dict[str, Any], n: int) -> dict[str, Any]:
+    """gristmill's figures against the single-threaded CLI's."""
+    ratios = [n / g["seconds"] / (n / b["seconds"])
+              for g, b in zip(gm["runs"], base["runs"], strict=True)]
+    indexed = n - len(gm["problems"])
+    return {
+        # A ratio over images gristmill did not read would time refusals, not OCR.
+        "pages_per_s_ratio_median_of_rounds": _median(ratios) if indexed == n else None,
+        "target_ratio": 1.7,
+        "char_accuracy_delta": _delta(gm, base, "char_accuracy"),
+        "word_bag_recall_delta": _delta(gm, base, "word_bag_recall"),
+        "images_indexed": indexed,
     }
-    gm = next((r for r in rows if r["contender"] == "gristmill"), None)
-    base = next((r for r in rows if r["contender"] == "cli-1t"), None)
-    if gm and base:
-        ratios = [n / g["seconds"] / (n / b["seconds"])
-                  for g, b in zip(gm["runs"], base["runs"], strict=True)]
-        indexed = n - len(gm["problems"])
-        result["gristmill_vs_cli_1t"] = {
-            # A ratio over images gristmill did not read would time refusals, not OCR.
-            "pages_per_s_ratio_median_of_rounds": _median(ratios) if indexed == n else None,
-            "target_ratio": 1.7,
-            "char_accuracy_delta": _delta(gm, base, "char_accuracy"),
-            "word_bag_recall_delta": _delta(gm, base, "word_bag_recall"),
-            "images_indexed": indexed,
-        }
-    if args.scan_pages:
-        print(f"scan: {args.scan_pages}-page image-only PDF ...", file=sys.stderr, flush=True)
-        result["scan"] = scan_case(args, pages, images, work)
-    result["per_page"] = per_page
-    result["machine"]["loadavg_end"] = os.getloadavg()
 
+
+def _print_report(args: argparse.Namespace, result: dict[str, Any],
+                  rows: list[dict[str, Any]], n: int) -> None:
+    info = result["machine"]
+    gm = next((r for r in rows if r["contender"] == "gristmill"), None)
     print(f"\nOCR benchmark: {n} pages of {result['pdfs']} born-digital PDFs at {args.dpi} "
           f"dpi, lang {args.lang}, {args.rounds} round(s); {info['cpu_model']}, "
           f"{info['cpu_count']} cores; {info['tesseract']}")
     print_table(rows, "cli-1t")
-    if gm and base:
+    if "gristmill_vs_cli_1t" in result:
         cmp_ = result["gristmill_vs_cli_1t"]
         ratio = cmp_["pages_per_s_ratio_median_of_rounds"]
         print(f"\ngristmill / cli-1t pages/s: "
@@ -529,10 +574,6 @@ def main(argv: list[str] | None = None) -> None:
             a = s["accuracy"]
             print(f"scan accuracy: chr {a['char_accuracy']}, bag recall "
                   f"{a['word_bag_recall']}, empty pages {a['empty_pages']}")
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(result, indent=1, default=str) + "\n")
-        print(f"\nfigures: {args.json_out}")
 
 
 def _delta(a: dict[str, Any], b: dict[str, Any], key: str) -> float | None:

@@ -293,7 +293,7 @@ def test_changes_made_while_no_watch_ran_are_caught_up_at_start(tmp_path: Path) 
     with _watching(home, [src]) as (_, ended):
         _eventually(lambda: _settled(home, {a: "zalpha", b: "zbravo"}), "the first watch")
         with KnowledgeBase.open(home, embedder="none") as kb:
-            jobs = kb.jobs.list()
+            jobs = kb.jobs.recent()
             assert [(j.state, j.spec.sources) for j in jobs] == [("running", (str(src),))]
     report: WatchReport = ended["report"]
     assert report.state == "succeeded"
@@ -345,7 +345,7 @@ def test_a_watch_job_obeys_cancel(tmp_path: Path) -> None:
     _write(src / "a.txt", "zalpha")
     with _watching(home, [src]) as (_, ended):
         with KnowledgeBase.open(home, embedder="none") as kb:
-            job_id = kb.jobs.list()[0].id
+            job_id = kb.jobs.recent()[0].id
             kb.jobs.cancel(job_id)
         _eventually(lambda: ended, "the watch to end")
         assert ended["report"].state == "cancelled"
@@ -435,7 +435,7 @@ def test_kill_9_then_restart_loses_no_save(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert _settled(home, expected)
     with KnowledgeBase.open(home, embedder="none") as kb:
-        states = [job.state for job in kb.jobs.list()]
+        states = [job.state for job in kb.jobs.recent()]
     assert states == ["succeeded", "interrupted"]
 
 

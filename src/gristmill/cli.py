@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +27,11 @@ from gristmill.display import Column, format_when, job_lines, print_table
 from gristmill.errors import GristmillError
 from gristmill.knowledge_base import KnowledgeBase
 from gristmill.progress import TerminalProgress, format_duration
+
+if TYPE_CHECKING:
+    # typer vendors click; a group's invoke gets that click's Context, which
+    # typer.Context extends (typer does not re-export the base).
+    from typer._click import Context as ClickContext
 
 __all__ = ["app", "main"]
 
@@ -40,7 +45,7 @@ class _Commands(typer.core.TyperGroup):
     error) is one sentence saying what to do; anything else is a bug, whose traceback
     goes to the log. No traceback reaches the terminal while the log can be written."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, TyperException):  # usage errors, --help, exits
@@ -374,8 +379,9 @@ def status(json_out: JsonOpt = False, home: Home = None, database: DatabaseOpt =
         statuses = ("pending", "processing", "extracted", "indexed", "skipped", "failed")
         entries = [*((Text(name), entry) for name, entry in data["collections"].items()),
                    (Text("all", style="bold"), data)]
-        rows = [[name, *(f"{entry['items'][s]:,}" for s in statuses), f"{entry['chunks']:,}"]
-                for name, entry in entries]
+        rows: list[list[str | Text]] = [
+            [name, *(f"{entry['items'][s]:,}" for s in statuses), f"{entry['chunks']:,}"]
+            for name, entry in entries]
         # On a narrow terminal, a status no item is in is the column to leave out.
         columns = [Column("collection"),
                    *(Column(s, "right", optional=int(s != "indexed" and all(
@@ -502,7 +508,7 @@ def jobs_list(
     Example: gristmill jobs list --state running
     """
     with _kb(home, embedder, database) as kb:
-        found = kb.jobs.list(state, limit)
+        found = kb.jobs.recent(state, limit)
         if json_out:
             _print_json([job.to_dict() for job in found])
             return

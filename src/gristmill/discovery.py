@@ -115,9 +115,13 @@ class Discovery:
             if complete:
                 self.counts.removed += catalog.remove_unseen(
                     self._collection, root, self._run_id,
-                    lambda source, root=root: self._matcher(_relative(source, root)))
+                    functools.partial(self._in_scope, root))
             if left is not None and left <= 0:
                 return
+
+    def _in_scope(self, root: str, source: str) -> bool:
+        """Whether the include/exclude patterns select ``source`` (found under ``root``)."""
+        return self._matcher(_relative(source, root))
 
 
 def dry_run_counts(db: CatalogDatabase, collection: str, roots: Sequence[str], matcher: Matcher,

@@ -14,7 +14,7 @@ import datetime as dt
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from rich import box
 from rich.console import Console
@@ -28,6 +28,9 @@ __all__ = ["Column", "format_bytes", "format_when", "job_lines", "print_table"]
 
 # Narrowest a wrapping column is squeezed to before optional columns are dropped.
 _WRAP_MIN = 10
+
+# The colour system names rich's Console() takes.
+_ColorSystem = Literal["auto", "standard", "256", "truecolor", "windows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +68,10 @@ def print_table(console: Console, columns: Sequence[Column],
     if width is None:
         # Natural width: a wider console of our own, on the same output.
         natural = _measure(console, table).maximum
+        # Console.color_system is typed str, but it is always a name Console() accepts.
+        color_system = cast(_ColorSystem | None, console.color_system)
         console = Console(file=console.file, width=max(natural, 20), emoji=False,
-                          highlight=False, color_system=console.color_system)
+                          highlight=False, color_system=color_system)
     console.print(table)
 
 

@@ -1,6 +1,6 @@
 """The library's front door: one object per knowledge base (a home folder).
 
-The CLI and, later, the HTTP API are thin shells over these methods::
+The CLI and the HTTP API are thin shells over these methods::
 
     kb = KnowledgeBase.open("./.gristmill")
     report = kb.ingest(["~/papers"], collection="papers")

@@ -16,6 +16,8 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
+from gristmill.stop_words import STOP_WORDS
+
 __all__ = ["SNIPPET_CHARS", "Snippet", "query_terms", "snippet"]
 
 #: How long a snippet is at most, ellipses aside (characters).
@@ -27,16 +29,6 @@ _MAX_QUERY_TOKENS = 64
 _WORD = re.compile(r"(?:[^\W_]|[\u0300-\u036f])+")
 _SPACE = re.compile(r"\s+")
 _ELLIPSIS = "…"
-# PostgreSQL's english.stop (Snowball): dropped by `english`, and noise when marked.
-_STOP_WORDS = frozenset("""
-    i me my myself we our ours ourselves you your yours yourself yourselves he him his
-    himself she her hers herself it its itself they them their theirs themselves what
-    which who whom this that these those am is are was were be been being have has had
-    having do does did doing a an the and but if or because as until while of at by for
-    with about against between into through during before after above below to from up
-    down in out on off over under again further then once here there when where why how
-    all any both each few more most other some such no nor not only own same so than too
-    very s t can will just don should now""".split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +47,7 @@ class Snippet:
 def query_terms(query: str) -> frozenset[str]:
     """The comparison keys of the query's words that a snippet marks."""
     words = [w.casefold() for w in _WORD.findall(query)[:_MAX_QUERY_TOKENS]]
-    content = [w for w in words if w not in _STOP_WORDS]
+    content = [w for w in words if w not in STOP_WORDS]  # noise when marked
     return frozenset(_key(w) for w in content or words)
 
 

@@ -47,7 +47,7 @@ def test_a_running_job_whose_driver_died_is_interrupted(tmp_path: Path) -> None:
 
     job_id = jobs.create(SPEC, f"{socket.gethostname()}:999999:1.00")  # no such process
     assert jobs.get(job_id).state == "interrupted"
-    assert [j.id for j in jobs.list("interrupted")] == [job_id]
+    assert [j.id for j in jobs.recent("interrupted")] == [job_id]
 
 
 @pytest.mark.sqlite_only("upgrades a catalog written before SQLite migration 004")

@@ -216,8 +216,7 @@ def test_store_vectors_first_writer_wins(index: SqliteIndex, db: SqliteDatabase)
         SqliteIndex.store_vectors(txn, MODEL, ["h"], np.array([[0.0, 1.0]]))
     blob = db.conn.execute("SELECT vector FROM embeddings").fetchone()[0]
     assert np.frombuffer(blob, dtype=np.float32).tolist() == [1.0, 0.0]
-    assert index.has_vector(MODEL, "h") and not index.has_vector("other", "h")
-    assert index.vector_count(MODEL) == 1
+    assert index.vector_counts() == {MODEL: 1}
 
 
 def test_pending_chunks_lists_chunks_without_vectors(

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from backends import open_catalog
-from gristmill.catalog import CatalogDatabase
+from gristmill.catalog import CatalogDatabase, SqliteDatabase
 from gristmill.index import StoredChunk, VectorCache, make_index
 
 DIM = 8
@@ -58,10 +59,10 @@ def index_vectors(db: CatalogDatabase, vectors: np.ndarray, collection: str = "d
         "SELECT id FROM chunks WHERE item_id = ? ORDER BY seq", (item,))]
 
 
-def _source(db: CatalogDatabase) -> Path | Callable[[], CatalogDatabase]:
-    """What a server hands its cache: the SQLite file, or a read-only opener."""
+def _source(db: CatalogDatabase) -> Callable[[], CatalogDatabase]:
+    """What a server hands its cache: a read-only opener of the same catalog."""
     if db.backend == "sqlite":
-        return Path(db.display_name)
+        return partial(SqliteDatabase, Path(db.display_name), readonly=True)
     from gristmill.catalog.postgres import PostgresDatabase
 
     url = db.url  # type: ignore[attr-defined]

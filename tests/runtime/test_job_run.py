@@ -95,7 +95,7 @@ def test_embed_only_works_for_no_job(tmp_path: Path) -> None:
     with KnowledgeBase.open(tmp_path / "home", embedder="none") as kb:
         runner = JobRun.embed_only(kb).runner()
         assert (runner.extract, runner.job_id, runner.jobs) == (False, None, None)
-        assert kb.jobs.list() == []
+        assert kb.jobs.recent() == []
     with pytest.raises(ValueError, match="both a job_id and a run_id"):
         RunOptions("me", "docs", ("/data",), job_id=1)
 

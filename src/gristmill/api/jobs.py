@@ -99,7 +99,7 @@ def create_job(request: JobRequest, response: Response, state: State) -> dict[st
 def list_jobs(state: State, job_state: Annotated[Text | None, Query(alias="state")] = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict[str, Any]]:
     """The latest jobs, newest first, optionally only those in ``state``."""
-    return state.run(lambda kb: [job.to_dict() for job in kb.jobs.list(job_state, limit)])
+    return state.run(lambda kb: [job.to_dict() for job in kb.jobs.recent(job_state, limit)])
 
 
 @router.get("/jobs/{job_id}")

@@ -7,7 +7,7 @@ from gristmill.catalog.backend import (
     catalog_exists,
     open_database,
 )
-from gristmill.catalog.item import Item, Status
+from gristmill.catalog.item import ErrorType, Item, Status
 from gristmill.catalog.items import Catalog, DiscoveryCounts, FileFacts
 from gristmill.catalog.leases import lease_owner_token
 from gristmill.catalog.sqlite import SqliteDatabase
@@ -17,6 +17,7 @@ __all__ = [
     "CatalogDatabase",
     "Cursor",
     "DiscoveryCounts",
+    "ErrorType",
     "FileFacts",
     "Item",
     "SqliteDatabase",

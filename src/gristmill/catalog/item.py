@@ -1,14 +1,14 @@
-"""Items and their statuses."""
+"""Items, their statuses and the kinds of problem that stop them."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
 
-__all__ = ["Item", "Status"]
+__all__ = ["ErrorType", "Item", "Status"]
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Where an item is in the pipeline.
 
     ``pending`` -> ``processing`` (leased) -> ``extracted`` (keyword-searchable, vectors
@@ -27,6 +27,36 @@ class Status(str, enum.Enum):
     def done(cls) -> frozenset[Status]:
         """Statuses an item can end a run in."""
         return frozenset({cls.INDEXED, cls.SKIPPED, cls.FAILED})
+
+
+class ErrorType(enum.StrEnum):
+    """The kind of problem that left an item ``skipped`` or ``failed``: its
+    ``error_type``, stored beside the reason (``error``) and shown with it.
+
+    An extractor's permanent error is stored under its class name: ``ExtractionError``
+    and ``LimitExceeded`` are members, but a plugin's own subclass is stored by its name
+    too, so the column is text and not every value read back is a member.
+    """
+
+    # -- skipped -----------------------------------------------------------------------
+    #: No extractor reads it (redone when one can: ``Catalog.requeue_outdated``).
+    UNSUPPORTED = "unsupported"
+    EMPTY = "empty"  # an empty file, or one with no text
+    TOO_LARGE = "too large"  # over ``max_file_mb``
+    TOO_DEEP = "too deep"  # a container nested past ``max_depth``
+    NOT_A_REGULAR_FILE = "not a regular file"
+    OUTSIDE_ROOTS = "outside source roots"
+    # -- failed ------------------------------------------------------------------------
+    UNREADABLE = "unreadable"  # discovery could not read it to hash it
+    EXTRACTION_ERROR = "ExtractionError"
+    LIMIT_EXCEEDED = "LimitExceeded"
+    TRANSIENT = "transient"  # still failing after ``max_attempts`` tries
+    CRASH = "crash"  # killed or timed out ``max_crashes`` times: quarantined
+    WORKER = "worker"  # the worker's result could not be read
+    STORE = "store"  # the database refused to store the result
+    #: The file changed while it was read; a worker says so, and the runner reads the
+    #: item again rather than storing this.
+    CHANGED = "changed"
 
 
 @dataclass(frozen=True, slots=True)

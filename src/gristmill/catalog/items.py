@@ -9,15 +9,16 @@ and a write that loses a deadlock to another process is retried.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gristmill.catalog.backend import CatalogDatabase, Transaction
-from gristmill.catalog.item import Item, Status
+from gristmill.catalog.item import ErrorType, Item, Status
 from gristmill.catalog.leases import owner_is_dead
 
 __all__ = ["Catalog", "DiscoveryCounts", "FileFacts"]
@@ -122,12 +123,12 @@ class Catalog:
                 if old is None:
                     writes.append((_INSERT, (collection, facts.source, root, None, None, None,
                                              Status.SKIPPED.value, facts.skip_reason,
-                                             "not a regular file", run_id, now, now, run_id,
-                                             run_id)))
+                                             ErrorType.NOT_A_REGULAR_FILE.value, run_id, now,
+                                             now, run_id, run_id)))
                 else:
                     writes.append((_SET_PROBLEM, (Status.SKIPPED.value, facts.skip_reason,
-                                                  "not a regular file", run_id, run_id, now,
-                                                  old[0])))
+                                                  ErrorType.NOT_A_REGULAR_FILE.value, run_id,
+                                                  run_id, now, old[0])))
                     writes.append((_DROP_CHUNKS, (old[0],)))  # no stale text in search
                     writes.append((_DROP_CHILDREN, (old[0],)))
                 continue
@@ -144,12 +145,13 @@ class Catalog:
                 # not call it unchanged; chmod fixes a file without touching its mtime.
                 if old is None:
                     writes.append((_INSERT, (collection, facts.source, root, None, None,
-                                             None, Status.FAILED.value,
-                                             reason, "unreadable", run_id, now, now, run_id,
-                                             run_id)))
+                                             None, Status.FAILED.value, reason,
+                                             ErrorType.UNREADABLE.value, run_id, now, now,
+                                             run_id, run_id)))
                 else:
-                    writes.append((_SET_PROBLEM, (Status.FAILED.value, reason, "unreadable",
-                                                  run_id, run_id, now, old[0])))
+                    writes.append((_SET_PROBLEM, (Status.FAILED.value, reason,
+                                                  ErrorType.UNREADABLE.value, run_id, run_id,
+                                                  now, old[0])))
                     writes.append((_DROP_CHUNKS, (old[0],)))
                     writes.append((_DROP_CHILDREN, (old[0],)))
                 continue
@@ -223,14 +225,17 @@ class Catalog:
                 [*(x for pair in versions.items() for x in pair), collection, *roots])]
         ids += [item_id for item_id, source in self.db.conn.execute(
             f"SELECT id, source FROM items WHERE collection = ? AND root IN ({marks}) "
-            f"AND status = 'skipped' AND extractor IS NULL AND error_type = 'unsupported'",
-            (collection, *roots)) if reads(source)]
-        for start in range(0, len(ids), 500):
-            part = ids[start:start + 500]
-            self.transact(lambda txn, part=part: txn.execute(
+            f"AND status = 'skipped' AND extractor IS NULL AND error_type = ?",
+            (collection, *roots, ErrorType.UNSUPPORTED.value)) if reads(source)]
+
+        def requeue(txn: Transaction, part: list[int]) -> None:
+            txn.execute(
                 f"UPDATE items SET status = 'pending', attempts = 0, crashes = 0, "
                 f"not_before = NULL, error = NULL, error_type = NULL, updated_at = ? "
-                f"WHERE id IN ({','.join('?' * len(part))})", (time.time(), *part)))
+                f"WHERE id IN ({','.join('?' * len(part))})", (time.time(), *part))
+
+        for start in range(0, len(ids), 500):
+            self.transact(functools.partial(requeue, part=ids[start:start + 500]))
         return len(ids)
 
     def remove_unseen(
@@ -263,8 +268,7 @@ class Catalog:
 
         removed = 0
         for start in range(0, len(gone), 500):
-            part = gone[start:start + 500]
-            removed += self.transact(lambda txn, part=part: delete(txn, part))
+            removed += self.transact(functools.partial(delete, part=gone[start:start + 500]))
         return removed
 
     def known_stats(self, collection: str, sources: Sequence[str]
@@ -307,8 +311,8 @@ class Catalog:
 
         removed = 0
         for start in range(0, len(sources), 500):
-            part = sources[start:start + 500]
-            removed += self.transact(lambda txn, part=part: delete(txn, part))
+            removed += self.transact(
+                functools.partial(delete, part=sources[start:start + 500]))
         return removed
 
     # -- leases ------------------------------------------------------------------
@@ -348,7 +352,7 @@ class Catalog:
             (owner, now + lease_seconds, now, collection, *roots, now, *seen_params,
              limit, *([twins_for] if inline else [])),
         ).fetchall())
-        items = [self._located(Item(*row[:-1], mtime_ns=row[-1])) for row in sorted(rows)]
+        items = [self._located(_claimed(row)) for row in sorted(rows)]
         if twins_for is not None and not inline:
             items = [dataclasses.replace(item, twin=self.twin(item.sha256, twins_for))
                      if item.sha256 else item for item in items]
@@ -391,7 +395,8 @@ class Catalog:
                ON CONFLICT (collection, source) DO NOTHING""",
             [(f"{parent.source}!/{name}", size,
               Status.FAILED.value if problem else Status.PENDING.value, problem,
-              "ExtractionError" if problem else None, name, run_id, now, now, parent.id)
+              ErrorType.EXTRACTION_ERROR.value if problem else None, name, run_id, now, now,
+              parent.id)
              for name, size, problem in children])
 
     @staticmethod
@@ -487,13 +492,15 @@ class Catalog:
         ]
         # Only if the lease is still the one judged stale: meanwhile its item may have
         # been settled and claimed again, or its live owner may have renewed it.
-        for start in range(0, len(stale), 500):
-            part = stale[start:start + 500]
-            self.transact(lambda txn, part=part: txn.executemany(
+        def release(txn: Transaction, part: list[tuple[int, str, float]]) -> None:
+            txn.executemany(
                 "UPDATE items SET status = 'pending', lease_owner = NULL, "
                 "lease_expires = NULL WHERE id = ? AND status = 'processing' "
                 "AND coalesce(lease_owner, '') = ? AND coalesce(lease_expires, -1.0) = ?",
-                part))
+                part)
+
+        for start in range(0, len(stale), 500):
+            self.transact(functools.partial(release, part=stale[start:start + 500]))
         return len(stale)
 
     def has_pending(
@@ -700,6 +707,14 @@ _SET_PROBLEM = (
     "sha256 = NULL, size = NULL, mtime_ns = NULL, lease_owner = NULL, lease_expires = NULL "
     "WHERE id = ?"
 )
+
+
+def _claimed(row: Sequence[Any]) -> Item:
+    """The :class:`Item` of one row that :meth:`Catalog.claim` returns."""
+    (item_id, collection, source, size, sha256, attempts, crashes, parent_id, twin,
+     mtime_ns) = row
+    return Item(item_id, collection, source, size, sha256, attempts, crashes, parent_id,
+                twin, mtime_ns=mtime_ns)
 
 
 def _seen_by(run_id: int | None) -> tuple[str, tuple[int, ...]]:

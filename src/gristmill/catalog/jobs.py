@@ -60,9 +60,9 @@ log = logging.getLogger(__name__)
 class JobState(enum.StrEnum):
     """Where a job is in its life (the module docstring draws the transitions).
 
-    A ``StrEnum``, not ``(str, Enum)`` like item statuses: states are written into
-    messages ("job 7 is paused"), and a ``StrEnum`` formats as its value there as in
-    JSON and in the database.
+    A ``StrEnum``, like every stored state: states are written into messages ("job 7 is
+    paused"), and a ``StrEnum`` formats as its value there as in JSON and in the
+    database.
     """
 
     QUEUED = "queued"
@@ -264,9 +264,9 @@ class JobStore:
         row = self.db.conn.execute(
             "SELECT stats FROM runs WHERE job_id = ? ORDER BY id DESC LIMIT 1",
             (job_id,)).fetchone()
-        stats = json.loads(row[0]) if row and row[0] else {}
+        stats: dict[str, float] = json.loads(row[0]) if row and row[0] else {}
         stats.pop(_PROGRESS, None)
-        return stats  # type: ignore[no-any-return]
+        return stats
 
     def find_unfinished(self, spec: JobSpec) -> int | None:
         """The newest paused or interrupted job with exactly this spec, if any: running
@@ -461,7 +461,7 @@ class JobStore:
             raise JobNotFound(job_id)
         return jobs[0]
 
-    def list(self, state: str | None = None, limit: int = 50) -> list[Job]:
+    def recent(self, state: str | None = None, limit: int = 50) -> list[Job]:
         """The latest jobs, newest first, optionally only those in ``state``."""
         jobs = self._read("", (), limit=limit if state is None else 10_000)
         if state is not None:

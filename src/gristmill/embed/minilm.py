@@ -13,10 +13,15 @@ import threading
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gristmill.errors import ModelError
+
+if TYPE_CHECKING:  # both load on the first embedding, not on import
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
 
 __all__ = ["MODEL_SHA256", "MiniLM", "model_file"]
 
@@ -72,8 +77,8 @@ class MiniLM:
         self._path = model_file(model_path)
         self._batch_tokens = max(batch_tokens, MAX_TOKENS)
         self._threads = threads
-        self._session = None
-        self._tokenizer = None
+        self._session: ort.InferenceSession | None = None
+        self._tokenizer: Tokenizer | None = None
         # The API embeds queries from several threads; the model loads once.
         self._loading = threading.Lock()
 
@@ -148,4 +153,5 @@ class MiniLM:
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        vectors: np.ndarray = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        return vectors

@@ -1,7 +1,8 @@
 """Extraction: one module per format family, chosen through a registry.
 
 Built-in extractors register themselves the same way a plugin would, with
-:func:`register`; later families (OCR, code, audio) plug in without touching the runner.
+:func:`register`; a new family (code, audio, say) plugs in the same way, without
+touching the runner.
 """
 
 from __future__ import annotations

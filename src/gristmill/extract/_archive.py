@@ -77,19 +77,20 @@ def _declared_member_count(fh: BinaryIO) -> int | None:
     at = tail.rfind(_EOCD_SIGNATURE)
     if at < 0 or len(tail) - at < _EOCD.size:
         return None  # Not a zip at all; zipfile reports it with a proper message.
-    count = _EOCD.unpack_from(tail, at)[4]
+    count: int = _EOCD.unpack_from(tail, at)[4]
     if count != 0xFFFF:
         return count
     # Zip64: the real count lives in a record that the locator just before the EOCD names.
     locator_at = at - _ZIP64_LOCATOR.size
     if locator_at < 0 or tail[locator_at : locator_at + 4] != _ZIP64_LOCATOR_SIGNATURE:
         return count
-    record_offset = _ZIP64_LOCATOR.unpack_from(tail, locator_at)[2]
+    record_offset: int = _ZIP64_LOCATOR.unpack_from(tail, locator_at)[2]
     fh.seek(record_offset)
     record = fh.read(_ZIP64_EOCD.size)
     if len(record) < _ZIP64_EOCD.size or record[:4] != b"PK\x06\x06":
         return count
-    return _ZIP64_EOCD.unpack(record)[7]
+    return int(_ZIP64_EOCD.unpack(record)[7])
+
 
 
 def _ratio(unpacked: int, packed: int) -> float:

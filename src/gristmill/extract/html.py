@@ -313,7 +313,7 @@ def _skipped(node: LexborNode, tag: str, state: _Walk) -> bool:
     if "hidden" in attributes:
         return True
     style = attributes.get("style")
-    return bool(style) and "display:none" in style.replace(" ", "").lower()
+    return style is not None and "display:none" in style.replace(" ", "").lower()
 
 
 def _enter(node: LexborNode, writer: _Writer, state: _Walk) -> bool:

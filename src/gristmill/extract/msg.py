@@ -271,7 +271,7 @@ class _Reader:
                 f"({_BODY_BYTES_PER_CHAR} x max_text_chars)"
             )
         with self.ole.openstream(path) as stream:
-            data = stream.read()
+            data: bytes = stream.read()
         if len(data) != entry.size:
             raise ExtractionError(
                 "corrupt Outlook message: truncated (a stream is shorter than declared)"
@@ -623,122 +623,154 @@ def _rtf_to_text(rtf: bytes) -> tuple[str, bool]:
     ([MS-OXRTFEX] 2.2.3.2): that HTML is rebuilt. Otherwise the visible text is kept
     (in a ``\\fromtext`` document, without its ``\\htmlrtf`` parts either).
     """
-    out: list[str] = []
-    pending = bytearray()  # \'hh bytes decoded together: DBCS characters span two
-    pending_codec = "cp1252"
-    default_codec = "cp1252"
-    fonts: dict[int, str | None] = {}
-    defining_font = 0
-    html = False
-    encapsulated = False  # \fromhtml or \fromtext: \htmlrtf parts are not the original
-    state = _RtfState()
-    stack: list[_RtfState] = []
-    overflow = 0  # groups opened beyond _MAX_RTF_DEPTH, which share their parent's state
-    group_start = False  # the last token opened a group (or was the \* after "{")
-    ignorable = False  # the group began with \*: skip it unless the destination is known
-    skip_chars = 0
-    at, end = 0, len(rtf)
+    reader = _RtfReader()
+    reader.read(rtf)
+    # \uN escapes beyond the BMP arrive as surrogate pairs: join them, drop lone halves.
+    joined = "".join(reader.out).encode("utf-16-le", "surrogatepass").decode(
+        "utf-16-le", "replace")
+    if reader.html:
+        return joined, True
+    lines = "\n".join(line.rstrip() for line in _normalize_newlines(joined).split("\n"))
+    return _BLANK_LINES.sub("\n\n", lines).strip(), False
 
-    while at < end:
-        match = _RTF_TOKEN.match(rtf, at)
-        assert match is not None  # the last alternative matches any byte
-        at = match.end()
-        word, param, hex_byte, symbol, brace, text = match.groups()
-        starts_group, group_start = group_start, False
-        visible = not state.skip and not (encapsulated and state.htmlrtf)
-        if hex_byte is not None:
-            if skip_chars:
-                skip_chars -= 1
-            elif visible:
-                codec = state.font_codec or default_codec
-                if pending and codec != pending_codec:
-                    out.append(pending.decode(pending_codec, "replace"))
-                    pending.clear()
-                pending_codec = codec
-                pending.append(int(hex_byte, 16))
-            continue
-        if pending:
-            out.append(pending.decode(pending_codec, "replace"))
-            pending.clear()
-        if brace is not None:
-            skip_chars = 0
-            if brace == b"{":
-                if len(stack) < _MAX_RTF_DEPTH:
-                    stack.append(state)
-                    state = dataclasses.replace(state)
+
+class _RtfReader:
+    """One RTF document read token by token into :attr:`out`, one method per kind of
+    token; :attr:`html` says whether ``out`` is encapsulated HTML."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.html = False
+        self._pending = bytearray()  # \'hh bytes decoded together: DBCS characters span two
+        self._pending_codec = "cp1252"
+        self._default_codec = "cp1252"
+        self._fonts: dict[int, str | None] = {}
+        self._defining_font = 0
+        self._encapsulated = False  # \fromhtml or \fromtext: \htmlrtf parts are not original
+        self._state = _RtfState()
+        self._stack: list[_RtfState] = []
+        # Groups opened beyond _MAX_RTF_DEPTH, which share their parent's state.
+        self._overflow = 0
+        self._group_start = False  # the last token opened a group (or was the \* after "{")
+        self._ignorable = False  # the group began with \*: skip it unless the destination is known
+        self._skip_chars = 0
+
+    def read(self, rtf: bytes) -> None:
+        at, end = 0, len(rtf)
+        while at < end:
+            match = _RTF_TOKEN.match(rtf, at)
+            assert match is not None  # the last alternative matches any byte
+            at = match.end()
+            word, param, hex_byte, symbol, brace, text = match.groups()
+            starts_group, self._group_start = self._group_start, False
+            state = self._state
+            visible = not state.skip and not (self._encapsulated and state.htmlrtf)
+            if hex_byte is not None:
+                self._byte(int(hex_byte, 16), visible)
+                continue
+            self._flush()
+            if brace is not None:
+                self._brace(brace)
+            elif text is not None:
+                self._text(text, visible)
+            elif symbol is not None:
+                self._symbol(symbol.decode("latin-1"), starts_group, visible)
+            elif word is not None:  # else a source line break
+                name = word.decode("ascii")
+                value = int(param) if param is not None else None
+                if starts_group and self._destination(name):
+                    continue
+                if name == "bin":
+                    at += max(value or 0, 0)  # raw bytes, not RTF
                 else:
-                    overflow += 1
-                group_start, ignorable = True, False
-            elif overflow:
-                overflow -= 1
-            elif stack:
-                state = stack.pop()
-            continue
-        if text is not None:
-            if skip_chars:
-                dropped = min(skip_chars, len(text))
-                text, skip_chars = text[dropped:], skip_chars - dropped
-            if visible and text:
-                out.append(text.decode(state.font_codec or default_codec, "replace"))
-            continue
-        if symbol is not None:
-            char = symbol.decode("latin-1")
-            if char == "*":
-                group_start = ignorable = starts_group
-                continue
-            if skip_chars:
-                skip_chars -= 1
-            elif visible and char in _RTF_SYMBOLS:
-                out.append(_RTF_SYMBOLS[char])
-            continue
-        if word is None:
-            continue  # a source line break
-        name = word.decode("ascii")
-        value = int(param) if param is not None else None
-        if starts_group:
-            destination, ignorable = ignorable, False
-            if destination and html and name == "htmltag":
-                continue  # its content is HTML to copy; its parameter is not
-            if destination or name in _SKIPPED_DESTINATIONS:
-                state.skip = True
-                continue
-            if name == "fonttbl":
-                state.skip = state.fonttbl = True
-                continue
-        if name == "bin":
-            at += max(value or 0, 0)  # raw bytes, not RTF
-        elif skip_chars and name != "u":
-            skip_chars -= 1
+                    self._control(name, value, visible)
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self.out.append(self._pending.decode(self._pending_codec, "replace"))
+            self._pending.clear()
+
+    def _byte(self, byte: int, visible: bool) -> None:
+        if self._skip_chars:
+            self._skip_chars -= 1
+        elif visible:
+            codec = self._state.font_codec or self._default_codec
+            if codec != self._pending_codec:
+                self._flush()
+            self._pending_codec = codec
+            self._pending.append(byte)
+
+    def _brace(self, brace: bytes) -> None:
+        self._skip_chars = 0
+        if brace == b"{":
+            if len(self._stack) < _MAX_RTF_DEPTH:
+                self._stack.append(self._state)
+                self._state = dataclasses.replace(self._state)
+            else:
+                self._overflow += 1
+            self._group_start, self._ignorable = True, False
+        elif self._overflow:
+            self._overflow -= 1
+        elif self._stack:
+            self._state = self._stack.pop()
+
+    def _text(self, text: bytes, visible: bool) -> None:
+        if self._skip_chars:
+            dropped = min(self._skip_chars, len(text))
+            text, self._skip_chars = text[dropped:], self._skip_chars - dropped
+        if visible and text:
+            self.out.append(text.decode(self._state.font_codec or self._default_codec,
+                                        "replace"))
+
+    def _symbol(self, char: str, starts_group: bool, visible: bool) -> None:
+        if char == "*":
+            self._group_start = self._ignorable = starts_group
+        elif self._skip_chars:
+            self._skip_chars -= 1
+        elif visible and char in _RTF_SYMBOLS:
+            self.out.append(_RTF_SYMBOLS[char])
+
+    def _destination(self, name: str) -> bool:
+        """Handle the control word that opens a group; true when it names a
+        destination, whose word is then consumed."""
+        destination, self._ignorable = self._ignorable, False
+        if destination and self.html and name == "htmltag":
+            return True  # its content is HTML to copy; its parameter is not
+        if destination or name in _SKIPPED_DESTINATIONS:
+            self._state.skip = True
+            return True
+        if name == "fonttbl":
+            self._state.skip = self._state.fonttbl = True
+            return True
+        return False
+
+    def _control(self, name: str, value: int | None, visible: bool) -> None:
+        state = self._state
+        if self._skip_chars and name != "u":
+            self._skip_chars -= 1
         elif name == "u" and value is not None:
             if visible:
-                out.append(chr(value % 0x10000))
-            skip_chars = state.uc
+                self.out.append(chr(value % 0x10000))
+            self._skip_chars = state.uc
         elif name == "uc":
             state.uc = max(value or 0, 0)
         elif name == "htmlrtf":
             state.htmlrtf = value != 0
-        elif name in ("fromhtml", "fromtext") and len(stack) <= 1 and value != 0:
-            html = html or name == "fromhtml"
-            encapsulated = True
+        elif name in ("fromhtml", "fromtext") and len(self._stack) <= 1 and value != 0:
+            self.html = self.html or name == "fromhtml"
+            self._encapsulated = True
         elif name == "ansicpg":
-            default_codec = _codec(value) or default_codec
+            self._default_codec = _codec(value) or self._default_codec
         elif name == "f" and value is not None:
             if state.fonttbl:
-                defining_font = value
+                self._defining_font = value
             else:
-                state.font_codec = fonts.get(value)
+                state.font_codec = self._fonts.get(value)
         elif name == "fcharset" and state.fonttbl and value is not None:
-            fonts[defining_font] = _codec(_CHARSET_CODEPAGES.get(value))
+            self._fonts[self._defining_font] = _codec(_CHARSET_CODEPAGES.get(value))
         elif visible and name in _RTF_CHARACTERS:
-            out.append(_RTF_CHARACTERS[name])
-    if pending:
-        out.append(pending.decode(pending_codec, "replace"))
-    # \uN escapes beyond the BMP arrive as surrogate pairs: join them, drop lone halves.
-    joined = "".join(out).encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    if html:
-        return joined, True
-    lines = "\n".join(line.rstrip() for line in _normalize_newlines(joined).split("\n"))
-    return _BLANK_LINES.sub("\n\n", lines).strip(), False
+            self.out.append(_RTF_CHARACTERS[name])
 
 
 EXTRACTORS = [MsgExtractor()]

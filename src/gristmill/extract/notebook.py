@@ -124,8 +124,8 @@ def _cell_blocks(cell: dict[str, Any], language: str) -> Iterator[tuple[str, str
                 yield text, None
     elif kind == "heading":  # nbformat 3: a cell holding one heading
         if title := " ".join(_text(cell.get("source")).split()):
-            level = cell.get("level")
-            marks = "#" * int(level) if str(level).isdigit() and 1 <= int(level) <= 6 else "#"
+            level = str(cell.get("level"))
+            marks = "#" * int(level) if level.isdigit() and 1 <= int(level) <= 6 else "#"
             yield f"{marks} {title}", title[:_MAX_HEADING_CHARS]
     elif kind in ("markdown", "raw"):
         yield from _markdown_blocks(_DATA_URI.sub("", _text(cell.get("source"))))

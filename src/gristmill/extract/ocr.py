@@ -2,8 +2,8 @@
 
 :class:`OcrEngine` is what extractors call: an image in, its text out. :class:`Tesseract`
 runs the ``tesseract`` program from the distribution (``apt-get install tesseract-ocr``);
-an accelerated engine (RapidOCR on onnxruntime, say) can stand in for it later without
-the extractors changing.
+:class:`RapidOcr` (PP-OCRv4 on onnxruntime, on CUDA where it has it) stands in for it
+when the ``ocr_engine`` setting names it, without the extractors changing.
 
 Each recognition is one short-lived ``tesseract`` process reading a PNG on stdin and
 writing text on stdout, killed after :data:`OCR_TIMEOUT_S`. It stays in the worker's
@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar, cast, runtime_checkable
 
 from PIL import Image
 
@@ -340,9 +340,9 @@ def recognize_in_order(pages: Iterable[tuple[K, str | Image.Image]], engine: Ocr
             while waiting:
                 yield _result(waiting.popleft())
         finally:
-            for _key, work in waiting:  # stopped early or failed: skip pages not started
-                if isinstance(work, Future):
-                    work.cancel()
+            for _key, pending in waiting:  # stopped early or failed: skip pages not started
+                if isinstance(pending, Future):
+                    pending.cancel()
 
 
 def _done(work: str | Future[str]) -> bool:
@@ -403,7 +403,8 @@ def normalise_for_ocr(image: Image.Image) -> Image.Image:
 def _stretch(image: Image.Image) -> Image.Image:
     if image.mode != "F":
         image = image.convert("I")  # I;16, I;16B, ... : point() maps I and F linearly
-    low, high = image.getextrema()
+    # I and F have one band, so getextrema() is (low, high), not one pair per band.
+    low, high = cast(tuple[float, float], image.getextrema())
     if high <= low:  # one flat value: nothing to read, whatever its level
         return Image.new("L", image.size, 255)
     scale = 255 / (high - low)

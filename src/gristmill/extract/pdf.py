@@ -196,7 +196,7 @@ def _render(page: pdfium.PdfPage, index: int) -> Image.Image:
         raise ExtractionError(f"corrupt PDF: page {index + 1} cannot be rendered") from exc
     try:
         # A copy that owns its pixels: OCR threads must never free pdfium memory.
-        image = bitmap.to_pil().copy()
+        image: Image.Image = bitmap.to_pil().copy()
     finally:
         bitmap.close()
     image.info["dpi"] = (dpi, dpi)  # so OCR need not guess it

@@ -123,9 +123,6 @@ class Index(Protocol):
     def embedding_backlog(self, model: str) -> int:
         """Distinct texts of ``extracted`` items' chunks with no ``model`` vector yet."""
         ...
-    def has_vector(self, model: str, text_hash: str) -> bool:
-        """Whether the cache holds a ``model`` vector for this text."""
-        ...
 
     # -- reading -------------------------------------------------------------------
 
@@ -134,9 +131,6 @@ class Index(Protocol):
         ...
     def chunks_with_vectors(self, model: str) -> int:
         """Chunks whose text has a ``model`` vector."""
-        ...
-    def vector_count(self, model: str) -> int:
-        """Distinct chunk texts with a vector for ``model``."""
         ...
     def vector_counts(self) -> dict[str, int]:
         """Vectors stored (the embedding cache), by model."""
@@ -250,12 +244,6 @@ class SharedQueries(ABC):
                                  WHERE e.model = ? AND e.text_hash = c.text_hash)""",
             (model,)).fetchone()[0])
 
-    def has_vector(self, model: str, text_hash: str) -> bool:
-        """Whether the cache holds a ``model`` vector for this text."""
-        return self.db.conn.execute(
-            "SELECT 1 FROM embeddings WHERE model = ? AND text_hash = ?",
-            (model, text_hash)).fetchone() is not None
-
     # -- reading -----------------------------------------------------------------
 
     def chunk_count(self, collection: str | None = None) -> int:
@@ -267,15 +255,10 @@ class SharedQueries(ABC):
 
     def chunks_with_vectors(self, model: str) -> int:
         """Chunks whose text has a ``model`` vector (identical texts share one vector,
-        so this is at least :meth:`vector_count` of those texts)."""
+        so this is at least the number of those distinct texts)."""
         return int(self.db.conn.execute(
             "SELECT count(*) FROM chunks c WHERE EXISTS (SELECT 1 FROM embeddings e "
             "WHERE e.model = ? AND e.text_hash = c.text_hash)", (model,)).fetchone()[0])
-
-    def vector_count(self, model: str) -> int:
-        """Distinct chunk texts with a vector for ``model``."""
-        return int(self.db.conn.execute(
-            "SELECT count(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])
 
     def vector_counts(self) -> dict[str, int]:
         """Vectors stored (the embedding cache), by model."""

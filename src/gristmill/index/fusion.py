@@ -26,6 +26,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from gristmill.stop_words import STOP_WORDS
+
 __all__ = ["COVERAGE_WEIGHT", "KEYWORD_WEIGHT", "KeywordRanking", "coverage", "fuse",
            "reciprocal_rank_fusion"]
 
@@ -44,14 +46,13 @@ _WORD = re.compile(r"\w+")
 # lower the coverage of the very chunk that holds every word of the subject, and the
 # vectors' best guess, often unrelated, takes the lead (BENCHMARKS.md, "Retrieval
 # quality"). Only coverage skips them; both indexes still search them.
-_STOP_WORDS = frozenset("""
-a about above after again against all also am an and any are as at be because been before
-being below between both but by can could did do does doing down during each few for from
-further had has have having he her here hers him his how i if in into is it its itself
-just me more most my no nor not now of off on once only or other our out over own same
-she should so some such than that the their them then there these they this those through
-to too under until up very was we were what when where which while who whom why will with
-would you your say said tell section chapter page passage passages explain explains
+# The shared list less the words this one has always counted (reflexive pronouns and the
+# fragments of "'s", "don't"), so coverage scores stay those the ranking was measured with.
+_COUNTED = frozenset("""
+myself ourselves yourself yourselves himself herself themselves ours yours theirs s t don
+""".split())
+_STOP_WORDS = (STOP_WORDS - _COUNTED) | frozenset("""
+also could would say said tell section chapter page passage passages explain explains
 explained describe describes described
 """.split())
 

@@ -71,6 +71,8 @@ def _say_once(level: int, message: str) -> None:
 class PostgresIndex(SharedQueries):
     """Chunks, their full-text index and their vectors, in the catalog's PostgreSQL."""
 
+    db: PostgresDatabase  # its transactions carry ``raw``, for COPY and pgvector's SQL
+
     def __init__(self, db: PostgresDatabase) -> None:
         self.db = db
         self._indexed: set[str] = set()  # models whose partial HNSW index exists
@@ -318,9 +320,11 @@ class PostgresIndex(SharedQueries):
     def _has_hnsw(self, raw: psycopg.Connection[Any], model: str) -> bool:
         # Remembered once seen. (Seen inside the transaction that created it, which may
         # yet roll back: searches then scan exactly, and the next process creates it.)
-        if model not in self._indexed and raw.execute(
-                "SELECT to_regclass(%s) IS NOT NULL", (_hnsw_name(model),)).fetchone()[0]:
-            self._indexed.add(model)
+        if model not in self._indexed:
+            row = raw.execute("SELECT to_regclass(%s) IS NOT NULL",
+                              (_hnsw_name(model),)).fetchone()
+            if row is not None and row[0]:
+                self._indexed.add(model)
         return model in self._indexed
 
 

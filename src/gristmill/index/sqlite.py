@@ -106,18 +106,22 @@ class SqliteIndex(SharedQueries):
 
     def _rank(self, match: str, collection: str | None, limit: int
               ) -> list[tuple[int, float]]:
-        # BM25, negated: FTS5 ranks lower as better.
+        # BM25, negated: FTS5 ranks lower as better. Equal scores come lower id first,
+        # as on PostgreSQL: identical chunk texts (boilerplate) tie, and without the id
+        # their order would be whatever SQLite's sorter happens to keep.
         if collection is None:
-            # FTS5 sorts by its own `rank` column without the join: about a third
-            # cheaper than ORDER BY bm25() over the joined rows.
+            # `rank` over the FTS rows alone, without the join; with a second ORDER BY
+            # term SQLite keeps the best `limit` rows instead of FTS5 sorting every
+            # match. For a word in 65k of 100k chunks: 36 ms, against 54 over the
+            # joined rows and 56 for FTS5's own sort.
             sql = ("SELECT rowid, -rank FROM chunks_fts WHERE chunks_fts MATCH ? "
-                   "ORDER BY rank LIMIT ?")
+                   "ORDER BY rank, rowid LIMIT ?")
             params: tuple[object, ...] = (match, limit)
         else:
             sql = ("SELECT c.id, -bm25(chunks_fts) FROM chunks_fts "
                    "JOIN chunks c ON c.id = chunks_fts.rowid "
                    "WHERE chunks_fts MATCH ? AND c.collection = ? "
-                   "ORDER BY bm25(chunks_fts) LIMIT ?")
+                   "ORDER BY bm25(chunks_fts), c.id LIMIT ?")
             params = (match, collection, limit)
         return [(int(i), float(s)) for i, s in self.db.conn.execute(sql, params)]
 

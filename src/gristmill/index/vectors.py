@@ -17,12 +17,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from gristmill.catalog.backend import CatalogDatabase
-from gristmill.catalog.sqlite import SqliteDatabase
 from gristmill.index.base import top_k
 
 __all__ = ["VectorCache"]
@@ -48,11 +46,11 @@ class _Matrix:
 class VectorCache:
     """One model's chunk vectors in memory, refreshed in the background.
 
-    ``database`` is the SQLite file (read once it exists), or a function opening a
-    read-only connection to the catalog (``open_database(settings, readonly=True)``).
+    ``database`` is a function opening a read-only connection to the catalog
+    (``open_database(settings, readonly=True)``), called again until it succeeds.
     """
 
-    def __init__(self, database: Path | Callable[[], CatalogDatabase], model: str, dim: int,
+    def __init__(self, database: Callable[[], CatalogDatabase], model: str, dim: int,
                  max_mb: int) -> None:
         self._database = database
         self._model = model
@@ -116,19 +114,13 @@ class VectorCache:
         try:
             while not self._stop.wait(wait):
                 if db is None:
-                    if isinstance(self._database, Path):
-                        if not self._database.exists():
-                            wait = _MIN_REFRESH
-                            continue
-                        db = SqliteDatabase(self._database, readonly=True)
-                    else:
-                        try:
-                            db = self._database()
-                        except Exception:  # an unreachable server: try again later
-                            log.warning("vector cache cannot open the catalog; searches "
-                                        "read it directly meanwhile", exc_info=True)
-                            wait = _MIN_REFRESH
-                            continue
+                    try:
+                        db = self._database()
+                    except Exception:  # an unreachable server: try again later
+                        log.warning("vector cache cannot open the catalog; searches "
+                                    "read it directly meanwhile", exc_info=True)
+                        wait = _MIN_REFRESH
+                        continue
                 started = time.monotonic()
                 try:
                     self._refresh(db)

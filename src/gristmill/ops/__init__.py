@@ -1,5 +1,5 @@
-"""Operations on a knowledge base as a whole: error reports, status snapshots (export,
-verify, migrate later)."""
+"""Operations on a knowledge base as a whole: the doctor's checks, error reports and
+status snapshots."""
 
 from gristmill.ops.error_report import ErrorGroup, group_problems, normalise
 from gristmill.ops.snapshot import RunningJob, Snapshot

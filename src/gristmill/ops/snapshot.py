@@ -90,7 +90,7 @@ class Snapshot:
     @cached_property
     def jobs(self) -> list[Job]:
         """The latest :data:`JOBS_LISTED` jobs, newest first."""
-        return self._jobs.list(limit=JOBS_LISTED)
+        return self._jobs.recent(limit=JOBS_LISTED)
 
     @cached_property
     def job_states(self) -> dict[str, int]:

@@ -30,7 +30,7 @@ import psutil
 from pebble import ProcessExpired
 
 from gristmill.batching import Batcher
-from gristmill.catalog import Catalog, Item, Status, Transaction
+from gristmill.catalog import Catalog, ErrorType, Item, Status, Transaction
 from gristmill.catalog.jobs import JobState, JobStore
 from gristmill.config import Settings
 from gristmill.embed import Embedder
@@ -187,6 +187,16 @@ class _Sweep:
 _Op = _Settle | _Vectors | _Sweep
 
 
+@dataclass(slots=True)
+class _Chores:
+    """When the loop last did each of its periodic chores (``time.monotonic()``)."""
+
+    renewed: float
+    reported: float
+    recorded: float
+    recorded_flushes: int = 0
+
+
 class Runner:
     """Drives one ingest (or embed-only) run to completion; see the module docstring."""
 
@@ -322,8 +332,8 @@ class Runner:
     # -- the loop ----------------------------------------------------------------
 
     def _loop(self, executor: Executor | None, stage: EmbedStage | None) -> None:
-        last_renew = last_report = last_stats = next_overdue = next_job_check = time.monotonic()
-        recorded_flushes = 0
+        next_overdue = next_job_check = time.monotonic()
+        chores = _Chores(next_overdue, next_overdue, next_overdue)
         while not self._stop.is_set():
             if (self.jobs is not None and self.job_id is not None
                     and time.monotonic() >= next_job_check):
@@ -352,22 +362,7 @@ class Runner:
                 for work in stage.results():
                     self._collect(work)
             self._batcher.flush_if_due()
-            now = time.monotonic()
-            if now - last_renew > self.settings.lease_seconds / 3:
-                self.catalog.renew_leases(self.owner, self.settings.lease_seconds)
-                if self.jobs is not None and self.job_id is not None and self._run_id:
-                    self.jobs.heartbeat(self.job_id, self._run_id)
-                last_renew = now
-            # An idle following run has nothing new to count (its counts scan the scope).
-            if now - last_report > _PROGRESS_EVERY and (self._written or not self.follow):
-                self._report()
-                self._written = False
-                last_report = now
-            if self.jobs is not None and self._run_id and (
-                    now - last_stats > _STATS_EVERY
-                    or (recorded_flushes == 0 and self._batcher.stats.flushes)):
-                self._record_stats()
-                recorded_flushes, last_stats = self._batcher.stats.flushes, now
+            self._do_chores(chores)
             if self._in_flight or claimed:
                 continue
             if self.progress.searchable_at is None:
@@ -375,6 +370,26 @@ class Runner:
             if (stage is None or not stage.busy) and self._finished(executor is not None, stage):
                 self.outcome = RunOutcome.FINISHED
                 return
+
+    def _do_chores(self, chores: _Chores) -> None:
+        """Renew the leases (and beat the run's heartbeat), report progress and record
+        the batcher's figures, each when its interval has passed."""
+        now = time.monotonic()
+        if now - chores.renewed > self.settings.lease_seconds / 3:
+            self.catalog.renew_leases(self.owner, self.settings.lease_seconds)
+            if self.jobs is not None and self.job_id is not None and self._run_id:
+                self.jobs.heartbeat(self.job_id, self._run_id)
+            chores.renewed = now
+        # An idle following run has nothing new to count (its counts scan the scope).
+        if now - chores.reported > _PROGRESS_EVERY and (self._written or not self.follow):
+            self._report()
+            self._written = False
+            chores.reported = now
+        if self.jobs is not None and self._run_id and (
+                now - chores.recorded > _STATS_EVERY
+                or (chores.recorded_flushes == 0 and self._batcher.stats.flushes)):
+            self._record_stats()
+            chores.recorded_flushes, chores.recorded = self._batcher.stats.flushes, now
 
     def _finished(self, extracting: bool, stage: EmbedStage | None) -> bool:
         """True when nothing is left to claim, to embed or to write."""
@@ -490,7 +505,8 @@ class Runner:
             return
         except Exception as exc:  # e.g. a result that cannot be unpickled
             log.exception("item %s: worker error", item.source)
-            self._fail(item, f"worker error: {type(exc).__name__}: {exc}"[:300], "worker")
+            self._fail(item, f"worker error: {type(exc).__name__}: {exc}"[:300],
+                       ErrorType.WORKER)
             return
         learnt: dict[str, object] = {"size": result.size, "sha256": result.sha256} \
             if result.sha256 else {}
@@ -528,7 +544,7 @@ class Runner:
         log.warning("item %s: %s (crash %d of %d)", item.source, reason, crashes,
                     self.settings.max_crashes)
         if crashes >= self.settings.max_crashes:
-            self._fail(item, f"quarantined: {reason} ({crashes} times)", "crash",
+            self._fail(item, f"quarantined: {reason} ({crashes} times)", ErrorType.CRASH,
                        crashes=crashes)
         else:
             self._requeue(item, {"crashes": crashes})
@@ -536,8 +552,8 @@ class Runner:
     def _retry(self, item: Item, reason: str) -> None:
         attempts = item.attempts + 1
         if attempts >= self.settings.max_attempts:
-            self._fail(item, f"gave up after {attempts} attempts: {reason}", "transient",
-                       attempts=attempts)
+            self._fail(item, f"gave up after {attempts} attempts: {reason}",
+                       ErrorType.TRANSIENT, attempts=attempts)
             return
         delay = _RETRY_BASE_DELAY * 2 ** (attempts - 1) * (0.5 + random.random())
         self.progress.retried += 1
@@ -547,7 +563,7 @@ class Runner:
     def _requeue(self, item: Item, fields: dict[str, object]) -> None:
         self._batcher.add(_Settle(item, Status.PENDING, fields))
 
-    def _fail(self, item: Item, reason: str, kind: str, **fields: object) -> None:
+    def _fail(self, item: Item, reason: str, kind: ErrorType, **fields: object) -> None:
         self._batcher.add(_Settle(item, Status.FAILED, {"error": reason, "error_type": kind,
                                                         "chunk_count": 0, **fields}))
         self._note(Status.FAILED, item, reason)
@@ -683,7 +699,7 @@ class Runner:
         if isinstance(op, _Settle) and op.status is not Status.FAILED:
             reason = f"could not store the result: {type(exc).__name__}: {exc}"[:300]
             self._batcher.add(_Settle(op.item, Status.FAILED,
-                                      {"error": reason, "error_type": "store"}))
+                                      {"error": reason, "error_type": ErrorType.STORE}))
 
     def _count_done(self, ops: Sequence[_Op]) -> None:
         for op in ops:

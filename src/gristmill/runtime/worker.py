@@ -356,7 +356,7 @@ def _children(extractor: object, path: Path, limits: Limits,
     if depth >= limits.max_depth:
         log.info("item %s: nested %d deep; its members are not expanded", path, depth)
         return []
-    children = []
+    children: list[tuple[str, int | None, str | None]] = []
     for member in extractor.members(path, limits):
         if len(children) == limits.max_children:
             raise LimitExceeded(f"holds more than {limits.max_children:,} files, over the "
