@@ -54,11 +54,17 @@ def _floor(files_from: Path, workers: int) -> dict[str, Any]:
             "other_cpu_share": summary["other_cpu_share"]}
 
 
+# The console script, as users run it (it starts workers differently from `python -m`:
+# see gristmill.cli._present_script_as_package_main); `-m` when it is not installed.
+_SCRIPT = Path(sys.executable).with_name("gristmill")
+_GRISTMILL = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "gristmill"]
+
+
 def _ingest(folder: Path, home: Path, embedder: str, workers: int) -> dict[str, Any]:
     env = {**os.environ, "GRISTMILL_HOME": str(home), "GRISTMILL_EMBEDDER": embedder,
            "GRISTMILL_WORKERS": str(workers)}
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "gristmill", "ingest", str(folder), "--json"],
+    proc = subprocess.Popen([*_GRISTMILL, "ingest", str(folder), "--json"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True)
     with PeakRSS(proc.pid) as rss:
