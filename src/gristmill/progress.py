@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -12,7 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, TaskProgressColumn, Tex
 from rich.progress import Progress as Bar
 from rich.text import Text
 
-from gristmill.runtime.runner import Progress
+if TYPE_CHECKING:  # the runner (and the library under it) is imported by the command
+    from gristmill.runtime.runner import Progress
 
 __all__ = ["TerminalProgress", "format_duration"]
 
@@ -54,6 +56,8 @@ class TerminalProgress:
 
     def __enter__(self) -> TerminalProgress:
         if self.console.is_terminal:
+            from gristmill.runtime.runner import Progress
+
             self._live = Live(self._render(Progress(embedding=self.embedding)),
                               console=self.console, refresh_per_second=4, transient=True)
             self._live.__enter__()

@@ -67,3 +67,15 @@ def test_run_ids_continue_after_the_jobs_of_an_older_schema(tmp_path: Path) -> N
     jobs = JobStore(SqliteDatabase(path))
     assert jobs.get(41).spec == JobSpec("default", ("/data",))
     assert jobs.start_run(jobs.create(SPEC, "me"), "me") > 41
+
+
+def test_a_run_of_a_few_milliseconds_still_has_a_rate(tmp_path: Path) -> None:
+    """A job over a handful of small files can finish in 40 ms: its rate is its items
+    over that time, not 0 because the stored elapsed time was rounded to a tenth."""
+    from gristmill.runtime.runner import Progress
+
+    jobs = JobStore(open_catalog(tmp_path / "g.db"))
+    job_id = jobs.create(SPEC, "me")
+    run = jobs.start_run(job_id, "me")
+    jobs.record_stats(run, {}, progress=Progress(done=5, elapsed=0.04).to_dict())
+    assert jobs.get(job_id).rate == pytest.approx(125.0)

@@ -33,7 +33,7 @@ from gristmill.catalog.jobs import JobSpec, JobState, JobStore
 from gristmill.config import Settings
 from gristmill.errors import JobNotFound, JobStateConflict, StoreError
 from gristmill.extract import current_versions, reads
-from gristmill.runtime.executors.local import start_fork_server
+from gristmill.runtime.fork_server import start_fork_server
 from gristmill.runtime.options import RunOptions, RunOutcome
 from gristmill.runtime.runner import Progress, Runner
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import multiprocessing
-import multiprocessing.forkserver
 import os
 import shutil
 import time
@@ -29,39 +27,20 @@ import psutil
 from pebble import ProcessPool
 
 from gristmill.config import Settings
+from gristmill.runtime.fork_server import start_fork_server
 from gristmill.runtime.worker import WorkOptions, WorkResult, init_worker, process_item
 
-__all__ = ["HARD_TIMEOUT_FACTOR", "LocalExecutor", "start_fork_server"]
+__all__ = ["HARD_TIMEOUT_FACTOR", "LocalExecutor"]
 
 #: pebble kills an attempt this many times ``item_timeout`` after it started, progress
 #: or not: the backstop for a worker that cannot even write its progress file.
 HARD_TIMEOUT_FACTOR = 12
-
-# Imported once in the fork server so each new worker starts with them loaded. The
-# office libraries (python-docx, python-pptx, openpyxl: ~0.3 s of imports) are left to
-# the registry's lazy loading: a worker imports them on its first office file, once per
-# worker lifetime, instead of every run paying for them before its first file.
-_PRELOAD = ["gristmill.runtime.worker", "gristmill.extract.pdf", "gristmill.extract.html",
-            "gristmill.extract.text"]
-
 
 # pebble's manager thread notices a worker that retired (max_tasks, or our RSS limit) on
 # its next tick, 0.1 s by default, and a core idles until then: ~7 % of the throughput
 # when recycling every 100 PDFs. Its maintainer points at this constant for faster
 # response (noxdafox/pebble#65); one check every 20 ms costs nothing measurable.
 pebble.common.CONSTS.sleep_unit = 0.02
-
-
-def start_fork_server() -> multiprocessing.context.BaseContext:
-    """Start the fork server now, without waiting for it.
-
-    It spends ~0.4 s importing the extractors; called before discovery, that happens
-    while the driver walks and hashes the source instead of before the first file.
-    """
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)
-    multiprocessing.forkserver.ensure_running()
-    return context
 
 
 class LocalExecutor:
