@@ -461,8 +461,12 @@ class Runner:
     def _fill_window(self, executor: Executor) -> int:
         if self._pausing:
             return 0
-        room = (self.settings.window or 1) - len(self._in_flight)
-        if room <= 0:
+        window = self.settings.window or 1
+        room = window - len(self._in_flight)
+        # Claim once half the window is free, not as each item finishes: one claim
+        # transaction per few items instead of per item (each is a commit), while the
+        # half still in flight keeps every worker busy.
+        if room <= 0 or (self._in_flight and room < window // 2):
             return 0
         items = self.catalog.claim(self.owner, self.collection, self.roots, room,
                                    self.settings.lease_seconds, run_id=self._run_id,
