@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # Pillow and the OCR module load on the first scanned page on
 
     from gristmill.extract.ocr import OcrEngine
 
-__all__ = ["EXTRACTORS", "MAX_PIXELS", "PdfExtractor"]
+__all__ = ["EXTRACTORS", "MAX_PIXELS", "PdfExtractor", "page_needs_ocr"]
 
 #: Pixels a page is rendered at, at most, for OCR (as for images: see image.MAX_PIXELS).
 #: A larger page is rendered at a lower resolution, down to _MIN_DPI.
@@ -147,11 +147,17 @@ def _page(document: pdfium.PdfDocument, index: int) -> str | Image.Image:
                 textpage.close()
         except pdfium.PdfiumError as exc:
             raise ExtractionError(f"corrupt PDF: no text on page {index + 1}: {exc}") from exc
-        if _garbage(raw) or (len(raw) < 4 * _FEW_CHARS and _scanned(page, raw)):
+        if page_needs_ocr(page, raw):
             return _render(page, index)
         return _clean(raw)
     finally:
         page.close()
+
+
+def page_needs_ocr(page: pdfium.PdfPage, raw: str) -> bool:
+    """Whether a page with text layer ``raw`` is read by OCR instead: its text is
+    garbage, or it is a picture with next to no text (see the module's docstring)."""
+    return _garbage(raw) or (len(raw) < 4 * _FEW_CHARS and _scanned(page, raw))
 
 
 def _garbage(raw: str) -> bool:
