@@ -26,9 +26,9 @@ test: install
 test-postgres: install
 	GRISTMILL_TEST_DATABASE=postgresql $(BIN)/pytest -q -m "not slow"
 
-## test-fast: skip the tests marked slow
+## test-fast: skip the tests marked slow, in parallel (one pytest worker per core)
 test-fast: install
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" -n auto
 
 ## lint: ruff (style, bugs, complexity) over everything, then mypy (strict) over src;
 ## settings in pyproject.toml. CI runs it before the tests.
