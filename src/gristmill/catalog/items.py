@@ -656,25 +656,23 @@ class Catalog:
 
     def reset_failed(self, collection: str | None = None) -> int:
         """Re-queue failed items, forgetting their attempts and crashes."""
-        sql = ("UPDATE items SET status = 'pending', attempts = 0, crashes = 0, "
-               "not_before = NULL, error = NULL, error_type = NULL "
-               "WHERE status = 'failed' AND (sha256 IS NOT NULL OR parent_id IS NOT NULL)")
-        params: tuple[object, ...] = ()
-        if collection is not None:
-            sql += " AND collection = ?"
-            params = (collection,)
-        return self.transact(lambda txn: txn.execute(sql, params).rowcount)
+        return self._requeue(Status.FAILED, collection)
 
     def reset_skipped(self, collection: str | None = None) -> int:
         """Re-queue skipped files (not what discovery skipped as not a regular file):
         after installing a tool a format needs, for instance LibreOffice."""
+        return self._requeue(Status.SKIPPED, collection)
+
+    def _requeue(self, status: Status, collection: str | None) -> int:
+        # Items without a sha256 are what discovery itself skipped (not regular files):
+        # nothing an extractor could read, so never re-queued.
         sql = ("UPDATE items SET status = 'pending', attempts = 0, crashes = 0, "
                "not_before = NULL, error = NULL, error_type = NULL "
-               "WHERE status = 'skipped' AND (sha256 IS NOT NULL OR parent_id IS NOT NULL)")
-        params: tuple[object, ...] = ()
+               "WHERE status = ? AND (sha256 IS NOT NULL OR parent_id IS NOT NULL)")
+        params: tuple[object, ...] = (status.value,)
         if collection is not None:
             sql += " AND collection = ?"
-            params = (collection,)
+            params += (collection,)
         return self.transact(lambda txn: txn.execute(sql, params).rowcount)
 
 
