@@ -242,6 +242,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env.update(GRISTMILL_HOME=str(home), GRISTMILL_EMBEDDER=args.embedder,
                GRISTMILL_WORKERS=str(args.workers),
                GRISTMILL_WATCH_DEBOUNCE=str(args.debounce))
+    if args.window:
+        env["GRISTMILL_WINDOW"] = str(args.window)
     if args.database:
         _fresh_pg_database(args.database)
         env.update(GRISTMILL_DATABASE_URL=args.database,
@@ -354,6 +356,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folders", type=int, default=20)
     parser.add_argument("-p", "--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--debounce", type=float, default=0.5)
+    parser.add_argument("--window", type=int, help="items in flight at most (default: the "
+                        "setting's, 4 x workers)")
     parser.add_argument("--embedder", default="none", choices=["none", "minilm"])
     parser.add_argument("--timeout", type=float, default=600,
                         help="seconds after the last save to wait for everything")
