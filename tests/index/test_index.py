@@ -43,8 +43,9 @@ def add_item(db: SqliteDatabase, source: str, collection: str = "docs") -> int:
 
 def put_chunks(db: SqliteDatabase, item_id: int, texts: list[str],
                collection: str = "docs") -> None:
+    index = SqliteIndex(db)
     with db.transaction() as txn:
-        SqliteIndex.replace_chunks(txn, item_id, collection, [
+        index.replace_chunks(txn, item_id, collection, [
             StoredChunk(seq, text, f"hash-{text}", seq + 1, None)
             for seq, text in enumerate(texts)])
 
@@ -157,12 +158,55 @@ def test_replace_chunks_touches_only_its_item(index: SqliteIndex, db: SqliteData
     assert len(index.keyword("beta", None, 10)) == 1
 
 
+def chunks_of(texts: list[str]) -> list[StoredChunk]:
+    return [StoredChunk(seq, text, f"hash-{text}", None, None) for seq, text in enumerate(texts)]
+
+
+def test_chunks_written_and_deleted_in_one_transaction_keep_the_index_whole(
+        index: SqliteIndex, db: SqliteDatabase) -> None:
+    """The FTS rows of a transaction's chunks are written once, at its commit; chunks it
+    replaces or deletes before then (one item settled twice in a flush, a member dropped
+    by its container's re-extraction, a twin's chunks copied over) leave the index
+    consistent, with exactly the chunks that remain."""
+    parent, first, second = (add_item(db, f"/r/{name}") for name in ("a.zip", "b.txt", "c.txt"))
+    now = time.time()
+    with db.transaction() as txn:
+        member = txn.execute(
+            "INSERT INTO items (collection, source, root, status, created_at, updated_at, "
+            "parent_id) VALUES ('docs', '/r/a.zip!/m.txt', '/r', 'extracted', ?, ?, ?)",
+            (now, now, parent)).lastrowid
+        assert member is not None
+        index.replace_chunks(txn, member, "docs", chunks_of(["walnut member"]))
+        index.replace_chunks(txn, first, "docs", chunks_of(["almond draft", "almond notes"]))
+        index.replace_chunks(txn, first, "docs", chunks_of(["hazelnut final"]))
+        index.replace_chunks(txn, second, "docs", chunks_of(["pecan"]))
+        index.copy_chunks(txn, first, second, "docs")
+        txn.execute("DELETE FROM items WHERE parent_id = ?", (parent,))
+    assert_fts_matches_content(db)
+    assert [fts_matches(db, word) for word in ("walnut", "almond", "pecan", "hazelnut")] \
+        == [0, 0, 0, 2]
+    assert db.conn.execute("SELECT count(*) FROM temp.fts_unindexed").fetchone()[0] == 0
+
+
+def test_a_rolled_back_transaction_leaves_no_text_waiting(
+        index: SqliteIndex, db: SqliteDatabase) -> None:
+    """Chunks of a rolled-back write never reach the FTS index, and the next commit
+    indexes only its own."""
+    item = add_item(db, "/r/a.txt")
+    with pytest.raises(RuntimeError), db.transaction() as txn:
+        index.replace_chunks(txn, item, "docs", chunks_of(["chestnut"]))
+        raise RuntimeError("the batch failed")
+    put_chunks(db, item, ["cashew"])
+    assert (fts_matches(db, "chestnut"), fts_matches(db, "cashew")) == (0, 1)
+    assert_fts_matches_content(db)
+
+
 def test_copy_chunks_gives_a_twin_the_same_chunks(index: SqliteIndex, db: SqliteDatabase) -> None:
     """An identical file reuses the chunks of its twin instead of being re-extracted."""
     original, twin = add_item(db, "/r/a.txt"), add_item(db, "/r/copy.txt", "other")
     put_chunks(db, original, ["one", "two"])
     with db.transaction() as txn:
-        assert SqliteIndex.copy_chunks(txn, original, twin, "other") == 2
+        assert index.copy_chunks(txn, original, twin, "other") == 2
     assert index.chunk_count("other") == 2
     assert len(index.keyword("two", "other", 10)) == 1
     assert_fts_matches_content(db)

@@ -49,6 +49,7 @@ class SqliteDatabase:
         self.readonly = readonly
         self.display_name = str(path)
         self.retry_seconds: float | None = None  # a file is never unreachable
+        self._before_commit: list[Callable[[sqlite3.Connection], None]] = []
         if not readonly:
             path.parent.mkdir(parents=True, exist_ok=True)
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
@@ -100,10 +101,17 @@ class SqliteDatabase:
             self._rollback()
             raise
         try:
+            for hook in self._before_commit:
+                hook(self.conn)
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
             raise self._translate(exc) from exc
+
+    def before_commit(self, hook: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``hook`` last in every transaction (a failure rolls it back)."""
+        if hook not in self._before_commit:
+            self._before_commit.append(hook)
 
     def _rollback(self) -> None:
         # After some errors (a full disk, an I/O error) SQLite has already rolled the

@@ -64,12 +64,16 @@ class SqliteIndex(SharedQueries):
 
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
+        if not db.readonly:
+            for statement in _UNINDEXED:  # not executescript: it would COMMIT
+                db.conn.execute(statement)
+            db.before_commit(_index_new_text)
 
-    # -- writing (inside the batcher's transaction) ------------------------------
+    # -- writing (inside the batcher's transaction; their FTS rows at its commit) ----
 
-    @staticmethod
     def replace_chunks(
-        txn: sqlite3.Connection, item_id: int, collection: str, chunks: Iterable[StoredChunk]
+        self, txn: sqlite3.Connection, item_id: int, collection: str,
+        chunks: Iterable[StoredChunk]
     ) -> None:
         """Make ``chunks`` the item's only chunks (idempotent: re-applying is harmless)."""
         txn.execute("DELETE FROM chunks WHERE item_id = ?", (item_id,))
@@ -78,13 +82,13 @@ class SqliteIndex(SharedQueries):
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             ((item_id, collection, c.seq, c.text, c.text_hash, c.page, c.heading)
              for c in chunks))
-        _index_item_text(txn, item_id)
+        _await_text_index(txn, item_id)
 
-    @staticmethod
-    def copy_chunks(txn: sqlite3.Connection, from_item: int, to_item: int, collection: str) -> int:
+    def copy_chunks(self, txn: sqlite3.Connection, from_item: int, to_item: int,
+                    collection: str) -> int:
         """Give ``to_item`` the chunks of an item with identical bytes; returns the count."""
         copied = copy_chunk_rows(txn, from_item, to_item, collection)
-        _index_item_text(txn, to_item)
+        _await_text_index(txn, to_item)
         return copied
 
     @staticmethod
@@ -142,12 +146,38 @@ class SqliteIndex(SharedQueries):
         return f"c.id IN ({','.join('?' * len(ids))})", ids
 
 
-def _index_item_text(txn: sqlite3.Connection, item_id: int) -> None:
-    """Add an item's freshly inserted chunks to the FTS index, in one statement.
+def _await_text_index(txn: sqlite3.Connection, item_id: int) -> None:
+    txn.execute("INSERT OR IGNORE INTO temp.fts_unindexed (item_id) VALUES (?)", (item_id,))
 
-    Not a row trigger: FTS5 flushes its pending terms at every statement savepoint, so
-    a trigger writes one tiny segment per chunk (see migration 002).
+
+def _index_new_text(txn: sqlite3.Connection) -> None:
+    """Add the chunks a transaction wrote to the FTS index, in one statement, just before
+    it commits.
+
+    Once per transaction, not once per item, and not from a row trigger: FTS5 writes a
+    segment at the end of every statement (and of every statement savepoint, which a
+    trigger runs in), then merges the segments. On the 11,318 chunks of 300 PDFs: 0.60 s
+    of CPU by item, 0.32 s by 12 items (one flush of the runner), 0.20 s all at once.
     """
     txn.execute("INSERT INTO chunks_fts (rowid, text, heading) "
-                "SELECT id, text, heading FROM chunks WHERE item_id = ?", (item_id,))
+                "SELECT id, text, heading FROM chunks "
+                "WHERE item_id IN (SELECT item_id FROM temp.fts_unindexed)")
+    txn.execute("DELETE FROM temp.fts_unindexed")
 
+
+# Items whose chunks this connection's open transaction wrote, and which wait for
+# _index_new_text. The delete trigger (migration 001) tells FTS5 to forget every deleted
+# chunk's terms; for a chunk whose terms it never had, that corrupts the index. So before
+# such a chunk is deleted in the same transaction (its item replaced twice in one batch, a
+# container's re-extraction dropping a member settled in that batch), this trigger indexes
+# its item first. TEMP objects: per connection, and rolled back with the transaction.
+_UNINDEXED = (
+    "CREATE TEMP TABLE IF NOT EXISTS fts_unindexed (item_id INTEGER PRIMARY KEY)",
+    """
+CREATE TEMP TRIGGER IF NOT EXISTS fts_index_before_delete BEFORE DELETE ON main.chunks
+WHEN EXISTS (SELECT 1 FROM temp.fts_unindexed WHERE item_id = old.item_id)
+BEGIN
+    INSERT INTO chunks_fts (rowid, text, heading)
+        SELECT id, text, heading FROM main.chunks WHERE item_id = old.item_id;
+    DELETE FROM fts_unindexed WHERE item_id = old.item_id;
+END""")
