@@ -207,3 +207,41 @@ def test_symbols_alone_are_content_but_rules_and_bullets_are_not() -> None:
     assert [c.text for c in kept] == ["🤠😅", "∑ ≤ ∞"]
     rules = "-----\n\n• • •\n\n...\n\n+===+===+\n\n| --- | --- |"
     assert list(chunk_segments([Segment(rules)], 200)) == []
+
+
+# -- code entities -----------------------------------------------------------------
+
+
+def test_a_code_entity_is_a_chunk_of_its_own_with_its_metadata_and_indentation() -> None:
+    """Entities are never packed together or with prose, keep their indentation, and carry
+    language, kind, qualified name, parent, line range and their split identifiers."""
+    method = ("    /** Applies the discount. */\n"
+              "    BigDecimal applyDiscount(Invoice invoice) {\n"
+              "        return invoice.total();\n"
+              "    }")
+    chunks = list(chunk_segments([
+        Segment("Notes before the code."),
+        Segment("package org.acme;", language="java", kind="header", entity="org.acme",
+                lines=(1, 1)),
+        Segment(method, language="java", kind="method",
+                entity="org.acme.Billing.applyDiscount(Invoice)", parent="org.acme.Billing",
+                lines=(5, 8)),
+    ], target_tokens=200))
+    assert [c.text for c in chunks] == ["Notes before the code.", "package org.acme;", method]
+    code = chunks[2]
+    assert (code.language, code.kind, code.entity, code.parent, code.lines) == (
+        "java", "method", "org.acme.Billing.applyDiscount(Invoice)", "org.acme.Billing",
+        (5, 8))
+    assert code.terms == "big decimal apply discount"
+    assert chunks[0].language is None and chunks[0].terms is None
+
+
+def test_a_code_segment_over_the_budget_is_still_cut_and_nothing_is_lost() -> None:
+    """The extractor cuts entities at statements; one statement longer than the budget
+    is cut again here rather than dropped."""
+    statement = "x = " + " + ".join(f"value{i}" for i in range(400)) + ";"
+    chunks = list(chunk_segments([Segment(statement, language="java", kind="method",
+                                          entity="A.f()", lines=(1, 1))], 50))
+    assert len(chunks) > 1
+    assert all(c.entity == "A.f()" and estimate_tokens(c.text) <= 50 for c in chunks)
+    assert "".join(c.text for c in chunks).replace(" ", "") == statement.replace(" ", "")

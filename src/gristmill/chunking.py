@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from gristmill.extract.base import Segment
+from gristmill.identifiers import identifier_terms
 
 __all__ = ["Chunk", "chunk_segments", "estimate_tokens", "text_hash"]
 
@@ -33,13 +34,21 @@ _SENTENCE_ENDS = (*(p + w for p in ".!?" for w in " \n"), "。", "！", "？")
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """A piece of an item's text, sized for the embedder."""
+    """A piece of an item's text, sized for the embedder; a code chunk also says which
+    entity it is (see :class:`~gristmill.extract.base.Segment`), and its ``terms`` are
+    its identifiers split into words, for keyword search."""
 
     seq: int
     text: str
     text_hash: str
     page: int | None
     heading: str | None
+    language: str | None = None
+    kind: str | None = None
+    entity: str | None = None
+    parent: str | None = None
+    lines: tuple[int, int] | None = None
+    terms: str | None = None
 
 
 def estimate_tokens(text: str) -> int:
@@ -77,6 +86,12 @@ def chunk_segments(segments: Iterable[Segment], target_tokens: int = 200) -> Ite
             seq += 1
 
     for segment in segments:
+        if segment.language is not None:
+            yield from flush()
+            for text in _pieces(segment.text, target_tokens, keep_lines=True):
+                yield _code_chunk(seq, text, segment)
+                seq += 1
+            continue
         here = (segment.page, segment.heading)
         if here != where:
             yield from flush()
@@ -93,6 +108,15 @@ def chunk_segments(segments: Iterable[Segment], target_tokens: int = 200) -> Ite
     yield from flush()
 
 
+def _code_chunk(seq: int, text: str, segment: Segment) -> Chunk:
+    """A chunk of source code: the extractor's entity part (cut again only when it is
+    still over the budget: one statement longer than it), with the entity's metadata."""
+    return Chunk(seq, text, text_hash(text), segment.page, segment.heading,
+                 language=segment.language, kind=segment.kind, entity=segment.entity,
+                 parent=segment.parent, lines=segment.lines,
+                 terms=identifier_terms(text) or None)
+
+
 def _word_count(text: str) -> int:
     # Valid on normalised text only: single spaces and newlines, nothing at either end.
     return text.count(" ") + text.count("\n") + 1 if text else 0
@@ -104,8 +128,16 @@ def _normalise(text: str) -> str:
     return _SPACES.sub(" ", text).replace(" \n", "\n").replace("\n ", "\n")
 
 
-def _pieces(text: str, budget: int) -> Iterator[str]:
-    """Paragraphs of ``text``, each cut down to fit ``budget`` tokens."""
+def _pieces(text: str, budget: int, *, keep_lines: bool = False) -> Iterator[str]:
+    """Paragraphs of ``text``, each cut down to fit ``budget`` tokens; with
+    ``keep_lines`` (source code) the text is one paragraph, its indentation kept."""
+    if keep_lines:
+        text = text.strip("\n")
+        if text.strip() and max(int(len(text.split()) * 1.3), len(text) // 4) <= budget:
+            yield text
+        elif text.strip():
+            yield from _split_long(text, budget)
+        return
     for paragraph in _PARAGRAPH_BREAK.split(_normalise(text)):
         paragraph = paragraph.strip()
         if not paragraph:

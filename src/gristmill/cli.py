@@ -341,6 +341,14 @@ def search(
     collection: CollectionOpt = None,
     k: Annotated[int, typer.Option("-k", min=1, max=1000, help="Number of results.")] = 10,
     mode: Annotated[str, typer.Option("--mode", help="hybrid, keyword or vector.")] = "hybrid",
+    language: Annotated[str | None, typer.Option(
+        "--language", help="Code only, in this language (java, python, ...).")] = None,
+    kind: Annotated[str | None, typer.Option(
+        "--kind", help="Code entities of this kind only (method, class, function, ...).")
+    ] = None,
+    path: Annotated[str | None, typer.Option(
+        "--path", help="Files whose path matches this glob ('src/*/billing/*.java').")
+    ] = None,
     json_out: JsonOpt = False,
     home: Home = None, database: DatabaseOpt = None,
     embedder: EmbedderOpt = None,
@@ -350,7 +358,8 @@ def search(
     Example: gristmill search "how do leases expire" -k 5 --json
     """
     with _kb(home, embedder, database) as kb:
-        hits = kb.search(query, collection=collection, k=k, mode=mode)  # type: ignore[arg-type]
+        hits = kb.search(query, collection=collection, k=k, mode=mode,  # type: ignore[arg-type]
+                         language=language, kind=kind, path=path)
         if json_out:
             _print_json([hit.to_dict(query) for hit in hits])
             return
@@ -368,8 +377,12 @@ def search(
                          "`gristmill ingest PATH`, or point --home at another one.")
         for rank, hit in enumerate(hits, start=1):
             where = hit.source + (f" (page {hit.page})" if hit.page else "")
+            if hit.lines:  # path:first-last, as editors and grep read it
+                where = f"{hit.source}:{hit.lines[0]}-{hit.lines[1]}"
             _say(out, (f"{rank}.", "bold"), " ", (where, "cyan"), "  ",
                  (f"{hit.score:.4f}", "dim"))
+            if hit.entity:
+                _say(out, "   ", (f"{hit.kind} ", "dim"), (hit.entity, "italic"))
             if hit.heading:
                 _say(out, "   ", (hit.heading, "italic"))
             # The passage around the query's words, those words styled by offset: the

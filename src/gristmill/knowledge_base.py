@@ -293,17 +293,20 @@ class KnowledgeBase:
 
     def search(
         self, query: str, *, collection: str | None = None, k: int = 10,
-        mode: SearchMode = "hybrid",
+        mode: SearchMode = "hybrid", language: str | None = None, kind: str | None = None,
+        path: str | None = None,
     ) -> list[Hit]:
         """The ``k`` best chunks for ``query``.
 
         ``hybrid`` fuses BM25 and vector rankings by their scores: chunks holding every
         word of the query first, then the rest by word coverage, BM25 and cosine
         (:func:`gristmill.index.fuse`); it falls back to keyword ranking when no
-        embedder is configured. Any string is a safe query.
+        embedder is configured. Any string is a safe query. ``language``, ``kind`` and
+        ``path`` (a glob over the file's path) keep to code chunks that match them.
         """
-        return Searcher(self.index, self.embedder).search(query, collection=collection,
-                                                          k=k, mode=mode)
+        return Searcher(self.index, self.embedder).search(
+            query, collection=collection, k=k, mode=mode, language=language, kind=kind,
+            path=path)
 
     def searcher(self, vectors: VectorCache | None = None) -> Searcher:
         """A searcher with a read-only connection of its own, sharing this knowledge

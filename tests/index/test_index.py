@@ -12,6 +12,7 @@ import pytest
 import gristmill.index.sqlite as index_module
 from gristmill.catalog import SqliteDatabase
 from gristmill.index import SqliteIndex, StoredChunk, fts_query, reciprocal_rank_fusion
+from gristmill.index.base import Scope, glob_regex
 
 MODEL = "test-model"
 
@@ -251,6 +252,102 @@ def test_a_schema_1_database_upgrades_without_double_indexing(tmp_path: Path) ->
         assert_fts_matches_content(db)
     finally:
         db.close()
+
+
+def test_a_schema_6_database_keeps_its_keyword_index_through_the_code_columns(
+        tmp_path: Path) -> None:
+    """Migration 7 (code entities) makes the FTS table again with a `terms` column: text
+    indexed before it is still found, and identifiers split into words find new code."""
+    import sqlite3
+
+    from gristmill.catalog.migrations.sqlite import MIGRATIONS
+
+    path = tmp_path / "gristmill.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")
+    for upgrade in MIGRATIONS[:6]:
+        upgrade(conn)
+    conn.execute("PRAGMA user_version = 6")
+    now = time.time()
+    conn.execute("INSERT INTO items (id, collection, source, root, status, created_at, "
+                 "updated_at) VALUES (1, 'docs', '/r/old.txt', '/r', 'extracted', ?, ?)",
+                 (now, now))
+    conn.execute("INSERT INTO chunks (item_id, collection, seq, text, text_hash) "
+                 "VALUES (1, 'docs', 0, 'ancient oats', 'h-old')")
+    conn.execute("INSERT INTO chunks_fts (rowid, text, heading) "
+                 "SELECT id, text, heading FROM chunks")
+    conn.close()
+    db = SqliteDatabase(path)
+    try:
+        assert db.schema_version == len(MIGRATIONS) >= 7
+        index = SqliteIndex(db)
+        item = add_item(db, "/r/Billing.java")
+        with db.transaction() as txn:
+            index.replace_chunks(txn, item, "docs", [StoredChunk(
+                0, "void applyDiscount(Invoice invoice) {}", "h-new", None, None,
+                language="java", kind="method", entity="Billing.applyDiscount(Invoice)",
+                lines=(3, 3), terms="apply discount")])
+        assert fts_matches(db, "oats") == 1
+        [hit] = index.hits(index.keyword("apply discount", None, 10))
+        assert (hit.entity, hit.kind, hit.language, hit.lines) == (
+            "Billing.applyDiscount(Invoice)", "method", "java", (3, 3))
+        assert hit.to_dict()["lines"] == [3, 3]
+        assert_fts_matches_content(db)
+    finally:
+        db.close()
+
+
+def test_code_filters_keep_to_a_language_a_kind_and_a_path_glob(
+        index: SqliteIndex, db: SqliteDatabase) -> None:
+    """--language, --kind and --path narrow keyword and vector rankings in SQL (exact:
+    never a filter over an unfiltered top k); the glob matches the path relative to the
+    ingested folder or the whole path, `*` crossing folders."""
+    def code(item: int, language: str, kind: str, text: str) -> None:
+        with db.transaction() as txn:
+            index.replace_chunks(txn, item, "docs", [StoredChunk(
+                0, text, f"h-{item}", None, None, language=language, kind=kind,
+                entity=f"e{item}", lines=(1, 1))])
+            SqliteIndex.store_vectors(txn, MODEL, [f"h-{item}"], np.array([[1.0, 0.0]]))
+    java_method = add_item(db, "/r/src/main/billing/Invoice.java")
+    java_class = add_item(db, "/r/src/test/billing/InvoiceTest.java")
+    python_function = add_item(db, "/r/tools/invoice.py")
+    code(java_method, "java", "method", "invoice total")
+    code(java_class, "java", "class", "invoice test")
+    code(python_function, "python", "function", "invoice script")
+    put_chunks(db, add_item(db, "/r/notes.txt"), ["invoice notes"])
+
+    def keyword(**scope: str) -> set[int]:
+        return {db.conn.execute("SELECT item_id FROM chunks WHERE id = ?", (cid,)
+                                ).fetchone()[0]
+                for cid, _ in index.keyword("invoice", Scope(**scope), 10)}
+
+    def vector(**scope: str) -> set[int]:
+        return {db.conn.execute("SELECT item_id FROM chunks WHERE id = ?", (cid,)
+                                ).fetchone()[0]
+                for cid, _ in index.vector(np.array([1.0, 0.0]), MODEL, Scope(**scope), 10)}
+
+    assert len(keyword()) == 4
+    assert keyword(language="java") == vector(language="java") == {java_method, java_class}
+    assert keyword(kind="method") == vector(kind="method") == {java_method}
+    assert keyword(path="src/*/billing/*.java") == {java_method, java_class}
+    assert keyword(path="*Test.java") == {java_class}
+    assert keyword(path="/r/tools/*") == vector(path="/r/tools/*") == {python_function}
+    assert keyword(path="src/main/[bc]illing/*") == {java_method}
+    assert keyword(language="java", path="*.py") == set()
+
+
+def test_glob_regex_reads_a_glob_as_sqlite_does() -> None:
+    """PostgreSQL matches --path with this regular expression; it agrees with GLOB."""
+    import re
+    import sqlite3
+
+    conn = sqlite3.connect(":memory:")
+    paths = ["src/main/Invoice.java", "src/a.b/x.py", "README", "src/[x].txt", "a^b$c"]
+    for glob in ["src/*.java", "*", "src/?.b/*", "src/[!m]*", "README", "*[x]*", "a^b$c",
+                 "src/a.b/x?py"]:
+        for path in paths:
+            expected = bool(conn.execute("SELECT ? GLOB ?", (path, glob)).fetchone()[0])
+            assert bool(re.search(glob_regex(glob), path)) is expected, (glob, path)
 
 
 def test_store_vectors_first_writer_wins(index: SqliteIndex, db: SqliteDatabase) -> None:

@@ -26,6 +26,7 @@ import pytest
 
 from gristmill.catalog.postgres import PostgresDatabase
 from gristmill.index import StoredChunk, make_index
+from gristmill.index.base import Scope
 from gristmill.index.postgres import NO_PGVECTOR, PostgresIndex, vector_search_check
 
 MODEL = "test-model"
@@ -301,6 +302,52 @@ def test_replace_chunks_touches_only_its_item(index: PostgresIndex,
     put_chunks(db, first, [])
     assert chunk_rows(db, first) == []
     assert sources(index, "millstones") == ["/r/b.txt"]
+
+
+def test_code_chunks_are_found_by_their_split_identifiers_with_their_metadata(
+        index: PostgresIndex, db: PostgresDatabase) -> None:
+    """As on SQLite: `terms` is searched with the text (the generated tsvector), and hits
+    carry the entity, its kind, language and line range; a COPY-sized batch keeps them."""
+    item = add_item(db, "/r/Billing.java")
+    chunks = [StoredChunk(0, "void applyDiscount(Invoice invoice) {}", "h0", None, None,
+                          language="java", kind="method", entity="Billing.applyDiscount(Invoice)",
+                          parent="Billing", lines=(3, 3), terms="apply discount")]
+    chunks += [StoredChunk(i, f"int field{i};", f"h{i}", None, None, language="java",
+                           kind="field", entity=f"Billing.field{i}", lines=(i + 3, i + 3))
+               for i in range(1, 300)]
+    with db.transaction() as txn:
+        PostgresIndex.replace_chunks(txn, item, "docs", chunks)
+    [hit] = index.hits(index.keyword("apply discount", None, 10))
+    assert (hit.entity, hit.kind, hit.language, hit.lines) == (
+        "Billing.applyDiscount(Invoice)", "method", "java", (3, 3))
+    assert db.conn.execute("SELECT count(*) FROM chunks WHERE kind = 'field' AND "
+                           "line_start = seq + 3").fetchone()[0] == 299
+
+
+def test_code_filters_narrow_keyword_and_vector_rankings(
+        index: PostgresIndex, db: PostgresDatabase) -> None:
+    """--language, --kind and --path (a glob, read as SQLite's GLOB reads it) in SQL."""
+    items = {}
+    for source, language, kind in [("/r/src/main/Invoice.java", "java", "method"),
+                                   ("/r/src/test/InvoiceTest.java", "java", "class"),
+                                   ("/r/tools/invoice.py", "python", "function")]:
+        item = items[source] = add_item(db, source)
+        with db.transaction() as txn:
+            PostgresIndex.replace_chunks(txn, item, "docs", [StoredChunk(
+                0, f"invoice {kind}", f"h-{item}", None, None, language=language,
+                kind=kind, entity=f"e{item}", lines=(1, 2))])
+            index.store_vectors(txn, "m", [f"h-{item}"], np.array([[1.0, 0.0]]))
+
+    def found(ranked: list[tuple[int, float]]) -> set[str]:
+        return {hit.source for hit in index.hits(ranked)}
+
+    java = {"/r/src/main/Invoice.java", "/r/src/test/InvoiceTest.java"}
+    assert found(index.keyword("invoice", Scope(language="java"), 10)) == java
+    assert found(index.vector(np.array([1.0, 0.0]), "m", Scope(language="java"), 10)) == java
+    assert found(index.keyword("invoice", Scope(path="src/*Test.java"), 10)) == \
+        {"/r/src/test/InvoiceTest.java"}
+    assert found(index.vector(np.array([1.0, 0.0]), "m", Scope(kind="function"), 10)) == \
+        {"/r/tools/invoice.py"}
 
 
 def test_copy_chunks_gives_a_twin_the_same_chunks(index: PostgresIndex,

@@ -25,8 +25,12 @@ async def search(
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     mode: Literal["hybrid", "keyword", "vector"] = "hybrid",
     collection: Text | None = None,
+    language: Text | None = None,
+    kind: Text | None = None,
+    path: Text | None = None,
 ) -> list[dict[str, object]]:
-    """The ``k`` best chunks for ``q``, each with the passage around its words."""
+    """The ``k`` best chunks for ``q``, each with the passage around its words; code
+    chunks only with ``language``, ``kind`` or ``path`` (a glob over the file's path)."""
     settings = state.settings
     if len(q) > settings.max_query_chars:
         raise ApiError(422, f"query.q: at most {settings.max_query_chars} characters "
@@ -36,4 +40,5 @@ async def search(
     who: Caller = request.state.caller
     state.throttle.check(who.name if state.tokens.enabled else client)
     # A ConfigError (vector search without an embedder) is a 400, as its class says.
-    return await state.searchers.results(q, collection=collection, k=k, mode=mode)
+    return await state.searchers.results(q, collection=collection, k=k, mode=mode,
+                                         language=language, kind=kind, path=path)

@@ -56,14 +56,17 @@ class SearchPool:
                 query, collection=collection, k=k, mode=mode))
 
     async def results(self, query: str, *, collection: str | None, k: int,
-                      mode: SearchMode) -> list[dict[str, object]]:
+                      mode: SearchMode, language: str | None = None,
+                      kind: str | None = None, path: str | None = None
+                      ) -> list[dict[str, object]]:
         """Run one search and turn its hits into JSON objects with their snippets, all on
         a pool thread: snippets cost CPU too (~0.3 ms a hit), which the event loop that
         serves every other request must not spend."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._executor, lambda: [hit.to_dict(query) for hit in self._searcher().search(
-                query, collection=collection, k=k, mode=mode)])
+                query, collection=collection, k=k, mode=mode, language=language,
+                kind=kind, path=path)])
 
     def close(self) -> None:
         """Wait for running searches, then close every connection and the cache."""

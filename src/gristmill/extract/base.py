@@ -16,17 +16,29 @@ class Segment:
     """A run of text with where it came from.
 
     Extractors yield segments in reading order; the chunker packs them into chunks and
-    never merges two segments with different ``page`` or ``heading``.
+    never merges two segments with different ``page`` or ``heading``. A segment that is a
+    code entity (``entity`` set) is a chunk of its own: the extractor has already cut it
+    to the budget (:attr:`Limits.chunk_tokens`) where the language allows.
 
     Attributes:
         text: the text; paragraphs separated by blank lines.
         page: 1-based page, slide or sheet number, when the format has pages.
         heading: the nearest section heading, slide title or sheet name.
+        language: source code's language (``"java"``: the tree-sitter grammar's name).
+        kind: what a code entity is: ``class``, ``method``, ``function``, ``header``...
+        entity: its qualified name (``org.acme.Billing.apply(Invoice, BigDecimal)``).
+        parent: the qualified name of the entity around it, if any.
+        lines: the 1-based first and last line of this text in its file.
     """
 
     text: str
     page: int | None = None
     heading: str | None = None
+    language: str | None = None
+    kind: str | None = None
+    entity: str | None = None
+    parent: str | None = None
+    lines: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +46,9 @@ class Limits:
     """Safety limits every extractor honours (hostile files must not take the machine)."""
 
     max_text_chars: int = 50_000_000
+    #: The chunk budget, in estimated tokens: extractors that cut their own units (code
+    #: entities, at statement boundaries) cut them to it.
+    chunk_tokens: int = 200
     # Archive-based formats (DOCX, PPTX, XLSX, EPUB): refuse before decompressing.
     max_unpacked_bytes: int = 1024 * 1024 * 1024
     max_compression_ratio: float = 200.0

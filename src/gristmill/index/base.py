@@ -10,6 +10,7 @@ only where their SQL does; a new store implements :class:`Index`, and inherits
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,92 @@ class StoredChunk:
     text_hash: str
     page: int | None
     heading: str | None
+    language: str | None = None
+    kind: str | None = None
+    entity: str | None = None
+    parent: str | None = None
+    lines: tuple[int, int] | None = None
+    terms: str | None = None  # identifiers split into words, for keyword search
+
+    def row(self, item_id: int, collection: str) -> tuple[object, ...]:
+        """The values of :data:`CHUNK_COLUMNS`."""
+        start, end = self.lines if self.lines is not None else (None, None)
+        return (item_id, collection, self.seq, self.text, self.text_hash, self.page,
+                self.heading, self.language, self.kind, self.entity, self.parent, start,
+                end, self.terms)
+
+
+#: The chunk columns a writer fills, in :meth:`StoredChunk.row` order.
+CHUNK_COLUMNS = ("item_id", "collection", "seq", "text", "text_hash", "page", "heading",
+                 "language", "kind", "entity", "parent_entity", "line_start", "line_end",
+                 "terms")
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which chunks a search ranks: one collection, and for code a language, an entity
+    kind and a glob over the file's path.
+
+    ``path`` is matched like a shell glob (``*`` crosses ``/``) against the path relative
+    to the folder that was ingested (``src/main/*/Invoice*.java``) or the whole path.
+    """
+
+    collection: str | None = None
+    language: str | None = None
+    kind: str | None = None
+    path: str | None = None
+
+    @classmethod
+    def of(cls, scope: Scope | str | None) -> Scope:
+        """``scope`` itself, or a collection's name (None: everything) as a scope."""
+        return scope if isinstance(scope, Scope) else cls(collection=scope)
+
+    @property
+    def code(self) -> bool:
+        """Whether it filters on what only code chunks have."""
+        return (self.language, self.kind, self.path) != (None, None, None)
+
+    def where(self, placeholder: str = "?", *, regex: bool = False
+              ) -> tuple[list[str], list[object]]:
+        """SQL conditions on chunks ``c`` (and their item), with their parameters:
+        ``placeholder`` as the driver writes one; ``regex`` matches ``path`` with
+        PostgreSQL's ``~`` instead of SQLite's ``GLOB``."""
+        conditions: list[str] = []
+        params: list[object] = []
+        for column, value in (("collection", self.collection),
+                              ("language", self.language), ("kind", self.kind)):
+            if value is not None:
+                conditions.append(f"c.{column} = {placeholder}")
+                params.append(value)
+        if self.path is not None:
+            match, pattern = ("~", glob_regex(self.path)) if regex else ("GLOB", self.path)
+            conditions.append(
+                f"EXISTS (SELECT 1 FROM items i WHERE i.id = c.item_id AND ("
+                f"i.source {match} {placeholder} OR "
+                f"substr(i.source, length(i.root) + 2) {match} {placeholder}))")
+            params += [pattern, pattern]
+        return conditions, params
+
+
+def glob_regex(glob: str) -> str:
+    """A shell glob as an anchored POSIX regular expression, as SQLite's GLOB reads it:
+    ``*`` any run of characters (``/`` too), ``?`` one, ``[...]``/``[^...]`` a class."""
+    out, i = ["^"], 0
+    while i < len(glob):
+        char = glob[i]
+        end = glob.find("]", i + 2) if char == "[" else -1
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif end > 0:
+            body = glob[i + 1:end]
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out) + "$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +156,10 @@ class Hit:
     collection: str
     chunk_id: int
     item_id: int
+    language: str | None = None
+    kind: str | None = None
+    entity: str | None = None
+    lines: tuple[int, int] | None = None
 
     def snippet(self, query: str) -> Snippet:
         """The passage of the chunk around ``query``'s words, with those words located."""
@@ -78,9 +169,12 @@ class Hit:
         """The JSON shape of a hit: ``source``, ``score``, ``text`` (the whole chunk),
         provenance, and the ``snippet`` around ``query``'s words with their
         ``highlights`` (``[start, end]`` offsets into ``snippet``)."""
+        code = {"entity": self.entity, "kind": self.kind, "language": self.language,
+                "lines": list(self.lines) if self.lines else None} \
+            if self.language is not None else {}
         return {"source": self.source, "score": self.score, "text": self.text,
                 "page": self.page, "heading": self.heading, "collection": self.collection,
-                "chunk_id": self.chunk_id, "item_id": self.item_id,
+                "chunk_id": self.chunk_id, "item_id": self.item_id, **code,
                 **self.snippet(query).to_dict()}
 
 
@@ -135,17 +229,18 @@ class Index(Protocol):
     def vector_counts(self) -> dict[str, int]:
         """Vectors stored (the embedding cache), by model."""
         ...
-    def keyword(self, query: str, collection: str | None, limit: int
+    def keyword(self, query: str, scope: Scope | str | None, limit: int
                 ) -> list[tuple[int, float]]:
         """The keyword ranking alone (see :meth:`keyword_ranking`)."""
         ...
-    def keyword_ranking(self, query: str, collection: str | None, limit: int
+    def keyword_ranking(self, query: str, scope: Scope | str | None, limit: int
                         ) -> KeywordRanking:
-        """The keyword ranking, chunks holding every word of the query first."""
+        """The keyword ranking, chunks holding every word of the query first, among the
+        chunks of ``scope`` (a :class:`Scope`, a collection's name, or None: all)."""
         ...
-    def vector(self, query_vector: np.ndarray, model: str, collection: str | None,
+    def vector(self, query_vector: np.ndarray, model: str, scope: Scope | str | None,
                limit: int) -> list[tuple[int, float]]:
-        """``(chunk_id, cosine similarity)`` best first."""
+        """``(chunk_id, cosine similarity)`` best first, among the chunks of ``scope``."""
         ...
     def hits(self, scored: Sequence[tuple[int, float]]) -> list[Hit]:
         """Attach text and provenance to ``(chunk_id, score)`` pairs, keeping their order."""
@@ -203,10 +298,18 @@ def copy_chunk_rows(txn: Any, from_item: int, to_item: int, collection: str) -> 
     """Make ``to_item``'s chunks copies of ``from_item``'s, in the caller's transaction;
     returns the count (the backend then indexes them for keywords where it must)."""
     txn.execute("DELETE FROM chunks WHERE item_id = ?", (to_item,))
+    copied = ", ".join(CHUNK_COLUMNS[2:])
     return int(txn.execute(
-        "INSERT INTO chunks (item_id, collection, seq, text, text_hash, page, heading) "
-        "SELECT ?, ?, seq, text, text_hash, page, heading FROM chunks WHERE item_id = ? "
+        f"INSERT INTO chunks ({', '.join(CHUNK_COLUMNS)}) "
+        f"SELECT ?, ?, {copied} FROM chunks WHERE item_id = ? "
         "ORDER BY seq", (to_item, collection, from_item)).rowcount)
+
+
+def _hit(row: Sequence[Any], score: float) -> Hit:
+    lines = (int(row[10]), int(row[11])) if row[10] is not None else None
+    return Hit(source=row[1], score=score, text=row[2], page=row[3], heading=row[4],
+               collection=row[5], chunk_id=row[0], item_id=row[6], language=row[7],
+               kind=row[8], entity=row[9], lines=lines)
 
 
 class SharedQueries(ABC):
@@ -265,13 +368,13 @@ class SharedQueries(ABC):
         return {model: int(n) for model, n in self.db.conn.execute(
             "SELECT model, count(*) FROM embeddings GROUP BY model")}
 
-    def keyword(self, query: str, collection: str | None, limit: int
+    def keyword(self, query: str, scope: Scope | str | None, limit: int
                 ) -> list[tuple[int, float]]:
         """``(chunk_id, score)`` best first; higher is better (see
         :meth:`keyword_ranking`)."""
-        return self.keyword_ranking(query, collection, limit).ranked
+        return self.keyword_ranking(query, scope, limit).ranked
 
-    def keyword_ranking(self, query: str, collection: str | None, limit: int
+    def keyword_ranking(self, query: str, scope: Scope | str | None, limit: int
                         ) -> KeywordRanking:
         """``(chunk_id, score)`` best first, higher better, and how many of them hold
         every word of the query.
@@ -287,13 +390,14 @@ class SharedQueries(ABC):
         if queries is None:
             return KeywordRanking([], 0)
         every, some = queries
-        ranked = self._rank(every, collection, limit)
+        scope = Scope.of(scope)
+        ranked = self._rank(every, scope, limit)
         complete = len(ranked)
         if len(ranked) >= limit or some == every:  # enough, or a single word
             return KeywordRanking(ranked, complete)
         found = {chunk_id for chunk_id, _ in ranked}
         ceiling = ranked[-1][1] if ranked else float("inf")
-        for chunk_id, score in self._rank(some, collection, limit + len(ranked)):
+        for chunk_id, score in self._rank(some, scope, limit + len(ranked)):
             if len(ranked) == limit:
                 break
             if chunk_id not in found:
@@ -308,16 +412,12 @@ class SharedQueries(ABC):
         rows = {
             row[0]: row
             for row in self.db.conn.execute(
-                "SELECT c.id, i.source, c.text, c.page, c.heading, c.collection, c.item_id "
+                "SELECT c.id, i.source, c.text, c.page, c.heading, c.collection, c.item_id, "
+                "c.language, c.kind, c.entity, c.line_start, c.line_end "
                 f"FROM chunks c JOIN items i ON i.id = c.item_id WHERE {match}",
                 params).fetchall()
         }
-        return [
-            Hit(source=rows[cid][1], score=score, text=rows[cid][2], page=rows[cid][3],
-                heading=rows[cid][4], collection=rows[cid][5], chunk_id=cid,
-                item_id=rows[cid][6])
-            for cid, score in scored if cid in rows
-        ]
+        return [_hit(rows[cid], score) for cid, score in scored if cid in rows]
 
     # -- what each backend says its own way ---------------------------------------
 
@@ -327,7 +427,7 @@ class SharedQueries(ABC):
         ``query`` (equal for a single word), or None when it has no words."""
 
     @abstractmethod
-    def _rank(self, match: str, collection: str | None, limit: int
+    def _rank(self, match: str, scope: Scope, limit: int
               ) -> list[tuple[int, float]]:
         """``(chunk_id, score)`` of the chunks ``match`` finds, best first."""
 

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,7 +27,15 @@ import psycopg
 from psycopg import sql
 
 from gristmill.errors import StoreError
-from gristmill.index.base import SharedQueries, StoredChunk, blocks, copy_chunk_rows, top_k_scan
+from gristmill.index.base import (
+    CHUNK_COLUMNS,
+    Scope,
+    SharedQueries,
+    StoredChunk,
+    blocks,
+    copy_chunk_rows,
+    top_k_scan,
+)
 
 if TYPE_CHECKING:
     from gristmill.catalog.postgres import PostgresDatabase, PostgresTransaction
@@ -89,19 +98,20 @@ class PostgresIndex(SharedQueries):
     def replace_chunks(txn: PostgresTransaction, item_id: int, collection: str,
                        chunks: Iterable[StoredChunk]) -> None:
         """Make ``chunks`` the item's only chunks (idempotent: re-applying is harmless)."""
-        rows = [(item_id, collection, c.seq, _clean(c.text), c.text_hash, c.page,
-                 None if c.heading is None else _clean(c.heading)) for c in chunks]
+        rows = [replace(c, text=_clean(c.text),
+                        heading=None if c.heading is None else _clean(c.heading)
+                        ).row(item_id, collection) for c in chunks]
         txn.execute("DELETE FROM chunks WHERE item_id = ?", (item_id,))
+        columns = ", ".join(CHUNK_COLUMNS)
         if len(rows) >= _COPY_FROM:
             with txn.raw.cursor() as cur, cur.copy(
-                    "COPY chunks (item_id, collection, seq, text, text_hash, page, heading) "
-                    "FROM STDIN") as copy:
+                    f"COPY chunks ({columns}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
         elif rows:
             txn.executemany(
-                "INSERT INTO chunks (item_id, collection, seq, text, text_hash, page, heading) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                f"INSERT INTO chunks ({columns}) "
+                f"VALUES ({', '.join('?' * len(CHUNK_COLUMNS))})", rows)
 
     @staticmethod
     def copy_chunks(txn: PostgresTransaction, from_item: int, to_item: int, collection: str) -> int:
@@ -141,53 +151,52 @@ class PostgresIndex(SharedQueries):
         tokens = _tsquery_words(query)
         return (" & ".join(tokens), " | ".join(tokens)) if tokens else None
 
-    def _rank(self, match: str, collection: str | None, limit: int
-              ) -> list[tuple[int, float]]:
+    def _rank(self, match: str, scope: Scope, limit: int) -> list[tuple[int, float]]:
         # Each token is a run of \w characters wrapped in quotes, so to_tsquery sees no
         # operator a user typed; it still stems each word and drops stop words.
         # Normalisation 1|32: divide by 1 + log(length) (long chunks do not win by
         # length alone, as in BM25), then map into [0, 1).
-        where = "c.tsv @@ q" + (" AND c.collection = ?" if collection is not None else "")
-        params: list[object] = [match]
-        if collection is not None:
-            params.append(collection)
-        params.append(limit)
+        conditions, params = scope.where(regex=True)
+        where = " AND ".join(["c.tsv @@ q", *conditions])
+        params = [match, *params, limit]
         rows = self.db.conn.execute(
             "SELECT c.id, ts_rank_cd(c.tsv, q, 33) AS score "
             f"FROM chunks c, to_tsquery('english', ?) q WHERE {where} "
             "ORDER BY score DESC, c.id LIMIT ?", params).fetchall()
         return [(int(i), float(s)) for i, s in rows]
 
-    def vector(self, query_vector: np.ndarray, model: str, collection: str | None,
+    def vector(self, query_vector: np.ndarray, model: str, scope: Scope | str | None,
                limit: int) -> list[tuple[int, float]]:
         """``(chunk_id, cosine similarity)`` best first: HNSW with pgvector (approximate),
         else an exact blockwise scan in the client."""
         q = np.asarray(query_vector, dtype=np.float32).ravel()
+        scope = Scope.of(scope)
         if self.vector_engine == ENGINE_PGVECTOR:
-            return self._pgvector_search(q, model, collection, limit)
-        return self._client_scan(q, model, collection, limit)
+            return self._pgvector_search(q, model, scope, limit)
+        return self._client_scan(q, model, scope, limit)
 
     def _id_in(self, ids: list[int]) -> tuple[str, Sequence[object]]:
         return "c.id = ANY(?)", (ids,)
 
     # -- vector search -----------------------------------------------------------
 
-    def _client_scan(self, q: np.ndarray, model: str, collection: str | None,
+    def _client_scan(self, q: np.ndarray, model: str, scope: Scope,
                      limit: int) -> list[tuple[int, float]]:
         query = ("SELECT c.id, e.vector FROM chunks c JOIN embeddings e "
                  "ON e.model = %s AND e.text_hash = c.text_hash")
-        params: list[object] = [model]
-        if collection is not None:
-            query += " WHERE c.collection = %s"
-            params.append(collection)
+        conditions, params = scope.where("%s", regex=True)
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
+        params = [model, *params]
         # A server-side cursor: the client holds one block of vectors at a time.
         with self.db.transaction() as txn, txn.raw.cursor(
                 name="gristmill_vector_scan", binary=True) as cursor:
             cursor.execute(query, params)
             return top_k_scan(blocks(cursor, _SCAN_BLOCK), q, limit)
 
-    def _pgvector_search(self, q: np.ndarray, model: str, collection: str | None,
+    def _pgvector_search(self, q: np.ndarray, model: str, scope: Scope,
                          limit: int) -> list[tuple[int, float]]:
+        conditions, params = scope.where("%s", regex=True)
         vector_type = sql.SQL("vector({})").format(sql.Literal(q.shape[0]))
         query = _vector_text(q)
         with self.db.transaction() as txn:
@@ -212,10 +221,9 @@ class PostgresIndex(SharedQueries):
                 ranked = sorted(
                     ((int(chunk_id), 1.0 - float(nearest[text_hash]))
                      for chunk_id, text_hash in raw.execute(
-                         "SELECT id, text_hash FROM chunks WHERE text_hash = ANY(%s)"
-                         + (" AND collection = %s" if collection is not None else ""),
-                         [list(nearest), collection] if collection is not None
-                         else [list(nearest)]).fetchall()),
+                         " AND ".join(["SELECT c.id, c.text_hash FROM chunks c "
+                                       "WHERE c.text_hash = ANY(%s)", *conditions]),
+                         [list(nearest), *params]).fetchall()),
                     key=lambda pair: (-pair[1], pair[0]))[:limit]
                 # Fewer candidates than asked for: the index has no more to give.
                 if len(ranked) >= limit or len(nearest) < candidates:
@@ -224,15 +232,14 @@ class PostgresIndex(SharedQueries):
             # chunks are gone) left too few of the index's candidates. The distance is
             # computed on the server.
             raw.execute("SET LOCAL enable_sort = on")
-            filter_ = (sql.SQL("WHERE c.collection = %(collection)s")
-                       if collection is not None else sql.SQL(""))
+            filter_ = sql.SQL("WHERE " + " AND ".join(conditions) if conditions else "")
             rows = raw.execute(sql.SQL(
-                "SELECT c.id, 1 - (v.embedding <=> %(q)s::vector) AS score"
+                "SELECT c.id, 1 - (v.embedding <=> %s::vector) AS score"
                 " FROM chunks c JOIN embedding_vectors v"
                 " ON v.model = {model} AND v.text_hash = c.text_hash {filter}"
-                " ORDER BY v.embedding <=> %(q)s::vector, c.id LIMIT %(limit)s").format(
+                " ORDER BY v.embedding <=> %s::vector, c.id LIMIT %s").format(
                     model=sql.Literal(model), filter=filter_),
-                {"q": query, "collection": collection, "limit": limit}).fetchall()
+                [query, *params, query, limit]).fetchall()
         return [(int(i), float(s)) for i, s in rows]
 
     # -- pgvector set-up -----------------------------------------------------------

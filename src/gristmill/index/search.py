@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from gristmill.errors import ConfigError
-from gristmill.index.base import Hit, Index
+from gristmill.index.base import Hit, Index, Scope
 from gristmill.index.fusion import KeywordRanking, coverage, fuse
 
 if TYPE_CHECKING:
@@ -36,9 +36,11 @@ class Searcher:
 
     def search(
         self, query: str, *, collection: str | None = None, k: int = 10,
-        mode: SearchMode = "hybrid",
+        mode: SearchMode = "hybrid", language: str | None = None, kind: str | None = None,
+        path: str | None = None,
     ) -> list[Hit]:
         """See :meth:`gristmill.KnowledgeBase.search`."""
+        scope = Scope(collection, language, kind, path)
         if k < 1:
             raise ConfigError(f"k must be at least 1, not {k}")
         if mode not in ("hybrid", "keyword", "vector"):
@@ -48,7 +50,7 @@ class Searcher:
         rankings = []
         keyword = None
         if mode in ("hybrid", "keyword"):
-            keyword = self.index.keyword_ranking(query, collection, depth)
+            keyword = self.index.keyword_ranking(query, scope, depth)
             rankings.append(keyword.ranked)
         if mode in ("hybrid", "vector"):
             if self.embedder is None:
@@ -57,10 +59,11 @@ class Searcher:
                                       "runs with embedder = none (use --mode keyword)")
             elif query.strip():
                 vector = self.embedder.embed([query])[0]
+                # The in-memory vectors know collections, not code filters.
                 ranked = (self.vectors.search(vector, collection, depth)
-                          if self.vectors is not None else None)
+                          if self.vectors is not None and not scope.code else None)
                 if ranked is None:  # no cache, or not built yet, or too big for it
-                    ranked = self.index.vector(vector, self.embedder.model_id, collection,
+                    ranked = self.index.vector(vector, self.embedder.model_id, scope,
                                                depth)
                 rankings.append(ranked)
         if len(rankings) == 1:

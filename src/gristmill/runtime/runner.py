@@ -518,7 +518,9 @@ class Runner:
         if result.mtime_ns is not None:
             learnt["mtime_ns"] = result.mtime_ns  # the version read, not the one hashed
         if result.outcome == Outcome.EXTRACTED:
-            chunks = [StoredChunk(c.seq, c.text, c.text_hash, c.page, c.heading)
+            chunks = [StoredChunk(c.seq, c.text, c.text_hash, c.page, c.heading,
+                                  language=c.language, kind=c.kind, entity=c.entity,
+                                  parent=c.parent, lines=c.lines, terms=c.terms)
                       for c in result.chunks]
             self._batcher.add(_Settle(
                 item, self._extracted_status(),

@@ -80,7 +80,8 @@ class WorkOptions:
                          parallel=settings.workers, slots_dir=settings.home / "run" / "ocr")
         return cls(chunk_tokens=settings.chunk_tokens,
                    max_file_bytes=settings.max_file_mb * 1024 * 1024,
-                   limits=Limits(max_text_chars=settings.max_text_chars), ocr=ocr,
+                   limits=Limits(max_text_chars=settings.max_text_chars,
+                                 chunk_tokens=settings.chunk_tokens), ocr=ocr,
                    roots=real_roots(settings.source_roots))
 
 

@@ -172,6 +172,27 @@ def _m003_run_holds_its_job(conn: psycopg.Connection[Any]) -> None:
     """)
 
 
+@migration
+def _m004_code_entities(conn: psycopg.Connection[Any]) -> None:
+    # A code chunk says what it is (language, kind, qualified name, parent entity, line
+    # range); `terms` holds its identifiers split into words (applyDiscount: apply
+    # discount), searched with its text: the generated tsvector is made again with it.
+    _run(conn, """
+        ALTER TABLE chunks
+            ADD COLUMN language TEXT, ADD COLUMN kind TEXT, ADD COLUMN entity TEXT,
+            ADD COLUMN parent_entity TEXT, ADD COLUMN line_start INTEGER,
+            ADD COLUMN line_end INTEGER, ADD COLUMN terms TEXT;
+        ALTER TABLE chunks DROP COLUMN tsv;
+        ALTER TABLE chunks ADD COLUMN tsv tsvector GENERATED ALWAYS AS (
+            to_tsvector('english'::regconfig,
+                        coalesce(heading, '') || ' ' || text || ' ' || coalesce(terms, ''))
+        ) STORED;
+        CREATE INDEX chunks_tsv ON chunks USING gin (tsv)
+            WITH (fastupdate = on, gin_pending_list_limit = 256);
+        CREATE INDEX chunks_code ON chunks (language, kind) WHERE language IS NOT NULL;
+    """)
+
+
 # -- applying them -----------------------------------------------------------------
 
 

@@ -168,6 +168,32 @@ def _m006_run_holds_its_job(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN ended_at REAL")
 
 
+@migration
+def _m007_code_entities(conn: sqlite3.Connection) -> None:
+    # A code chunk says what it is: language, kind, qualified name, parent entity, line
+    # range; `terms` holds its identifiers split into words (applyDiscount: apply
+    # discount), keyword-indexed beside the text. FTS5 cannot add a column, so its table
+    # is made again and rebuilt from the chunks: one pass over the text, once.
+    for column in ("language TEXT", "kind TEXT", "entity TEXT", "parent_entity TEXT",
+                   "line_start INTEGER", "line_end INTEGER", "terms TEXT"):
+        conn.execute(f"ALTER TABLE chunks ADD COLUMN {column}")
+    _run_script(conn, """
+        DROP TRIGGER chunks_ad;
+        DROP TABLE chunks_fts;
+        CREATE VIRTUAL TABLE chunks_fts USING fts5 (
+            text, heading, terms,
+            content = 'chunks', content_rowid = 'id',
+            tokenize = 'porter unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts (chunks_fts, rowid, text, heading, terms)
+            VALUES ('delete', old.id, old.text, old.heading, old.terms);
+        END;
+        INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild');
+        CREATE INDEX chunks_code ON chunks (language, kind) WHERE language IS NOT NULL;
+        """)
+
+
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     # executescript() would COMMIT the migration's transaction first; run the
     # statements one by one instead (complete_statement knows trigger bodies).
