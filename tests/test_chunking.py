@@ -232,7 +232,7 @@ def test_a_code_entity_is_a_chunk_of_its_own_with_its_metadata_and_indentation()
     assert (code.language, code.kind, code.entity, code.parent, code.lines) == (
         "java", "method", "org.acme.Billing.applyDiscount(Invoice)", "org.acme.Billing",
         (5, 8))
-    assert code.terms == "big decimal apply discount"
+    assert code.terms == "org acme Billing applyDiscount Invoice apply discount big decimal"
     assert chunks[0].language is None and chunks[0].terms is None
 
 

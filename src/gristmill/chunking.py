@@ -28,6 +28,7 @@ __all__ = ["Chunk", "chunk_segments", "estimate_tokens", "text_hash"]
 _SPACES = re.compile(r"(?: [^\S\n]|[^\S\n ])[^\S\n]*")
 _PARAGRAPH_BREAK = re.compile(r"\n{2,}")
 _HAS_WORD = re.compile(r"\w")
+_NOT_WORD = re.compile(r"[^\w$]+")
 # Where a sentence ends: Latin punctuation before whitespace; CJK full stops need none.
 _SENTENCE_ENDS = (*(p + w for p in ".!?" for w in " \n"), "。", "！", "？")
 
@@ -110,11 +111,16 @@ def chunk_segments(segments: Iterable[Segment], target_tokens: int = 200) -> Ite
 
 def _code_chunk(seq: int, text: str, segment: Segment) -> Chunk:
     """A chunk of source code: the extractor's entity part (cut again only when it is
-    still over the budget: one statement longer than it), with the entity's metadata."""
+    still over the budget: one statement longer than it), with the entity's metadata.
+    Its terms begin with the qualified name, so ``InvoiceService.applyDiscount`` finds a
+    method whose body never names its class."""
+    named = f"{segment.entity}\n{text}" if segment.entity else text
+    # Words apart: PostgreSQL's parser reads a dotted name as one host-name token.
+    entity = _NOT_WORD.sub(" ", segment.entity).strip() if segment.entity else None
+    terms = " ".join(filter(None, (entity, identifier_terms(named))))
     return Chunk(seq, text, text_hash(text), segment.page, segment.heading,
                  language=segment.language, kind=segment.kind, entity=segment.entity,
-                 parent=segment.parent, lines=segment.lines,
-                 terms=identifier_terms(text) or None)
+                 parent=segment.parent, lines=segment.lines, terms=terms or None)
 
 
 def _word_count(text: str) -> int:

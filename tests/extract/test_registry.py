@@ -9,6 +9,7 @@ import pytest
 from gristmill.extract import (
     Extractor,
     archive,
+    code,
     data,
     email,
     epub,
@@ -25,7 +26,7 @@ from gristmill.extract import (
 )
 
 MODULES = (pdf, office, epub, html, text, email, msg, data, notebook, legacy, image,
-           archive)
+           archive, code)
 
 EXPECTED = {
     ".pdf": "pdf",
@@ -49,9 +50,11 @@ EXPECTED = {
     **dict.fromkeys([".xls", ".ods"], "calc"),
     **dict.fromkeys([".ppt", ".odp"], "impress"),
     **dict.fromkeys(
-        [".txt", ".text", ".md", ".markdown", ".rst", ".log", ".org", ".yaml", ".yml",
-         ".toml", ".ini", ".cfg"], "text"
+        [".txt", ".text", ".md", ".markdown", ".rst", ".log", ".org", ".toml", ".ini",
+         ".cfg"], "text"
     ),
+    # YAML by top-level key, with the source languages (tree-sitter).
+    **dict.fromkeys([".java", ".py", ".ts", ".go", ".yaml", ".yml"], "code"),
     ".csv": "csv",
     ".tsv": "csv",
 }

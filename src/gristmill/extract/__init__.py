@@ -29,7 +29,12 @@ _BUILTIN_HOMES: dict[str, str] = {
     ".epub": "epub",
     **dict.fromkeys([".html", ".htm", ".xhtml"], "html"),
     **dict.fromkeys([".txt", ".text", ".md", ".markdown", ".rst", ".log", ".org",
-                     ".yaml", ".yml", ".toml", ".ini", ".cfg", ".csv", ".tsv"], "text"),
+                     ".toml", ".ini", ".cfg", ".csv", ".tsv"], "text"),
+    # Source code (tree-sitter); YAML too, by top-level key. Not .jsp: jsp.py reads it.
+    **dict.fromkeys([".java", ".py", ".pyi", ".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx",
+                     ".go", ".cs", ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".kt",
+                     ".kts", ".rb", ".php", ".rs", ".sql", ".sh", ".bash", ".properties",
+                     ".yaml", ".yml"], "code"),
     **dict.fromkeys([".eml", ".p7m", ".p7s"], "email"),
     ".zip": "archive",
     ".msg": "msg",
@@ -46,7 +51,7 @@ _BUILTIN_HOMES: dict[str, str] = {
 _BUILTIN_VERSIONS: dict[str, int] = {
     "pdf": 2, "image": 1, "docx": 1, "pptx": 1, "xlsx": 1, "epub": 1, "html": 1,
     "text": 1, "csv": 1, "email": 2, "zip": 1, "msg": 2, "json": 1, "jsonl": 1, "xml": 1,
-    "ipynb": 1,
+    "ipynb": 1, "code": 1,
     # LibreOffice conversions, named for the application; bump with docx/xlsx/pptx.
     "writer": 1, "calc": 1, "impress": 1,
 }

@@ -117,9 +117,10 @@ class TextExtractor:
 
     name = "text"
     version = 1
-    # Configuration files (YAML, TOML, INI) are read as the plain text they are.
+    # Configuration files (TOML, INI) are read as the plain text they are; YAML is read
+    # by the code extractor, by top-level key.
     extensions = frozenset({".txt", ".text", ".md", ".markdown", ".rst", ".log", ".org",
-                            ".yaml", ".yml", ".toml", ".ini", ".cfg"})
+                            ".toml", ".ini", ".cfg"})
 
     def extract(self, path: Path, limits: Limits) -> Iterator[Segment]:
         """Yield the text in segments of at most about 1 MB, cut at whitespace.
