@@ -202,6 +202,9 @@ def ingest(
     ocr_lang: Annotated[str | None, typer.Option(
         "--ocr-lang", help="OCR languages, Tesseract codes joined by + (eng+deu) "
         "[env: GRISTMILL_OCR_LANG; default eng].", show_default=False)] = None,
+    include_vendored: Annotated[bool, typer.Option(
+        "--include-vendored", help="In git work trees, also read vendored and generated "
+        "folders (node_modules, vendor, target, build, dist...).")] = False,
     json_out: JsonOpt = False,
     home: Home = None, database: DatabaseOpt = None,
     embedder: EmbedderOpt = None,
@@ -213,7 +216,7 @@ def ingest(
     if not dry_run:
         _start_workers_early()
     with _kb(home, embedder, database, create=True, workers=workers,
-             ocr_lang=ocr_lang) as kb:
+             ocr_lang=ocr_lang, include_vendored=include_vendored or None) as kb:
         with TerminalProgress(err, embedding=kb.settings.embedder != "none") as progress:
             report = kb.ingest(sources, collection=collection, include=include or (),
                                exclude=exclude or (), max_files=max_files,

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
         2, ge=1, description="Worker deaths or timeouts before an item is quarantined."
     )
     max_file_mb: int = Field(1024, ge=1, description="Larger files are skipped.")
+    include_vendored: bool = Field(
+        False, description="Also read vendored and generated folders of git work trees "
+        "(node_modules, vendor, target, build, dist, ...), which are skipped by default.")
     max_text_chars: int = Field(
         50_000_000, ge=1000, description="Text kept per item; the rest is cut with a note."
     )

@@ -14,6 +14,7 @@ not yet reached the point of noticing it is gone.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
 import time
@@ -22,9 +23,13 @@ from pathlib import Path
 
 from gristmill.catalog import Catalog, CatalogDatabase, DiscoveryCounts, FileFacts
 from gristmill.sources import Matcher, sha256_file, walk
-from gristmill.sources.roots import real_roots
+from gristmill.sources import facts as file_facts
+from gristmill.sources.git import GitTree, git_tree, skipped_as_vendored
+from gristmill.sources.roots import check_root, real_roots
 
 __all__ = ["Discovery", "dry_run_counts"]
+
+log = logging.getLogger(__name__)
 
 _FIRST_BATCH = 16
 _MAX_BATCH = 500
@@ -41,8 +46,10 @@ class Discovery:
 
     def __init__(self, open_db: Callable[[], CatalogDatabase], collection: str,
                  roots: Sequence[str], matcher: Matcher, run_id: int, max_files: int | None,
-                 skip: Sequence[Path] = (), confine: Sequence[Path] = ()) -> None:
+                 skip: Sequence[Path] = (), confine: Sequence[Path] = (), *,
+                 include_vendored: bool = False) -> None:
         self._open_db = open_db
+        self._include_vendored = include_vendored
         self._confine = list(confine)
         self._collection = collection
         self._roots = list(roots)
@@ -99,6 +106,9 @@ class Discovery:
         allowed = real_roots(self._confine)
         hasher = functools.partial(sha256_file, roots=allowed) if allowed else sha256_file
         for root in self._roots:
+            tree = git_tree(Path(root)) if left is None else None
+            if tree is not None and self._repository(catalog, root, tree, hasher):
+                continue
             complete = True
             for batch in _batches(walk(Path(root), self._matcher, self._skip, self._confine),
                                   left):
@@ -118,6 +128,94 @@ class Discovery:
                     functools.partial(self._in_scope, root))
             if left is not None and left <= 0:
                 return
+
+    def _repository(self, catalog: Catalog, root: str, tree: GitTree,
+                    hasher: Callable[[str], str]) -> bool:
+        """Discover a folder in a git work tree: the files git lists, or only what changed
+        since the commit the last complete run saw. False if the folder cannot be
+        walked as a repository (it is then walked as a folder)."""
+        check_root(os.path.abspath(root), real_roots(self._confine))
+        scope = repr((sorted(self._matcher.include), sorted(self._matcher.exclude),
+                      self._include_vendored))
+        head = tree.head()
+        dirty = tree.dirty()
+        last = catalog.source_head(self._collection, root)
+        if (last is not None and head is not None and not dirty and last[1] == scope
+                and tree.is_ancestor(last[0], head)):
+            self._apply_changes(catalog, root, tree, last[0], head, hasher)
+        else:
+            if last is not None:
+                log.info("%s: listing every file (%s)", root,
+                         "uncommitted changes" if dirty else "history rewritten or "
+                         "the include/exclude patterns changed")
+            self._list_repository(catalog, root, tree, hasher)
+        if self._stop.is_set():
+            return True
+        if head is not None:
+            catalog.record_commit(self._collection, root, self._run_id, head,
+                                  [os.path.join(root, path) for path in sorted(dirty)])
+        # A dirty tree's text is not the commit's: the next run lists every file again.
+        catalog.set_source_head(self._collection, root, None if dirty else head, scope)
+        return True
+
+    def _list_repository(self, catalog: Catalog, root: str, tree: GitTree,
+                         hasher: Callable[[str], str]) -> None:
+        listed = (self._repository_facts(root, path, tracked=path not in untracked)
+                  for untracked in [tree.untracked()] for path in tree.files())
+        for batch in _batches((f for f in listed if f is not None), None):
+            if self._stop.is_set():
+                return
+            self.counts += catalog.record_discovered(self._collection, root, batch,
+                                                     self._run_id, hasher)
+        self.counts.removed += catalog.remove_unseen(
+            self._collection, root, self._run_id, functools.partial(self._in_scope, root))
+
+    def _apply_changes(self, catalog: Catalog, root: str, tree: GitTree, old: str,
+                       head: str, hasher: Callable[[str], str]) -> None:
+        """Everything known under ``root`` stays; what git says changed is re-read,
+        renamed or removed."""
+        known = catalog.mark_root_seen(self._collection, root, self._run_id)
+        if old == head:
+            self.counts.unchanged += known
+            return
+        changed: list[FileFacts] = []
+        gone: list[str] = []
+        for change in tree.changes(old, head):
+            if change.status == "R" and change.old_path is not None:
+                before = os.path.join(root, change.old_path)
+                if self._repository_facts(root, change.path, tracked=True) is None:
+                    gone.append(before)  # renamed out of scope
+                    continue
+                if not catalog.rename_source(self._collection, before,
+                                             os.path.join(root, change.path)):
+                    gone.append(before)
+            if change.status == "D":
+                gone.append(os.path.join(root, change.path))
+                continue
+            found = self._repository_facts(root, change.path, tracked=True)
+            if found is not None:
+                changed.append(found)
+        self.counts.removed += catalog.remove_sources(self._collection, gone)
+        self.counts.unchanged += max(0, known - len(changed) - len(gone))
+        for batch in _batches(iter(changed), None):
+            self.counts += catalog.record_discovered(self._collection, root, batch,
+                                                     self._run_id, hasher)
+
+    def _repository_facts(self, root: str, relative: str, *, tracked: bool
+                          ) -> FileFacts | None:
+        """The facts of a path git listed, or None when the patterns leave it out, it
+        lies in a vendored folder, in the knowledge base's own home, or (untracked) in a
+        hidden folder, as a folder walk would not enter it."""
+        if not self._matcher(relative):
+            return None
+        if not self._include_vendored and skipped_as_vendored(relative):
+            return None
+        path = os.path.join(root, relative)
+        if any(path.startswith(os.path.abspath(skip) + os.sep) for skip in self._skip):
+            return None
+        if not tracked and any(part.startswith(".") for part in relative.split("/")[:-1]):
+            return None
+        return file_facts(path, real_roots(self._confine))
 
     def _in_scope(self, root: str, source: str) -> bool:
         """Whether the include/exclude patterns select ``source`` (found under ``root``)."""

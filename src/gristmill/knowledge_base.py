@@ -222,7 +222,8 @@ class KnowledgeBase:
         discovery = Discovery(lambda: open_database(self.settings), spec.collection, roots,
                               Matcher(spec.include, spec.exclude), run_id, spec.max_files,
                               [self.settings.home],  # never ingest our own files
-                              confine=self.settings.source_roots)
+                              confine=self.settings.source_roots,
+                              include_vendored=self.settings.include_vendored)
         discovery.counts.outdated = run.outdated
         runner = run.runner(embed=embed, discovering=lambda: discovery.running,
                             on_progress=on_progress)

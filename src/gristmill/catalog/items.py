@@ -271,6 +271,71 @@ class Catalog:
             removed += self.transact(functools.partial(delete, part=gone[start:start + 500]))
         return removed
 
+    # -- sources in git work trees ---------------------------------------------------
+
+    def source_head(self, collection: str, root: str) -> tuple[str, str] | None:
+        """``(commit, scope)`` a git source root was last discovered at, if any."""
+        row = self.db.conn.execute(
+            "SELECT head, scope FROM source_heads WHERE collection = ? AND root = ?",
+            (collection, root)).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
+    def set_source_head(self, collection: str, root: str, head: str | None,
+                        scope: str) -> None:
+        """Record the commit a complete discovery of ``root`` saw (None forgets it: the
+        next run lists every file)."""
+        def write(txn: Transaction) -> None:
+            txn.execute("DELETE FROM source_heads WHERE collection = ? AND root = ?",
+                        (collection, root))
+            if head is not None:
+                txn.execute("INSERT INTO source_heads (collection, root, head, scope, "
+                            "updated_at) VALUES (?, ?, ?, ?, ?)",
+                            (collection, root, head, scope, time.time()))
+        self.transact(write)
+
+    def mark_root_seen(self, collection: str, root: str, run_id: int) -> int:
+        """Mark every item discovered under ``root`` as seen by run ``run_id`` (what a
+        diff since the last run does not name is still there); returns how many."""
+        return int(self.transact(lambda txn: txn.execute(
+            f"UPDATE items SET seen_run = {_NEWER_RUN} WHERE collection = ? AND root = ? "
+            "AND parent_id IS NULL", (run_id, run_id, collection, root)).rowcount))
+
+    def rename_source(self, collection: str, old: str, new: str) -> bool:
+        """Give the item at ``old`` (and its children) the path ``new``, keeping its text
+        and vectors; False when there is no such item or ``new`` is taken."""
+        def rename(txn: Transaction) -> bool:
+            taken = txn.execute("SELECT 1 FROM items WHERE collection = ? AND source = ?",
+                                (collection, new)).fetchone()
+            if taken:
+                return False
+            moved = txn.execute(
+                "UPDATE items SET source = ?, updated_at = ? WHERE collection = ? "
+                "AND source = ? AND parent_id IS NULL", (new, time.time(), collection, old))
+            if not moved.rowcount:
+                return False
+            # Children are named container!/member: they move with their container.
+            txn.execute(
+                "UPDATE items SET source = ? || substr(source, ?) WHERE collection = ? "
+                "AND substr(source, 1, ?) = ?",
+                (new, len(old) + 1, collection, len(old) + 1, f"{old}!"))
+            return True
+        return bool(self.transact(rename))
+
+    def record_commit(self, collection: str, root: str, run_id: int, commit: str,
+                      dirty: Sequence[str]) -> None:
+        """Note that the items run ``run_id`` saw under ``root`` hold ``commit``'s
+        version of their file, except the ``dirty`` sources (uncommitted changes)."""
+        def write(txn: Transaction) -> None:
+            txn.execute("UPDATE items SET git_commit = ? WHERE collection = ? AND root = ? "
+                        "AND parent_id IS NULL AND seen_run >= ?",
+                        (commit, collection, root, run_id))
+            for start in range(0, len(dirty), 500):
+                part = dirty[start:start + 500]
+                txn.execute(f"UPDATE items SET git_commit = NULL WHERE collection = ? "
+                            f"AND source IN ({','.join('?' * len(part))})",
+                            (collection, *part))
+        self.transact(write)
+
     def known_stats(self, collection: str, sources: Sequence[str]
                     ) -> dict[str, tuple[int | None, int | None]]:
         """``(size, mtime_ns)`` recorded for each of ``sources`` the catalog holds (what

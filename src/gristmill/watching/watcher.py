@@ -248,7 +248,8 @@ class Watcher:
         settings = self.kb.settings
         discovery = Discovery(lambda: open_database(settings), self.collection, self.roots,
                               self.scope.matcher, run_id, None, [settings.home],
-                              confine=settings.source_roots)
+                              confine=settings.source_roots,
+                              include_vendored=settings.include_vendored)
         discovery.start()
         while discovery.running:
             if self._stop.is_set():

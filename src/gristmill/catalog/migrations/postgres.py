@@ -193,6 +193,23 @@ def _m004_code_entities(conn: psycopg.Connection[Any]) -> None:
     """)
 
 
+
+@migration
+def _m005_git_heads(conn: psycopg.Connection[Any]) -> None:
+    # As SQLite's migration 008: the commit each item was read at, and the commit each
+    # source root in a git work tree was last discovered at.
+    _run(conn, """
+        ALTER TABLE items ADD COLUMN git_commit TEXT;
+        CREATE TABLE source_heads (
+            collection  TEXT NOT NULL,
+            root        TEXT NOT NULL,
+            head        TEXT NOT NULL,
+            scope       TEXT NOT NULL,
+            updated_at  DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (collection, root)
+        );
+    """)
+
 # -- applying them -----------------------------------------------------------------
 
 

@@ -194,6 +194,21 @@ def _m007_code_entities(conn: sqlite3.Connection) -> None:
         """)
 
 
+@migration
+def _m008_git_heads(conn: sqlite3.Connection) -> None:
+    # Sources in git work trees: the commit each item's text was read at, and the
+    # commit each source root was last discovered at (with the include/exclude scope it
+    # was walked with), from which the next run asks git what changed.
+    conn.execute("ALTER TABLE items ADD COLUMN git_commit TEXT")
+    conn.execute("""CREATE TABLE source_heads (
+                        collection  TEXT NOT NULL,
+                        root        TEXT NOT NULL,
+                        head        TEXT NOT NULL,
+                        scope       TEXT NOT NULL,
+                        updated_at  REAL NOT NULL,
+                        PRIMARY KEY (collection, root))""")
+
+
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     # executescript() would COMMIT the migration's transaction first; run the
     # statements one by one instead (complete_statement knows trigger bodies).
