@@ -16,6 +16,7 @@ from gristmill.extract import (
     extractor_for,
     html,
     image,
+    jsp,
     legacy,
     msg,
     notebook,
@@ -26,7 +27,7 @@ from gristmill.extract import (
 )
 
 MODULES = (pdf, office, epub, html, text, email, msg, data, notebook, legacy, image,
-           archive, code)
+           archive, code, jsp)
 
 EXPECTED = {
     ".pdf": "pdf",
@@ -55,6 +56,7 @@ EXPECTED = {
     ),
     # YAML by top-level key, with the source languages (tree-sitter).
     **dict.fromkeys([".java", ".py", ".ts", ".go", ".yaml", ".yml"], "code"),
+    **dict.fromkeys([".jsp", ".jspx", ".jspf", ".tag", ".ftl", ".vm"], "jsp"),
     ".csv": "csv",
     ".tsv": "csv",
 }

@@ -35,6 +35,8 @@ _BUILTIN_HOMES: dict[str, str] = {
                      ".go", ".cs", ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".kt",
                      ".kts", ".rb", ".php", ".rs", ".sql", ".sh", ".bash", ".properties",
                      ".yaml", ".yml"], "code"),
+    # JSP and the Java in it; FreeMarker and Velocity templates (a scanner, no grammar).
+    **dict.fromkeys([".jsp", ".jspx", ".jspf", ".tag", ".tagx", ".ftl", ".vm"], "jsp"),
     **dict.fromkeys([".eml", ".p7m", ".p7s"], "email"),
     ".zip": "archive",
     ".msg": "msg",
@@ -51,7 +53,7 @@ _BUILTIN_HOMES: dict[str, str] = {
 _BUILTIN_VERSIONS: dict[str, int] = {
     "pdf": 2, "image": 1, "docx": 1, "pptx": 1, "xlsx": 1, "epub": 1, "html": 1,
     "text": 1, "csv": 1, "email": 2, "zip": 1, "msg": 2, "json": 1, "jsonl": 1, "xml": 1,
-    "ipynb": 1, "code": 1,
+    "ipynb": 1, "code": 1, "jsp": 1,
     # LibreOffice conversions, named for the application; bump with docx/xlsx/pptx.
     "writer": 1, "calc": 1, "impress": 1,
 }
