@@ -365,3 +365,21 @@ def test_symlinks_out_of_the_source_roots_are_not_followed(tmp_path: Path) -> No
         [group] = kb.errors()
         assert group.examples[0]["error"] == ("symlink out of the allowed source roots "
                                               "(source_roots)")
+
+
+def test_the_embedding_cache_reports_hits_and_misses_per_run_and_overall(
+        tmp_path: Path) -> None:
+    """A text embedded once is a miss; the same text again (another file, another
+    collection, a later run) is a hit: per run in the report's progress, and over every
+    run in `status` (`embedding_cache`: hits, misses, hit_rate)."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    _write(first, "a.txt", "Herons wade in shallow water at dawn.")
+    _write(first, "b.txt", "Kingfishers dive for small fish.")
+    _write(second, "copy.txt", "Herons wade in shallow water at dawn.")
+    _write(second, "new.txt", "Cormorants dry their wings in the sun.")
+    with _kb(tmp_path, embedder="minilm") as kb:
+        cache = kb.ingest([first]).progress["embed"]["cache"]
+        assert cache == {"hits": 0, "misses": 2, "hit_rate": 0.0}
+        cache = kb.ingest([second], collection="other").progress["embed"]["cache"]
+        assert cache == {"hits": 1, "misses": 1, "hit_rate": 0.5}
+        assert kb.status()["embedding_cache"] == {"hits": 1, "misses": 3, "hit_rate": 0.25}

@@ -428,6 +428,10 @@ def status(json_out: JsonOpt = False, home: Home = None, database: DatabaseOpt =
         if "vectors" in data:
             _say(out, f"Vectors: {data['vectors']:,} stored, one per distinct chunk text; "
                  f"{data['chunks_with_vectors']:,} of {data['chunks']:,} chunks have one.")
+        cache = data["embedding_cache"]
+        if cache["hits"] or cache["misses"]:
+            _say(out, f"Embedding cache: {cache['hit_rate']:.0%} hits ({cache['hits']:,} "
+                 f"chunks found a stored vector, {cache['misses']:,} texts embedded).")
         for job in data["running"]:
             line = (f"job {job['job']} running ({job['collection']}): {job['done']:,} done, "
                     f"{job['rate']:.1f} items/s")

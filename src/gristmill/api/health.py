@@ -68,7 +68,7 @@ def _metric_figures(kb: KnowledgeBase) -> dict[str, Any]:
     """What :func:`~gristmill.api.metrics.catalog_registry` reads at a scrape."""
     now = kb.snapshot()
     return {"items": now.items, "chunks": now.chunks, "vectors": sum(now.vectors.values()),
-            "jobs": now.job_states,
+            "embedding_cache": now.embedding_cache, "jobs": now.job_states,
             "running": [{**run.job.to_dict(), "batcher": run.batcher}
                         for run in now.running]}
 

@@ -33,6 +33,15 @@ class _CatalogCollector(Collector):
                                 value=now["chunks"])
         yield GaugeMetricFamily("gristmill_vectors", "Stored embedding vectors.",
                                 value=now["vectors"])
+        cache = now["embedding_cache"]
+        yield GaugeMetricFamily("gristmill_embedding_cache_hits",
+                                "Chunks whose vector was already stored, over every run.",
+                                value=cache["hits"])
+        yield GaugeMetricFamily("gristmill_embedding_cache_misses",
+                                "Chunk texts embedded, over every run.", value=cache["misses"])
+        yield GaugeMetricFamily("gristmill_embedding_cache_hit_rate",
+                                "Hits over lookups (0 before the first).",
+                                value=cache["hit_rate"])
         jobs = GaugeMetricFamily("gristmill_jobs", "Jobs by state (latest 1,000).",
                                  labels=["state"])
         for state, count in now["jobs"].items():

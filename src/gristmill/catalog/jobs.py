@@ -268,6 +268,18 @@ class JobStore:
         stats.pop(_PROGRESS, None)
         return stats
 
+    def embedding_cache(self) -> tuple[int, int]:
+        """``(hits, misses)`` of the embedding cache over every run, as each run last
+        recorded them (see ``Progress.cache_hits``)."""
+        hits = misses = 0
+        for (stats,) in self.db.conn.execute(
+                "SELECT stats FROM runs WHERE stats IS NOT NULL"):
+            embed = (json.loads(stats).get(_PROGRESS) or {}).get("embed") or {}
+            cache = embed.get("cache") or {}
+            hits += int(cache.get("hits", 0))
+            misses += int(cache.get("misses", 0))
+        return hits, misses
+
     def find_unfinished(self, spec: JobSpec) -> int | None:
         """The newest paused or interrupted job with exactly this spec, if any: running
         the same ingest again continues it rather than starting a job beside it."""

@@ -83,6 +83,14 @@ class Snapshot:
         """Stored vectors (the embedding cache) by model: one per distinct chunk text."""
         return self._index.vector_counts()
 
+    @cached_property
+    def embedding_cache(self) -> dict[str, float]:
+        """``hits``, ``misses`` and ``hit_rate`` of the embedding cache over every run:
+        a hit is a chunk whose vector was already stored, a miss a text embedded."""
+        from gristmill.runtime.runner import cache_figures
+
+        return cache_figures(*self._jobs.embedding_cache())
+
     def chunks_with_vectors(self, model: str) -> int:
         """Chunks whose text has a ``model`` vector (identical texts share one)."""
         return self._index.chunks_with_vectors(model)
@@ -122,6 +130,7 @@ class Snapshot:
                          "done": run.job.done, "rate": round(run.job.rate, 3),
                          "batcher": run.batcher}
                         for run in self.running],
+            "embedding_cache": self.embedding_cache,
         }
         if self._settings.embedder != "none":
             from gristmill.embed.minilm import MODEL_ID

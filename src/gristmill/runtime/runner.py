@@ -46,7 +46,7 @@ from gristmill.runtime.worker import RECYCLE_EXIT_CODE, Outcome, WorkOptions, Wo
 if TYPE_CHECKING:
     from gristmill.index import Index
 
-__all__ = ["Progress", "Runner", "tree_rss"]
+__all__ = ["Progress", "Runner", "cache_figures", "tree_rss"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,13 @@ _PROGRESS_EVERY = 0.5
 _STATS_EVERY = 2.0  # seconds between records of the batcher's figures for /metrics
 _RETRY_BASE_DELAY = 2.0
 _FOLLOW_IDLE = 1.0  # seconds a following run sleeps when idle, unless woken
+
+
+def cache_figures(hits: int, misses: int) -> dict[str, float]:
+    """The embedding cache's ``hits``, ``misses`` and ``hit_rate`` (0 with no lookup)."""
+    lookups = hits + misses
+    return {"hits": hits, "misses": misses,
+            "hit_rate": round(hits / lookups, 4) if lookups else 0.0}
 
 
 def tree_rss(process: psutil.Process | None = None) -> int:
@@ -94,6 +101,9 @@ class Progress:
     #: Distinct chunk texts embedded by this run: each is one new vector stored
     #: (identical texts are embedded once; cached vectors are reused, not counted).
     chunks_embedded: int = 0
+    #: Chunks this run gave an item while embedding: each needs a vector, found in the
+    #: embedding cache (a hit) or computed (a miss: ``chunks_embedded``).
+    vector_lookups: int = 0
     #: Distinct chunk texts of extracted items still without a vector (all collections).
     embed_backlog: int = 0
     extract_rate: float = 0.0  # items per second, recent (not since the start)
@@ -110,6 +120,14 @@ class Progress:
     def rate(self) -> float:
         """Items extracted per second, over the recent past."""
         return self.extract_rate
+
+    @property
+    def cache_hits(self) -> int:
+        """Chunks whose vector was already stored (another file, an earlier run, or an
+        identical text of this run): the lookups that cost no embedding. Texts embedded
+        for items of an interrupted earlier run are misses with no lookup of this run,
+        so the difference is floored at 0."""
+        return max(0, self.vector_lookups - self.chunks_embedded)
 
     @property
     def extract_eta(self) -> float | None:
@@ -149,7 +167,8 @@ class Progress:
                         "eta": seconds(self.extract_eta)},
             "embed": {"texts_embedded": self.chunks_embedded,
                       "texts_waiting": self.embed_backlog,
-                      "rate": round(self.embed_rate, 3), "eta": seconds(self.embed_eta)}
+                      "rate": round(self.embed_rate, 3), "eta": seconds(self.embed_eta),
+                      "cache": cache_figures(self.cache_hits, self.chunks_embedded)}
             if self.embedding else None,
             "keyword_searchable_after": seconds(self.searchable_at),
             "eta": seconds(self.eta),
@@ -672,6 +691,8 @@ class Runner:
             settled += self._copy_twin(txn, op, op.copy_from)
         elif op.status in (Status.EXTRACTED, Status.INDEXED, Status.SKIPPED, Status.FAILED):
             self.index.replace_chunks(txn, op.item.id, op.item.collection, op.chunks)
+            if self.embedder is not None:
+                self.progress.vector_lookups += len(op.chunks)
             # With its new outcome, an item's children are what this extraction found:
             # none, unless it is a container (a changed archive loses its old members).
             self.catalog.replace_children(txn, op.item, op.children, self._run_id)
@@ -683,6 +704,8 @@ class Runner:
         and members with theirs (their own files are in these same bytes); returns the
         ids of the descendants copied as extracted."""
         count = self.index.copy_chunks(txn, twin, op.item.id, op.item.collection)
+        if self.embedder is not None:
+            self.progress.vector_lookups += count
         model = op.fields.get("embed_model")
         copied = self.catalog.copy_twin(
             txn, twin, op.item, self._run_id, chunk_count=count, done=op.status,
