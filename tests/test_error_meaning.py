@@ -26,6 +26,8 @@ from gristmill.catalog.leases import lease_owner_token
 from gristmill.config import Settings
 from gristmill.errors import (
     ConfigError,
+    CredentialError,
+    EmbedderUnavailable,
     GristmillError,
     HomeUnwritable,
     ItemError,
@@ -52,6 +54,8 @@ MEANINGS: dict[type[GristmillError], tuple[int, int]] = {
     HomeUnwritable: (500, 2),
     JobNotFound: (404, 2),
     JobStateConflict: (409, 2),
+    CredentialError: (500, 2),
+    EmbedderUnavailable: (503, 1),
     NoKnowledgeBase: (500, 1),
     SourceError: (500, 1),
     StoreError: (500, 1),

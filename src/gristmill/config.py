@@ -33,7 +33,7 @@ from gristmill.errors import ConfigError
 
 __all__ = ["ApiToken", "Settings"]
 
-EmbedderName = Literal["minilm", "none"]
+EmbedderName = Literal["minilm", "openai", "bedrock", "none"]
 _SECRETS = frozenset({"api_token", "database_url"})
 Scope = Literal["read", "admin"]
 
@@ -76,7 +76,9 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path(".gristmill"), description="Folder holding everything the KB owns.")
     embedder: EmbedderName = Field(
-        "minilm", description="Embedding model: `minilm` (bundled, offline) or `none`."
+        "minilm", description="Embedding model: `minilm` (bundled, offline), `openai` (any "
+        "OpenAI-compatible `/embeddings` endpoint: `embed_url`, `embed_model`), `bedrock` "
+        "(AWS Bedrock: `bedrock_model_id`, pip install 'gristmill[bedrock]') or `none`."
     )
     model_path: Path | None = Field(
         None,
@@ -130,6 +132,61 @@ class Settings(BaseSettings):
     embed_threads: int | None = Field(
         None, ge=1, description="onnxruntime intra-op threads (default: all cores)."
     )
+    # Remote embedders (embedder = "openai" or "bedrock"): gristmill.embed.openai/bedrock.
+    embed_url: str | None = Field(
+        None, description="`embedder = openai`: the base URL its `/embeddings` is under "
+        "(`https://api.openai.com/v1`, `http://localhost:11434/v1` for Ollama, "
+        "`https://NAME.openai.azure.com/openai/deployments/DEPLOYMENT` for Azure).")
+    embed_model: str | None = Field(
+        None, description="`embedder = openai`: the model name sent with each request "
+        "(`text-embedding-3-small`, `nomic-embed-text`).")
+    embed_dimensions: int | None = Field(
+        None, ge=1, le=65_536, description="Vector length to ask a remote model for "
+        "(OpenAI `dimensions`, Titan v2 `dimensions`); unset: the model's own.")
+    embed_api_key_env: str = Field(
+        "OPENAI_API_KEY", min_length=1, description="`embedder = openai`: the environment "
+        "variable holding the API key; read again whenever the server answers 401.")
+    embed_api_key_file: Path | None = Field(
+        None, description="`embedder = openai`: a file holding the API key (used instead "
+        "of `embed_api_key_env`); read again whenever the server answers 401.")
+    embed_token_command: str | None = Field(
+        None, description="`embedder = openai`: a shell command whose output is the key "
+        "or token (used instead of the file and the variable); run again whenever the "
+        "server answers 401.")
+    embed_api_key_header: Literal["authorization", "api-key"] = Field(
+        "authorization", description="`embedder = openai`: how the key is sent: "
+        "`authorization` (`Bearer KEY`) or `api-key` (Azure OpenAI's key header).")
+    embed_api_version: str | None = Field(
+        None, description="`embedder = openai`: sent as the `api-version` query "
+        "parameter (Azure OpenAI, e.g. `2024-10-21`).")
+    embed_concurrency: int = Field(
+        4, ge=1, le=64, description="Requests a remote embedder has in flight at once.")
+    embed_rpm: int = Field(
+        0, ge=0, description="Requests per minute a remote embedder may make (0 = no "
+        "budget); over it, calls wait.")
+    embed_tpm: int = Field(
+        0, ge=0, description="Tokens per minute (estimated) a remote embedder may send "
+        "(0 = no budget); over it, calls wait.")
+    embed_timeout: float = Field(
+        60.0, gt=0, le=3600, description="Seconds a remote embedding request may take "
+        "before it is retried.")
+    embed_max_retries: int = Field(
+        6, ge=0, le=100, description="Retries of a remote embedding request after 429, "
+        "5xx, a timeout or a connection error (exponential backoff with jitter, at least "
+        "the server's Retry-After) before the run stops.")
+    embed_request_inputs: int = Field(
+        32, ge=1, le=2048, description="Texts sent in one remote embedding request at "
+        "most (text-embeddings-inference accepts 32 by default, OpenAI 2048).")
+    embed_request_tokens: int = Field(
+        8192, ge=256, description="Estimated tokens sent in one remote embedding request "
+        "at most.")
+    bedrock_region: str | None = Field(
+        None, description="`embedder = bedrock`: the AWS region (default: botocore's, "
+        "from AWS_REGION or the profile).")
+    bedrock_model_id: str = Field(
+        "amazon.titan-embed-text-v2:0", min_length=1, description="`embedder = bedrock`: "
+        "a Titan (`amazon.titan-embed-text-v2:0`) or Cohere (`cohere.embed-english-v3`, "
+        "`cohere.embed-multilingual-v3`) embedding model id.")
     # A secret like the token: a URL may carry a password.
     database_url: SecretStr | None = Field(
         None, description="`postgresql://user:password@host:5432/dbname`: keep the catalog "

@@ -10,8 +10,12 @@
      │    │                     checksum
      │    ├── HomeUnwritable    the home folder cannot be created or written  500    2
      │    ├── JobNotFound       no job has that id                            404    2
-     │    └── JobStateConflict  the job's state refuses the change (pausing   409    2
-     │                          a paused job, resuming a running one)
+     │    ├── JobStateConflict  the job's state refuses the change (pausing   409    2
+     │    │                     a paused job, resuming a running one)
+     │    └── CredentialError   a remote embedder refused its key even after  500    2
+     │                          re-reading it: fix the credential, resume
+     ├── EmbedderUnavailable    a remote embedder kept failing (429, 5xx,     503    1
+     │                          timeouts) after its retries: run again later
      ├── NoKnowledgeBase        nothing ingested at the home (or database)    500    1
      ├── SourceError            a source root cannot be read (missing         500    1
      │                          folder, no permission)
@@ -59,6 +63,8 @@ from typing import Any, ClassVar
 
 __all__ = [
     "ConfigError",
+    "CredentialError",
+    "EmbedderUnavailable",
     "ExtractionError",
     "GristmillError",
     "HomeUnwritable",
@@ -146,6 +152,28 @@ class JobStateConflict(ConfigError):
         super().__init__(message)
         self.job_id = job_id
         self.state = state
+
+
+class CredentialError(ConfigError):
+    """A remote embedder refused its credential (401/403) even after it was fetched
+    again: the user renews or corrects it, then resumes the job."""
+
+    http_status = 500  # the server's credential: nothing the client can change
+    public_detail = ("the server's embedding service refused its credential; the server "
+                     "log has the reason")
+
+    def __init__(self, credential: str, problem: str, fix: str) -> None:
+        super().__init__(f"{credential} {problem}: {fix}")
+        self.credential = credential
+        self.problem = problem
+
+
+class EmbedderUnavailable(GristmillError):
+    """A remote embedder kept answering 429 or 5xx, or kept timing out, after every
+    retry: the service is down or over its quota, so the run stops, resumable."""
+
+    http_status = 503
+    public_detail = "the embedding service is unavailable right now"
 
 
 class NoKnowledgeBase(GristmillError):

@@ -22,7 +22,12 @@ class Embedder(Protocol):
     """
 
     model_id: str
-    dim: int
+
+    # Read-only: a remote embedder learns its length from the service's first answer.
+    @property
+    def dim(self) -> int:
+        """Length of each vector."""
+        ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Return an array of shape ``(len(texts), dim)``, one unit vector per text."""
@@ -34,9 +39,19 @@ def make_embedder(settings: Settings) -> Embedder | None:
 
     Raises:
         gristmill.errors.ModelError: the model files are missing or fail their checksum.
+        gristmill.errors.ConfigError: a remote embedder's settings are incomplete, or
+            boto3 is missing for ``bedrock``.
     """
     if settings.embedder == "none":
         return None
+    if settings.embedder == "openai":
+        from gristmill.embed.openai import OpenAIEmbedder
+
+        return OpenAIEmbedder.from_settings(settings)
+    if settings.embedder == "bedrock":
+        from gristmill.embed.bedrock import BedrockEmbedder
+
+        return BedrockEmbedder.from_settings(settings)
     from gristmill.embed.minilm import MiniLM
 
     return MiniLM(model_path=settings.model_path, batch_tokens=settings.embed_batch_tokens,
