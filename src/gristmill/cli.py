@@ -259,6 +259,8 @@ def _print_ingest_summary(report: Any) -> None:
     if report.state == "cancelled":
         out.print(f"[yellow]Job {report.job_id} was cancelled.[/yellow]")
     elif report.state == "paused":
+        if report.reason:
+            _say(out, ("Paused: ", "yellow"), report.reason)
         out.print(f"[yellow]Job {report.job_id} is paused; resume it with `gristmill jobs "
                   f"resume {report.job_id}` (or run the same ingest again).[/yellow]")
     elif report.state in ("queued", "running"):  # resumed while this run drained

@@ -75,6 +75,9 @@ class IngestReport:
     timings: dict[str, float | None] = field(default_factory=dict)
     #: The run's two phases as its progress reported them last (``Progress.to_dict``).
     progress: dict[str, Any] = field(default_factory=dict)
+    #: Why the run paused its job by itself (an embedding credential refused, the
+    #: embedding service unavailable through its retries); None otherwise.
+    reason: str | None = None
 
     @property
     def unchanged_only(self) -> bool:
@@ -255,7 +258,7 @@ class KnowledgeBase:
                      "extraction": progress.searchable_at,
                      "embedding": progress.elapsed if vectors_done else None,
                      "total": total},
-            progress=progress.to_dict())
+            progress=progress.to_dict(), reason=runner.pause_reason)
 
     def embed_pending(self, on_progress: Callable[[Progress], None] | None = None) -> Progress:
         """Run only the embedding stage over every extracted item, in all collections."""

@@ -381,3 +381,37 @@ def test_make_embedder_builds_it_from_settings(server: tuple[FakeOpenAI, str]) -
         embedder.close()
     with pytest.raises(ConfigError, match="GRISTMILL_EMBED_URL"):
         make_embedder(Settings(embedder="openai", embed_model="m"))
+
+
+def test_a_refused_credential_pauses_the_job_and_a_resume_finishes_it(
+        server: tuple[FakeOpenAI, str], tmp_path: Path) -> None:
+    """A job whose embedding key is refused (also after re-reading it) pauses with the
+    reason, its items keyword-searchable; once the key file holds a good key, running
+    the same ingest again resumes it: every vector stored, nothing extracted twice."""
+    from gristmill.knowledge_base import KnowledgeBase
+
+    state, url = server
+    state.keys = {"new-key"}
+    key = tmp_path / "key"
+    key.write_text("old-key\n")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, text in enumerate(TEXTS[:6]):
+        (docs / f"{i}.txt").write_text(text)
+    settings = {"embedder": "openai", "embed_url": url, "embed_model": "minilm-test",
+                "embed_api_key_file": key, "workers": 1}
+    with KnowledgeBase.open(tmp_path / "home", **settings) as kb:
+        report = kb.ingest([docs])
+        assert report.state == "paused"
+        assert report.reason is not None and str(key) in report.reason
+        [job] = kb.jobs.recent(limit=1)
+        assert job.reason == report.reason and job.to_dict()["reason"] == report.reason
+        assert report.items["extracted"] == 6 and kb.search("sourdough", mode="keyword")
+        key.write_text("new-key\n")
+        resumed = kb.ingest([docs])
+        assert (resumed.state, resumed.job_id, resumed.processed) == (
+            "succeeded", report.job_id, 0)
+        assert resumed.items["indexed"] == 6
+        assert kb.status()["embedding_cache"]["misses"] == 6
+        [job] = kb.jobs.recent(limit=1)
+        assert job.reason is None

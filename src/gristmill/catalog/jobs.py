@@ -124,6 +124,9 @@ class Job:
     #: The latest run's two phases (see ``Progress.to_dict``), None before its first
     #: record.
     phases: dict[str, Any] | None = None
+    #: Why it stopped, when its own run paused it (an embedding credential refused) or
+    #: it failed to start; None while it runs.
+    reason: str | None = None
 
     @property
     def done(self) -> int:
@@ -146,7 +149,8 @@ class Job:
                 "heartbeat_at": self.heartbeat_at, "items": self.items, "done": self.done,
                 "pages": self.pages, "chunks": self.chunks, "bytes": self.bytes,
                 "rate": round(self.rate, 3), "runs": self.runs,
-                "processed": self.processed, "phases": self.phases}
+                "processed": self.processed, "phases": self.phases,
+                **({"reason": self.reason} if self.reason else {})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,7 +505,10 @@ class JobStore:
             if shown in _DRIVEN and self._driver_gone(owner, heartbeat, host):
                 shown = JobState.INTERRUPTED
             job = Job(job_id, job_spec, shown, started, finished, heartbeat)
-            counted = json.loads(summary or "{}").get("counters")
+            recorded = json.loads(summary or "{}")
+            if shown not in _DRIVEN and shown != JobState.QUEUED:
+                job.reason = recorded.get("reason") or recorded.get("error")
+            counted = recorded.get("counters")
             if shown in FINAL_STATES and counted:
                 # Frozen when it ended: later jobs over the same files re-mark the items.
                 job.items, job.pages, job.chunks, job.bytes, job.runs = (

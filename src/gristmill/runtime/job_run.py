@@ -193,6 +193,8 @@ class JobRun:
             raise RuntimeError("finish() of a run that was never started")
         outcome = self._runner.outcome if self._runner is not None else RunOutcome.STOPPED
         follow = self._runner is not None and self._runner.follow
+        if self._runner is not None and self._runner.pause_reason is not None:
+            summary = {**summary, "reason": self._runner.pause_reason}
         state = job_state(outcome, follow=follow, error=error)
         if isinstance(error, StoreError):
             # The database failed (its disk full, its server away too long), not the

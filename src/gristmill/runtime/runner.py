@@ -34,7 +34,7 @@ from gristmill.catalog import Catalog, ErrorType, Item, Status, Transaction
 from gristmill.catalog.jobs import JobState, JobStore
 from gristmill.config import Settings
 from gristmill.embed import Embedder
-from gristmill.errors import StoreError
+from gristmill.errors import CredentialError, EmbedderUnavailable, StoreError
 from gristmill.index import StoredChunk
 from gristmill.runtime.embed_stage import EmbedStage, EmbedWork
 from gristmill.runtime.executors.base import Executor
@@ -291,6 +291,9 @@ class Runner:
         #: How the run ended.
         self.outcome = RunOutcome.STOPPED
         self._pausing = False
+        #: Why this run paused its job by itself (a remote embedder refused its
+        #: credential, or stayed unavailable through its retries), if it did.
+        self.pause_reason: str | None = None
 
     # -- public ------------------------------------------------------------------
 
@@ -463,6 +466,14 @@ class Runner:
         self._batcher.flush()
         self.progress.searchable_at = time.monotonic() - self._started
 
+    def _pause_for(self, error: BaseException) -> None:
+        """Finish what is in flight, claim nothing more, and end the run paused, with
+        ``error`` as the reason (``jobs show``, the job's events, the dashboard)."""
+        if self.pause_reason is None:
+            log.error("job %s: pausing: %s", self.job_id, error)
+            self.pause_reason = str(error)
+        self._pausing = True
+
     def _obey(self, state: JobState) -> None:
         """Act on a pause or cancel request written into the job by another process."""
         if state in (JobState.CANCELLING, JobState.CANCELLED):
@@ -613,7 +624,7 @@ class Runner:
 
     def _feed(self, stage: EmbedStage) -> None:
         batch = self.settings.embed_batch
-        while stage.has_room:
+        while stage.has_room and not self._pausing:
             rows = self.index.pending_chunks(self.model, self._embed_cursor, batch)
             if not rows:
                 return
@@ -640,6 +651,11 @@ class Runner:
         waiting: set[int] = set()
         for h in work.hashes:
             waiting |= self._embedding.pop(h, set())
+        if isinstance(work.error, (CredentialError, EmbedderUnavailable)):
+            # Not this text's fault: the job pauses, its texts stay without vectors (and
+            # keyword-searchable), and a resume embeds them once the cause is fixed.
+            self._pause_for(work.error)
+            return
         if work.error is not None or work.vectors is None:
             # Those chunks stay keyword-searchable without vectors; their items stay
             # `extracted` and the next run tries again.

@@ -129,6 +129,7 @@ function createCard(id) {
     count: h('span', { class: 'done-count' }),
     pct: h('span', { class: 'pct' }),
     stats: h('div', { class: 'job-stats' }),
+    reason: h('div', { class: 'job-reason' }),
     message: h('div', { class: 'job-message', role: 'status' }),
     failures: h('ul', { class: 'job-failures', 'aria-label': 'Recent failures' }),
   };
@@ -146,7 +147,7 @@ function createCard(id) {
   parts.sources,
   h('div', { class: 'progress-row' }, parts.bar,
     h('span', { class: 'progress-text' }, parts.count, parts.pct)),
-  parts.stats, parts.message, parts.failures);
+  parts.stats, parts.reason, parts.message, parts.failures);
   return parts;
 }
 
@@ -207,6 +208,10 @@ function renderJob(job) {
   stats.push(stat(FINAL.has(job.state) ? 'took' : 'age', fmtDuration(elapsed)));
   if (job.runs > 1) stats.push(stat('runs', String(job.runs)));
   card.stats.replaceChildren(...stats);
+  // Why it paused or failed by itself (a refused embedding credential): text, never markup.
+  card.reason.textContent = job.reason ? `Paused: ${job.reason}` : '';
+  if (job.reason && job.state !== 'paused') card.reason.textContent = job.reason;
+  card.reason.hidden = !job.reason;
 
   card.pause.hidden = job.state !== 'running';
   card.resume.hidden = !['paused', 'interrupted', 'failed'].includes(job.state);
