@@ -133,10 +133,23 @@ class Snapshot:
             "embedding_cache": self.embedding_cache,
         }
         if self._settings.embedder != "none":
-            from gristmill.embed.minilm import MODEL_ID
-
+            model = _model_id(self._settings)
             # Distinct chunk texts with a vector (what an ingest's "texts embedded" adds
             # to), and the chunks those vectors serve (duplicates share one).
-            out["vectors"] = self.vectors.get(MODEL_ID, 0)
-            out["chunks_with_vectors"] = self.chunks_with_vectors(MODEL_ID)
+            out["vectors"] = self.vectors.get(model, 0)
+            out["chunks_with_vectors"] = self.chunks_with_vectors(model)
         return out
+
+
+def _model_id(settings: Settings) -> str:
+    """The configured embedder's model id, without loading the bundled model (a remote
+    embedder's is made from its settings, before any request)."""
+    if settings.embedder == "minilm":
+        from gristmill.embed.minilm import MODEL_ID
+
+        return MODEL_ID
+    from gristmill.embed import make_embedder
+
+    embedder = make_embedder(settings)
+    assert embedder is not None  # embedder != "none"
+    return embedder.model_id
