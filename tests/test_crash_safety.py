@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from corpus import build, marker
 from crashes import crash_by_progress
 from gate import Gate
 from gristmill.index import make_index
-from process_tools import env_for, gristmill, gristmill_json
+from process_tools import env_for, gristmill, gristmill_json, start
 
 QUERIES = ["lease batch window", "crash resume journal", marker(3), marker(17), "zqmark"]
 
@@ -95,3 +97,91 @@ def test_kill_9_with_embeddings(tmp_path: Path) -> None:
     snapshot = _snapshot(tmp_path / "crash")
     assert snapshot["unembedded"] == 0
     _check_same(tmp_path / "ref", tmp_path / "crash", ref_env, crash_env)
+
+
+def _java_repository(root: Path, files: int) -> None:
+    """A git repository of ``files`` generated Java classes with a few methods each."""
+    for i in range(files):
+        folder = root / "src" / "org" / "acme" / f"pkg{i % 7}"
+        folder.mkdir(parents=True, exist_ok=True)
+        methods = "\n".join(
+            f"    /** Computes part {m} of ledger {i}. */\n"
+            f"    public long ledger{i}Part{m}(long cents) {{\n"
+            f"        return cents * {m + 2} + {i};\n    }}\n" for m in range(4))
+        (folder / f"Ledger{i}.java").write_text(
+            f"package org.acme.pkg{i % 7};\n\npublic class Ledger{i} {{\n{methods}}}\n")
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "generated")
+
+
+def _git(root: Path, *args: str) -> None:
+    import subprocess
+
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, env=env)
+
+
+def _code_snapshot(home: Path) -> list[tuple[object, ...]]:
+    return query(home, "SELECT i.source, i.git_commit, c.seq, c.text, c.kind, c.entity, "
+                 "c.line_start, c.line_end FROM chunks c JOIN items i ON i.id = c.item_id "
+                 "ORDER BY i.source, c.seq")
+
+
+@pytest.mark.slow
+def test_kill_9_while_indexing_a_repository_and_its_next_commits(tmp_path: Path) -> None:
+    """Code keeps the engine's promise: runs killed -9 part way through a repository's
+    first listing, and through the re-index of its next commit (read from git's diff),
+    end with exactly the entities, line ranges and commits of uninterrupted runs."""
+    repo = tmp_path / "repo"
+    _java_repository(repo, 300)
+    ref_env = env_for(tmp_path / "ref", workers="2")
+    crash_env = env_for(tmp_path / "crash", workers="2", flush_seconds="0.3")
+
+    def compare() -> None:
+        got, want = _code_snapshot(tmp_path / "crash"), _code_snapshot(tmp_path / "ref")
+        assert got == want, "entities differ from an uninterrupted run"
+        assert len({row[5] for row in got if row[4] == "method"}) == len(
+            [row for row in got if row[4] == "method"]), "an entity is stored twice"
+
+    assert gristmill("ingest", str(repo), env=ref_env).returncode == 0
+    kills = crash_by_progress(["ingest", str(repo)], crash_env, tmp_path / "crash",
+                              Gate(tmp_path / "gate"), kills=3, step=40, seed=3)
+    assert kills == 3
+    compare()
+
+    for i in range(0, 120, 2):  # the next commit: changed, renamed and deleted classes
+        path = repo / "src" / "org" / "acme" / f"pkg{i % 7}" / f"Ledger{i}.java"
+        path.write_text(path.read_text().replace("cents *", "cents -"))
+    for i in range(1, 40, 2):
+        folder = repo / "src" / "org" / "acme" / f"pkg{i % 7}"
+        _git(repo, "mv", str(folder / f"Ledger{i}.java"), str(folder / f"Moved{i}.java"))
+    for i in range(41, 61, 2):
+        (repo / "src" / "org" / "acme" / f"pkg{i % 7}" / f"Ledger{i}.java").unlink()
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "next")
+    assert gristmill("ingest", str(repo), env=ref_env).returncode == 0
+    # The re-index turns finished items back to pending, so it is killed by tickets
+    # used, not by a count of finished items: each run lets 10 changed classes through,
+    # then dies while the next ones wait at the gate.
+    gate = Gate(tmp_path / "gate2")
+    for _ in range(2):
+        gate.close()
+        proc = start("ingest", str(repo), env=gate.env(crash_env))
+        gate.admit(10)
+        deadline = time.monotonic() + 300
+        while list(gate.folder.glob("ticket-*")) or not query(
+                tmp_path / "crash", "SELECT count(*) FROM items WHERE status = 'processing'"
+        )[0][0]:
+            assert proc.poll() is None, "the run ended before it was killed"
+            assert time.monotonic() < deadline, "the run never used its tickets"
+            time.sleep(0.05)
+        time.sleep(0.5)  # a flush (flush_seconds 0.3) may or may not have landed
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    gate.open()
+    assert gristmill("ingest", str(repo), env=gate.env(crash_env)).returncode == 0
+    compare()
+    assert not query(tmp_path / "crash", "SELECT count(*) FROM items WHERE git_commit IS "
+                     "NULL OR source LIKE '%Ledger41.java'")[0][0]

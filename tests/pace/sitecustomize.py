@@ -23,7 +23,7 @@ _GATE = os.environ.get("GRISTMILL_TEST_GATE")
 _WAIT = 0.01  # seconds between looks at the gate
 # Extension -> the built-in module and extractor name that reads it.
 _GATED = {".pdf": ("pdf", "pdf"), ".docx": ("office", "docx"), ".html": ("html", "html"),
-          ".md": ("text", "text"), ".txt": ("text", "text")}
+          ".md": ("text", "text"), ".txt": ("text", "text"), ".java": ("code", "code")}
 
 
 def wait_at_gate(gate: Path, path: Path) -> None:
