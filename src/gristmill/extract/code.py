@@ -18,16 +18,16 @@ nested block when one statement is still too big, at line ends as a last resort)
 parts that each repeat the signature line; the parts cover every line. A file that does
 not parse, or whose language has no grammar, becomes ``lines`` windows and a note.
 
-Which node types are entities is a table per language (:data:`_SPECS`); what needs code
-(Go receivers, C declarators, JS arrow functions) is a few small name functions.
+Which node types are entities is a table per language
+(:data:`gristmill.extract.code_languages.SPECS`); what needs code (Go receivers, C
+declarators, SQL object names) is a few small name and kind functions beside the tables.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -35,6 +35,15 @@ from typing import Any
 
 from gristmill.errors import LimitExceeded, Unsupported
 from gristmill.extract.base import Limits, Segment
+from gristmill.extract.code_languages import (
+    C_TYPES,
+    CALLABLE_KINDS,
+    SPECS,
+    SUFFIXES,
+    TYPE_KINDS,
+    Spec,
+)
+from gristmill.extract.code_languages import node_text as _text
 from gristmill.extract.text import detect_encoding, looks_like_text
 
 __all__ = ["EXTRACTORS", "CodeEntity", "CodeExtractor", "CodeParse", "code_entities",
@@ -77,297 +86,9 @@ class CodeParse:
     note: str | None = None
 
 
-# --- Per-language tables ----------------------------------------------------------------
-
-NameFn = Callable[[Node], "str | None"]
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """How to find entities in one grammar's tree.
-
-    Attributes:
-        entities: node type -> kind, for nodes that are entities.
-        bodies: node types whose children are scanned for members (class bodies, and
-            transparent lists such as Java's enum_body_declarations).
-        wrappers: node types around an entity that belong to it (decorators, export).
-        fields: node types grouped, when consecutive, into one ``field`` entity.
-        header: node types gathered, when consecutive, into one ``header`` entity.
-        scope: node types that name the rest of the file (Java's package).
-        comments: comment node types, attached to the entity just below.
-        sep: between a parent's name and a member's.
-        params: whether callables are named with their parameter types (overloading).
-        nested: whether entities hold member entities (YAML: top-level keys only).
-        names: node type -> a function giving the entity's name (default: field "name").
-    """
-
-    entities: dict[str, str]
-    bodies: frozenset[str] = frozenset()
-    wrappers: frozenset[str] = frozenset()
-    fields: frozenset[str] = frozenset()
-    header: frozenset[str] = frozenset()
-    scope: frozenset[str] = frozenset()
-    comments: frozenset[str] = frozenset({"comment"})
-    sep: str = "."
-    params: bool = False
-    names: dict[str, NameFn] = field(default_factory=dict)
-    nested: bool = True
-
-
-def _text(node: Node | None) -> str:
-    return "" if node is None else " ".join(node.text.decode("utf-8", "replace").split())
-
-
-def _field_text(name: str) -> NameFn:
-    return lambda node: _text(node.child_by_field_name(name)) or None
-
-
-def _first_of(*types: str) -> NameFn:
-    def find(node: Node) -> str | None:
-        for child in node.named_children:
-            if child.type in types:
-                return _text(child)
-        return None
-    return find
-
-
-def _go_type_kind(node: Node) -> str:
-    spec = next((c for c in node.named_children if c.type == "type_spec"), None)
-    shape = spec.child_by_field_name("type") if spec is not None else None
-    return {"struct_type": "struct", "interface_type": "interface"}.get(
-        shape.type if shape is not None else "", "type")
-
-
-def _go_type_name(node: Node) -> str | None:
-    spec = next((c for c in node.named_children if c.type in ("type_spec", "type_alias")),
-                None)
-    return _text(spec.child_by_field_name("name")) if spec is not None else None
-
-
-def _go_method_name(node: Node) -> str | None:
-    # func (s *Server) Handle(...) -> Server.Handle: the receiver's type names the parent.
-    receiver = node.child_by_field_name("receiver")
-    kind = _text(receiver).strip("()").split()[-1].lstrip("*") if receiver else ""
-    kind = kind.split("[", 1)[0]  # generic receivers: Stack[T]
-    name = _text(node.child_by_field_name("name"))
-    return f"{kind}.{name}" if kind else name
-
-
-def _c_declarator_name(node: Node) -> str | None:
-    # int *f(void) / Foo::bar(int): the name is the innermost declarator's.
-    decl = node.child_by_field_name("declarator")
-    while decl is not None and decl.type not in (
-            "identifier", "field_identifier", "qualified_identifier", "destructor_name",
-            "operator_name", "type_identifier"):
-        decl = decl.child_by_field_name("declarator")
-    return _text(decl) or None
-
-
-def _js_variable_function(node: Node) -> str | None:
-    # const f = () => ...; let g = function () {}: named by the declarator.
-    for decl in node.named_children:
-        if decl.type == "variable_declarator":
-            value = decl.child_by_field_name("value")
-            if value is not None and value.type in _JS_FUNCTION_VALUES:
-                return _text(decl.child_by_field_name("name"))
-    return None
-
-
-_C_TYPES = frozenset({"class_specifier", "struct_specifier", "union_specifier",
-                      "enum_specifier"})
-_JS_FUNCTION_VALUES = frozenset({"arrow_function", "function_expression", "function",
-                                 "generator_function"})
-
-
-def _rust_impl_name(node: Node) -> str | None:
-    return _text(node.child_by_field_name("type")) or None
-
-
-def _ruby_name(node: Node) -> str | None:
-    name = node.child_by_field_name("name")
-    if node.type == "singleton_method":
-        return f"self.{_text(name)}"
-    return _text(name) or None
-
-
-_SQL_NAME = re.compile(
-    r"^\s*(create|alter|drop)\s+(?:or\s+replace\s+)?(?:temporary\s+|temp\s+|unique\s+)?"
-    r"(table|view|index|function|procedure|trigger|sequence|schema|type|database)\s+"
-    r"(?:if\s+(?:not\s+)?exists\s+)?([\w.\"`\[\]]+)", re.IGNORECASE)
-
-
-def _sql_name(node: Node) -> str | None:
-    text = node.text.decode("utf-8", "replace")
-    if found := _SQL_NAME.match(text):
-        verb, what, name = found.groups()
-        return f"{verb.upper()} {what.upper()} {name}"
-    words = text.split(None, 1)
-    return words[0].upper() if words else None
-
-
-_JAVA = _Spec(
-    entities={"class_declaration": "class", "interface_declaration": "interface",
-              "enum_declaration": "enum", "record_declaration": "record",
-              "annotation_type_declaration": "annotation",
-              "constructor_declaration": "constructor",
-              "compact_constructor_declaration": "constructor",
-              "method_declaration": "method"},
-    bodies=frozenset({"class_body", "interface_body", "enum_body", "enum_body_declarations",
-                      "annotation_type_body"}),
-    # A fragment of class members (a JSP declaration) parses with fields as locals.
-    fields=frozenset({"field_declaration", "constant_declaration",
-                      "local_variable_declaration"}),
-    header=frozenset({"package_declaration", "import_declaration"}),
-    scope=frozenset({"package_declaration"}),
-    comments=frozenset({"line_comment", "block_comment"}),
-    params=True,
-)
-
-_PYTHON = _Spec(
-    entities={"class_definition": "class", "function_definition": "function"},
-    bodies=frozenset({"block"}),
-    wrappers=frozenset({"decorated_definition"}),
-    header=frozenset({"import_statement", "import_from_statement",
-                      "future_import_statement"}),
-)
-
-_JS_ENTITIES = {"class_declaration": "class", "abstract_class_declaration": "class",
-                "class": "class", "function_declaration": "function",
-                "generator_function_declaration": "function",
-                "method_definition": "method", "lexical_declaration": "function",
-                "variable_declaration": "function", "interface_declaration": "interface",
-                "enum_declaration": "enum", "internal_module": "namespace",
-                "module": "namespace", "abstract_method_signature": "method",
-                "type_alias_declaration": "type"}
-_JS = _Spec(
-    entities=_JS_ENTITIES,
-    bodies=frozenset({"class_body", "statement_block", "interface_body", "enum_body"}),
-    wrappers=frozenset({"export_statement", "expression_statement"}),
-    fields=frozenset({"public_field_definition", "field_definition", "property_signature"}),
-    header=frozenset({"import_statement"}),
-    names={"lexical_declaration": _js_variable_function,
-           "variable_declaration": _js_variable_function},
-)
-
-_GO = _Spec(
-    entities={"function_declaration": "function", "method_declaration": "method",
-              "type_declaration": "type"},
-    header=frozenset({"package_clause", "import_declaration"}),
-    scope=frozenset({"package_clause"}),
-    names={"type_declaration": _go_type_name, "method_declaration": _go_method_name},
-)
-
-_CSHARP = _Spec(
-    entities={"namespace_declaration": "namespace", "class_declaration": "class",
-              "interface_declaration": "interface", "struct_declaration": "struct",
-              "enum_declaration": "enum", "record_declaration": "record",
-              "method_declaration": "method", "constructor_declaration": "constructor",
-              "property_declaration": "property"},
-    bodies=frozenset({"declaration_list"}),
-    fields=frozenset({"field_declaration"}),
-    header=frozenset({"using_directive"}),
-    scope=frozenset({"file_scoped_namespace_declaration"}),
-    params=True,
-)
-
-_C_FAMILY = _Spec(
-    entities={"function_definition": "function", "struct_specifier": "struct",
-              "union_specifier": "union", "enum_specifier": "enum",
-              "class_specifier": "class", "namespace_definition": "namespace"},
-    bodies=frozenset({"field_declaration_list", "declaration_list"}),
-    wrappers=frozenset({"template_declaration", "type_definition", "declaration"}),
-    header=frozenset({"preproc_include"}),
-    sep="::",
-    names={"function_definition": _c_declarator_name},
-)
-
-_KOTLIN = _Spec(
-    entities={"class_declaration": "class", "object_declaration": "object",
-              "function_declaration": "function", "companion_object": "object"},
-    bodies=frozenset({"class_body", "enum_class_body"}),
-    fields=frozenset({"property_declaration"}),
-    header=frozenset({"package_header", "import_list", "import_header"}),
-    comments=frozenset({"comment", "line_comment", "multiline_comment", "block_comment"}),
-    names={"class_declaration": _first_of("type_identifier", "simple_identifier",
-                                          "identifier"),
-           "object_declaration": _first_of("type_identifier", "simple_identifier",
-                                           "identifier"),
-           "function_declaration": _first_of("simple_identifier", "identifier"),
-           "companion_object": lambda node: "Companion"},
-)
-
-_RUBY = _Spec(
-    entities={"module": "module", "class": "class", "method": "method",
-              "singleton_method": "method"},
-    bodies=frozenset({"body_statement"}),
-    sep="::",
-    names={"method": _ruby_name, "singleton_method": _ruby_name},
-)
-
-_PHP = _Spec(
-    entities={"class_declaration": "class", "interface_declaration": "interface",
-              "trait_declaration": "trait", "enum_declaration": "enum",
-              "function_definition": "function", "method_declaration": "method"},
-    bodies=frozenset({"declaration_list"}),
-    fields=frozenset({"property_declaration", "const_declaration"}),
-    header=frozenset({"namespace_use_declaration", "php_tag"}),
-    scope=frozenset({"namespace_definition"}),
-    sep="\\",
-)
-
-_RUST = _Spec(
-    entities={"function_item": "function", "struct_item": "struct", "enum_item": "enum",
-              "trait_item": "trait", "impl_item": "impl", "mod_item": "module",
-              "union_item": "union", "type_item": "type", "macro_definition": "macro",
-              "function_signature_item": "function"},
-    bodies=frozenset({"declaration_list"}),
-    header=frozenset({"use_declaration", "extern_crate_declaration"}),
-    comments=frozenset({"line_comment", "block_comment"}),
-    sep="::",
-    names={"impl_item": _rust_impl_name},
-)
-
-_SQL = _Spec(entities={"statement": "statement"}, names={"statement": _sql_name},
-             comments=frozenset({"comment", "marginalia"}))
-
-_SHELL = _Spec(entities={"function_definition": "function"})
-
-_YAML = _Spec(
-    entities={"block_mapping_pair": "key"},
-    bodies=frozenset({"document", "block_node", "block_mapping"}),
-    names={"block_mapping_pair": _field_text("key")},
-    nested=False,
-)
-
-_PROPERTIES = _Spec(entities={"property": "key"}, names={"property": _first_of("key")})
-
-_SPECS: dict[str, _Spec] = {
-    "java": _JAVA, "python": _PYTHON, "javascript": _JS, "typescript": _JS, "tsx": _JS,
-    "go": _GO, "csharp": _CSHARP, "c": _C_FAMILY, "cpp": _C_FAMILY, "kotlin": _KOTLIN,
-    "ruby": _RUBY, "php": _PHP, "rust": _RUST, "sql": _SQL, "bash": _SHELL, "yaml": _YAML,
-    "properties": _PROPERTIES,
-}
-
-_LANGUAGES: dict[str, str] = {
-    ".java": "java", ".py": "python", ".pyi": "python",
-    **dict.fromkeys([".js", ".jsx", ".mjs", ".cjs"], "javascript"),
-    ".ts": "typescript", ".tsx": "tsx", ".go": "go", ".cs": "csharp",
-    ".c": "c", ".h": "c",
-    **dict.fromkeys([".cc", ".cpp", ".cxx", ".hpp", ".hh"], "cpp"),
-    ".kt": "kotlin", ".kts": "kotlin", ".rb": "ruby", ".php": "php", ".rs": "rust",
-    ".sql": "sql", ".sh": "bash", ".bash": "bash", ".properties": "properties",
-    ".yaml": "yaml", ".yml": "yaml",
-}
-
-# Kinds whose members are methods (a Python/JS function inside a class is a method).
-_TYPE_KINDS = frozenset({"class", "interface", "enum", "record", "struct", "trait", "impl",
-                         "object", "annotation"})
-_CALLABLE_KINDS = frozenset({"method", "constructor", "function"})
-
-
 def language_for(path: Path) -> str | None:
     """The tree-sitter language of ``path`` by its suffix (``"java"``), or ``None``."""
-    return _LANGUAGES.get(path.suffix.lower())
+    return SUFFIXES.get(path.suffix.lower())
 
 
 @cache
@@ -397,7 +118,7 @@ class _Found:
 class _Walker:
     """Finds the entities of one parsed source and cuts them to the budget."""
 
-    def __init__(self, spec: _Spec, lines: list[str], budget: int, offset: int) -> None:
+    def __init__(self, spec: Spec, lines: list[str], budget: int, offset: int) -> None:
         self.spec = spec
         self.lines = lines
         self.budget = budget
@@ -444,11 +165,18 @@ class _Walker:
                 comments = []
                 prefix = self.scan(child, parent, prefix, out)
                 continue
+            if ctype in spec.scope and child.child_by_field_name("body") is not None:
+                # namespace Foo { ... } (PHP, C#): names only its body's members.
+                close_group()
+                self.scan(child.child_by_field_name("body"), parent,
+                          self._scope_name(child) or prefix, out)
+                comments = []
+                continue
             kind = "header" if ctype in spec.header else (
-                "field" if ctype in spec.fields else "")
+                spec.field_kind if ctype in spec.fields else "")
             if kind:
                 if group and (kind != group_kind or (
-                        kind == "field" and self._gap(group[-1], child, comments))):
+                        kind != "header" and self._new_group(group[-1], child, comments))):
                     close_group()
                 if not group:
                     group = [*self._attached(comments, child)]
@@ -463,9 +191,6 @@ class _Walker:
             close_group()
             if ctype in spec.scope:
                 prefix = self._scope_name(child) or prefix
-                body = child.child_by_field_name("body")
-                if body is not None:  # namespace Foo { ... } in PHP: scoped members
-                    self.scan(body, parent, prefix, out)
                 comments = []
                 continue
             found = self._entity(child, parent, prefix, comments)
@@ -475,10 +200,14 @@ class _Walker:
         close_group()
         return prefix
 
-    def _gap(self, before: Node, node: Node, comments: list[Node]) -> bool:
-        """Whether a blank line separates ``node`` (with its comments) from ``before``."""
+    def _new_group(self, before: Node, node: Node, comments: list[Node]) -> bool:
+        """Whether ``node`` (with its comments) begins a new field group after ``before``:
+        a blank line between them, or (properties) a different section key."""
         start = comments[0] if comments else node
-        return bool(start.start_point.row > before.end_point.row + 1)
+        if start.start_point.row > _last_row(before) + 1:
+            return True
+        key = self.spec.field_key
+        return key is not None and key(before) != key(node)
 
     def _attached(self, comments: list[Node], node: Node) -> list[Node]:
         """The comments directly above ``node``, with no blank line between."""
@@ -506,17 +235,20 @@ class _Walker:
                prefix: str | None) -> _Found:
         decls = [n for n in nodes if n.type not in self.spec.comments]
         name: str | None = None
-        if kind == "field":
-            names = [n for d in decls for n in self._declared(d)]
-            owner = parent.name if parent is not None else prefix
-            joined = ",".join(names) or None
-            name = f"{owner}{self.spec.sep}{joined}" if owner and joined else joined
-        elif kind == "header":
+        if kind == "header":
             name = prefix
+        else:
+            joined = self.spec.group_name([n for d in decls for n in self._declared(d)])
+            owner = parent.name if parent is not None else prefix
+            sep = self.spec.member_seps.get(decls[0].type, self.spec.sep) \
+                if parent is not None else self.spec.sep
+            name = f"{owner}{sep}{joined}" if owner and joined else joined
         return _Found(kind, name, parent.name if parent else None, decls[-1],
                       nodes[0].start_point.row, _last_row(nodes[-1]))
 
     def _declared(self, node: Node) -> list[str]:
+        if (namer := self.spec.names.get(node.type)) is not None:
+            return [name] if (name := namer(node)) else []
         names = [_text(d.child_by_field_name("name")) for d in node.named_children
                  if d.type == "variable_declarator"]
         if not names:
@@ -534,47 +266,65 @@ class _Walker:
     def _entity(self, node: Node, parent: _Found | None, prefix: str | None,
                 comments: list[Node]) -> _Found | None:
         spec = self.spec
+        decl = self._unwrap(node)
+        if decl is None or (kind := self._kind(decl, parent)) is None:
+            return None
+        namer = spec.names.get(decl.type)
+        name = namer(decl) if namer is not None else _text(decl.child_by_field_name("name"))
+        if decl.type in ("lexical_declaration", "variable_declaration") and not name:
+            return None  # const x = 1: plain code, not a function
+        owner = parent.name if parent is not None else prefix
+        up = parent.name if parent else None
+        if name and spec.sep in name and kind in CALLABLE_KINDS:
+            # Go's func (c *Cart) Add, C++'s Cart::add defined outside its class, Kotlin's
+            # fun Cart.total(): a method of the type it names, declared beside it.
+            kind = "method" if kind == "function" else kind
+            up = f"{owner}{spec.sep}{name.rsplit(spec.sep, 1)[0]}" if owner \
+                else name.rsplit(spec.sep, 1)[0]
+        if spec.params and kind in CALLABLE_KINDS:
+            name = f"{name}({', '.join(self._parameters(decl, parent))})"
+        if name and owner:
+            sep = spec.member_seps.get(decl.type, spec.sep) if parent else spec.sep
+            name = f"{owner}{sep}{name}"
+        attached = self._attached(comments, node)
+        first = (attached[0] if attached else node).start_point.row
+        found = _Found(kind, name or None, up, decl, first, _last_row(node))
+        body = decl.child_by_field_name("body")
+        if body is None:
+            body = next((c for c in decl.named_children if c.type in spec.bodies), None)
+        if body is not None and body.type in spec.bodies and kind not in CALLABLE_KINDS \
+                and spec.nested:
+            self.scan(body, found, None, found.children)
+            # A member on the entity's first line (class A { void f() {} }) is already in
+            # the entity's own part: a part of its own would repeat that line.
+            found.children = [c for c in found.children if c.first > node.start_point.row]
+        return found
+
+    def _unwrap(self, node: Node) -> Node | None:
+        """The declaration inside ``node``'s wrappers (decorators, export, template),
+        ``None`` when a wrapper holds no entity."""
+        spec = self.spec
         decl = node
         while decl.type in spec.wrappers:
             inner = decl.child_by_field_name("definition") or decl.child_by_field_name(
                 "declaration")
             if inner is None:
                 inner = next((c for c in decl.named_children
-                              if c.type in spec.entities or c.type in spec.wrappers), None)
-            if inner is None:
-                return None
+                              if (c.type in spec.entities or c.type in spec.kinds
+                                  or c.type in spec.wrappers) and _defines(c)), None)
+            if inner is None:  # a C prototype is a declaration that is its own entity
+                return decl if decl.type in spec.kinds else None
             decl = inner
-        kind = spec.entities.get(decl.type)
-        if kind is None:
+        return decl
+
+    def _kind(self, decl: Node, parent: _Found | None) -> str | None:
+        kind_of = self.spec.kinds.get(decl.type)
+        kind = kind_of(decl) if kind_of is not None else self.spec.entities.get(decl.type)
+        if kind is None or not _defines(decl):
             return None
-        namer = spec.names.get(decl.type)
-        name = namer(decl) if namer is not None else _text(decl.child_by_field_name("name"))
-        if decl.type in ("lexical_declaration", "variable_declaration") and not name:
-            return None  # const x = 1: plain code, not a function
-        if decl.type in _C_TYPES and decl.child_by_field_name("body") is None:
-            return None  # struct foo *p: a use, not a definition
-        if kind == "function" and parent is not None and parent.kind in _TYPE_KINDS:
-            kind = "method"
-        if decl.type == "type_declaration" and spec is _GO:
-            kind = _go_type_kind(decl)
-        if spec.params and kind in _CALLABLE_KINDS:
-            name = f"{name}({', '.join(self._parameters(decl, parent))})"
-        owner = parent.name if parent is not None else prefix
-        if name and owner:
-            name = f"{owner}{spec.sep}{name}"
-        attached = self._attached(comments, node)
-        first = (attached[0] if attached else node).start_point.row
-        up = parent.name if parent else None
-        if spec is _GO and kind == "method" and name and "." in name:
-            up = name.rsplit(".", 1)[0]  # the receiver's type, declared beside it
-        found = _Found(kind, name or None, up, decl, first, _last_row(node))
-        body = decl.child_by_field_name("body")
-        if body is None:
-            body = next((c for c in decl.named_children if c.type in spec.bodies), None)
-        if body is not None and body.type in spec.bodies and kind not in _CALLABLE_KINDS \
-                and spec.nested:
-            self.scan(body, found, None, found.children)
-        return found
+        if kind == "function" and parent is not None and parent.kind in TYPE_KINDS:
+            return "method"
+        return kind
 
     def _parameters(self, decl: Node, parent: _Found | None) -> list[str]:
         params = decl.child_by_field_name("parameters")
@@ -609,7 +359,10 @@ class _Walker:
             text = "\n".join(self.lines[found.first:found.last + 1])
             yield self._make(found, text, found.first, found.last)
             return
-        signature = self._signature(found)
+        # A group (imports, fields, a properties section) has no line that stands for all
+        # of it: its parts are plain runs of its lines.
+        grouped = found.kind in ("header", self.spec.field_kind)
+        signature = "" if grouped else self._signature(found)
         body = found.node.child_by_field_name("body") or (
             found.node.named_children[-1] if found.node.named_children else None)
         sig_end = found.node.start_point.row
@@ -627,12 +380,15 @@ class _Walker:
         yield from self._pack(found, units, signature)
 
     def _own_rows(self, found: _Found) -> list[int]:
+        # Members never share the declaration's row (see _entity); a member on the last
+        # row (Python's last method, Java's `void f() {} }`) takes that row with it.
         taken = set[int]()
-        keep = {found.node.start_point.row, found.last}
         for child in found.children:
             taken.update(range(child.first, child.last + 1))
-        return [row for row in range(found.first, found.last + 1)
-                if row not in taken or row in keep]
+        rows = [row for row in range(found.first, found.last + 1) if row not in taken]
+        while len(rows) > 1 and not self.lines[rows[-1]].strip():
+            rows.pop()  # the blank line before the first member is not the class's
+        return rows
 
     def _signature(self, found: _Found) -> str:
         row = found.node.start_point.row
@@ -748,7 +504,7 @@ def code_entities(source: str, language: str, *, budget_tokens: int = 200) -> Co
     windows with a note saying why.
     """
     lines = source.split("\n")
-    spec = _SPECS.get(language)
+    spec = SPECS.get(language)
     if spec is None:
         return _windows(lines, budget_tokens, f"no grammar for language {language!r}")
     tree = _parser(language).parse(source.encode("utf-8", "surrogatepass"))
@@ -785,6 +541,11 @@ def code_entities(source: str, language: str, *, budget_tokens: int = 200) -> Co
     return CodeParse(parts, note)
 
 
+def _defines(node: Node) -> bool:
+    """False for a C/C++ type named without its body (``struct foo *p``: a use)."""
+    return node.type not in C_TYPES or node.child_by_field_name("body") is not None
+
+
 def _last_row(node: Node) -> int:
     """The node's last row, not the next one when it ends with its line's newline."""
     end = node.end_point
@@ -798,11 +559,23 @@ def _error_share(root: Node, language: str) -> float:
         return 0.0
     if root.type == "ERROR":
         return 1.0
+    opaque = SPECS[language].opaque
     rows = set[int]()
     for node in _error_query(language).captures(root).get("error", []):
+        if opaque and _inside(node, opaque):
+            continue
         rows.update(range(node.start_point.row, node.end_point.row + 1))
     total: int = root.end_point.row - root.start_point.row + 1
     return min(1.0, len(rows) / max(total, 1))
+
+
+def _inside(node: Node, types: frozenset[str]) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if parent.type in types:
+            return True
+        parent = parent.parent
+    return False
 
 
 @cache
@@ -814,7 +587,7 @@ def _error_query(language: str) -> Any:
 
 
 def _windows(lines: list[str], budget: int, note: str) -> CodeParse:
-    walker = _Walker(_Spec(entities={}), lines, budget, 0)
+    walker = _Walker(Spec(entities={}), lines, budget, 0)
     parts = [CodeEntity(part.text, "lines", None, None, part.lines)
              for part in walker.module_parts(list(range(len(lines))))]
     return CodeParse(parts, note)
@@ -825,7 +598,7 @@ class CodeExtractor:
 
     name = "code"
     version = 1
-    extensions = frozenset(_LANGUAGES)
+    extensions = frozenset(SUFFIXES)
 
     def extract(self, path: Path, limits: Limits) -> Iterator[Segment]:
         """Yield the file's entity parts in file order, with language, kind, qualified
@@ -840,6 +613,11 @@ class CodeExtractor:
             raise Unsupported(f"no code grammar for {path.suffix or path.name!r}")
         source = _read_source(path, limits)
         parsed = code_entities(source, language, budget_tokens=limits.chunk_tokens)
+        if parsed.note and path.suffix.lower() == ".h":
+            # .h is C and C++ alike: a header that C cannot parse is read as C++.
+            other = code_entities(source, "cpp", budget_tokens=limits.chunk_tokens)
+            if other.note is None:
+                language, parsed = "cpp", other
         if parsed.note:
             log.info("%s: %s", path, parsed.note)
         for part in parsed.entities:
