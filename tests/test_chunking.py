@@ -245,3 +245,14 @@ def test_a_code_segment_over_the_budget_is_still_cut_and_nothing_is_lost() -> No
     assert len(chunks) > 1
     assert all(c.entity == "A.f()" and estimate_tokens(c.text) <= 50 for c in chunks)
     assert "".join(c.text for c in chunks).replace(" ", "") == statement.replace(" ", "")
+
+
+def test_code_with_tabs_before_a_long_word_is_cut_and_the_cutting_ends() -> None:
+    """Source keeps its tabs; a cut landing on one before a word longer than the budget
+    must still move on (this hung a worker on a fuzzing test's 14,000-character line)."""
+    text = "x " * 100 + "\t" + "b" * 2000 + "\n\tint y = 0;"
+    chunks = list(chunk_segments([Segment(text, language="java", kind="method",
+                                          entity="A.f()", lines=(1, 2))], 20))
+    assert all(estimate_tokens(c.text) <= 20 for c in chunks)
+    assert "".join(c.text for c in chunks).replace(" ", "").replace("\t", "").replace(
+        "\n", "") == text.replace(" ", "").replace("\t", "").replace("\n", "")

@@ -21,13 +21,17 @@ from dataclasses import dataclass
 from gristmill.extract.base import Segment
 from gristmill.identifiers import identifier_terms
 
-__all__ = ["Chunk", "chunk_segments", "estimate_tokens", "text_hash"]
+__all__ = ["CODE_TOKENS_PER_PIECE", "Chunk", "chunk_segments", "code_pieces",
+           "estimate_code_tokens", "estimate_tokens", "text_hash"]
 
 # Whitespace other than newlines that is not already one plain space; single spaces, most
 # of a text, are left alone, which makes the substitution ~3x faster than ``[^\S\n]+``.
 _SPACES = re.compile(r"(?: [^\S\n]|[^\S\n ])[^\S\n]*")
 _PARAGRAPH_BREAK = re.compile(r"\n{2,}")
 _HAS_WORD = re.compile(r"\w")
+_CODE_PIECE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+|[^\sA-Za-z0-9]")
+#: Tokens per code piece (:func:`code_pieces`), with room: measured 1.16 at the median.
+CODE_TOKENS_PER_PIECE = 1.3
 _NOT_WORD = re.compile(r"[^\w$]+")
 # Where a sentence ends: Latin punctuation before whitespace; CJK full stops need none.
 _SENTENCE_ENDS = (*(p + w for p in ".!?" for w in " \n"), "。", "！", "？")
@@ -55,6 +59,20 @@ class Chunk:
 def estimate_tokens(text: str) -> int:
     """Approximate WordPiece tokens of ``text``."""
     return max(int(len(text.split()) * 1.3), len(text) // 4)
+
+
+def code_pieces(text: str) -> int:
+    """The pieces WordPiece cuts source code into, about: each word of an identifier
+    (``applyDiscount``: two), each run of digits, each punctuation mark."""
+    return len(_CODE_PIECE.findall(text))
+
+
+def estimate_code_tokens(text: str) -> int:
+    """Approximate WordPiece tokens of source code or markup, where the prose estimate
+    (:func:`estimate_tokens`) falls short: on the 19,861 entity chunks of Apache Commons
+    Lang it put 1,776 (9 %) over the bundled model's 256 tokens while estimating none
+    over 200. Real tokens over this estimate: median 0.9, 99th percentile 1.15."""
+    return int(code_pieces(text) * CODE_TOKENS_PER_PIECE)
 
 
 def text_hash(text: str) -> str:
@@ -139,10 +157,11 @@ def _pieces(text: str, budget: int, *, keep_lines: bool = False) -> Iterator[str
     ``keep_lines`` (source code) the text is one paragraph, its indentation kept."""
     if keep_lines:
         text = text.strip("\n")
-        if text.strip() and max(int(len(text.split()) * 1.3), len(text) // 4) <= budget:
+        if text.strip() and estimate_code_tokens(text) <= budget:
             yield text
         elif text.strip():
-            yield from _split_long(text, budget)
+            # Two characters a token: code's worst case (mostly punctuation) still fits.
+            yield from _split_long(text, budget, max_chars=budget * 2)
         return
     for paragraph in _PARAGRAPH_BREAK.split(_normalise(text)):
         paragraph = paragraph.strip()
@@ -154,12 +173,13 @@ def _pieces(text: str, budget: int, *, keep_lines: bool = False) -> Iterator[str
             yield from _split_long(paragraph, budget)
 
 
-def _split_long(paragraph: str, budget: int) -> Iterator[str]:
+def _split_long(paragraph: str, budget: int, *, max_chars: int | None = None
+                ) -> Iterator[str]:
     """Cut an over-long paragraph into the longest prefixes that fit ``budget``: ending at
     a sentence end if there is one, else at a line end or space, else (a 30 MB line with
     no spaces) at the character limit. Each cut costs a few C-level searches, not work
     per sentence or per word, which matters for a PDF page that is one long paragraph."""
-    max_chars = budget * 4
+    max_chars = max_chars or budget * 4
     max_words = max(1, int(budget / 1.3))
     # Possessive, and never looking past the character limit: a 3 MB word costs one
     # bounded scan per cut, not a backtracking search through the rest of the line.
@@ -176,12 +196,15 @@ def _split_long(paragraph: str, budget: int) -> Iterator[str]:
             limit = match.end()
         cut = _best_cut(paragraph, start, limit)
         if cut <= start:
-            cut = limit  # one word longer than the budget: cut it by length
+            # One word longer than the budget: cut it by length (never where it starts:
+            # a piece must move on, whatever stands at ``start``).
+            cut = limit if limit > start else min(start + max_chars, end)
         piece = paragraph[start:cut].strip()
         if piece:
             yield piece
         start = cut
-        while start < end and paragraph[start] in " \n":
+        # Any whitespace: source code keeps its tabs (prose is normalised first).
+        while start < end and paragraph[start].isspace():
             start += 1
 
 

@@ -33,6 +33,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from gristmill.chunking import CODE_TOKENS_PER_PIECE, code_pieces, estimate_code_tokens
 from gristmill.errors import LimitExceeded, Unsupported
 from gristmill.extract.base import Limits, Segment
 from gristmill.extract.code_languages import (
@@ -123,20 +124,16 @@ class _Walker:
         self.lines = lines
         self.budget = budget
         self.offset = offset  # rows before the user's source (a fragment's wrapper)
-        # Prefix sums of words and characters per line: any row range's token estimate
-        # in O(1), the same max(1.3 x words, chars / 4) the chunker uses.
-        self._words = [0]
-        self._chars = [0]
+        # Prefix sums of code pieces per line: any row range's token estimate in O(1),
+        # the chunker's estimate for code (gristmill.chunking.estimate_code_tokens).
+        self._pieces = [0]
         for line in lines:
-            self._words.append(self._words[-1] + len(line.split()))
-            self._chars.append(self._chars[-1] + len(line) + 1)
+            self._pieces.append(self._pieces[-1] + code_pieces(line))
 
     # Token estimates ----------------------------------------------------------------
 
     def tokens(self, first: int, last: int) -> int:
-        words = self._words[last + 1] - self._words[first]
-        chars = self._chars[last + 1] - self._chars[first] - 1
-        return max(int(words * 1.3), chars // 4)
+        return int((self._pieces[last + 1] - self._pieces[first]) * CODE_TOKENS_PER_PIECE)
 
     # Scanning -----------------------------------------------------------------------
 
@@ -432,7 +429,7 @@ class _Walker:
               signature: str) -> Iterator[CodeEntity]:
         """Greedily join consecutive units into parts within the budget; every part but
         the first begins with ``signature``."""
-        sig_tokens = max(int(len(signature.split()) * 1.3), (len(signature) + 1) // 4) + 1
+        sig_tokens = estimate_code_tokens(signature) + 1
         # A unit still over the budget (a long comment, one huge statement with no
         # block inside) is taken line by line: the last resort.
         fitted: list[tuple[int, int]] = []
@@ -446,9 +443,7 @@ class _Walker:
 
         def size(extra: tuple[int, int] | None) -> int:
             every = rows + ([extra] if extra else [])
-            words = sum(self._words[b + 1] - self._words[a] for a, b in every)
-            chars = sum(self._chars[b + 1] - self._chars[a] for a, b in every)
-            total = max(int(words * 1.3), chars // 4)
+            total = sum(self.tokens(a, b) for a, b in every)
             return total + (sig_tokens if start != found.first else 0)
 
         for unit in fitted:

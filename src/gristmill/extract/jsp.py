@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gristmill.chunking import CODE_TOKENS_PER_PIECE, code_pieces, estimate_code_tokens
 from gristmill.errors import LimitExceeded, Unsupported
 from gristmill.extract.base import Limits, Segment
 from gristmill.extract.code import code_entities
@@ -489,8 +490,8 @@ class _Builder:
 
 
 def _tokens(text: str) -> int:
-    # The chunker's estimate (gristmill.chunking.estimate_tokens), plus the newline.
-    return max(int(len(text.split()) * 1.3), (len(text) + 1) // 4)
+    # The chunker's estimate for code and markup (chunking.estimate_code_tokens).
+    return estimate_code_tokens(text)
 
 
 def _pack(rows: list[tuple[int, str]], budget: int,
@@ -499,21 +500,19 @@ def _pack(rows: list[tuple[int, str]], budget: int,
     ``cut_before``, a group that must end ends before the last row matching it in its
     second half, or after a blank-line gap there, when it has one."""
     group: list[tuple[int, str]] = []
-    words, chars = 0, -1  # of "\n".join(group): the estimate of the joined text, not a sum
+    pieces = 0  # of the group's rows (code pieces add up across lines)
 
     def size(extra: str) -> int:
-        return max(int((words + len(extra.split())) * 1.3), (chars + len(extra) + 1) // 4)
+        return int((pieces + code_pieces(extra)) * CODE_TOKENS_PER_PIECE)
 
     for row in rows:
         while group and size(row[1]) > budget:
             cut = _best_cut(group, cut_before) if cut_before is not None else len(group)
             yield group[:cut]
             group = group[cut:]
-            words = sum(len(t.split()) for _, t in group)
-            chars = sum(len(t) + 1 for _, t in group) - 1 if group else -1
+            pieces = sum(code_pieces(t) for _, t in group)
         group.append(row)
-        words += len(row[1].split())
-        chars += len(row[1]) + 1
+        pieces += code_pieces(row[1])
     if group:
         yield group
 
