@@ -256,3 +256,14 @@ def test_code_with_tabs_before_a_long_word_is_cut_and_the_cutting_ends() -> None
     assert all(estimate_tokens(c.text) <= 20 for c in chunks)
     assert "".join(c.text for c in chunks).replace(" ", "").replace("\t", "").replace(
         "\n", "") == text.replace(" ", "").replace("\t", "").replace("\n", "")
+
+
+def test_code_over_the_budget_is_cut_at_line_ends_keeping_indentation() -> None:
+    """When an extractor hands over code it could not cut (a long comment block), the
+    chunker cuts it between lines, never mid-line, and keeps each line's indentation."""
+    lines = [f"    * line {i} of a long licence comment, with words." for i in range(60)]
+    chunks = list(chunk_segments([Segment("\n".join(lines), language="java",
+                                          kind="header", lines=(1, 60))], 60))
+    assert len(chunks) > 2
+    assert all(c.text.startswith("    * line") for c in chunks)
+    assert [line for c in chunks for line in c.text.split("\n")] == lines

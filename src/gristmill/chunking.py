@@ -160,8 +160,7 @@ def _pieces(text: str, budget: int, *, keep_lines: bool = False) -> Iterator[str
         if text.strip() and estimate_code_tokens(text) <= budget:
             yield text
         elif text.strip():
-            # Two characters a token: code's worst case (mostly punctuation) still fits.
-            yield from _split_long(text, budget, max_chars=budget * 2)
+            yield from _split_code(text, budget)
         return
     for paragraph in _PARAGRAPH_BREAK.split(_normalise(text)):
         paragraph = paragraph.strip()
@@ -171,6 +170,27 @@ def _pieces(text: str, budget: int, *, keep_lines: bool = False) -> Iterator[str
             yield paragraph
         else:
             yield from _split_long(paragraph, budget)
+
+
+def _split_code(text: str, budget: int) -> Iterator[str]:
+    """Source code over the budget (the extractor could not cut it at statements): runs
+    of whole lines within it; a line longer than the budget alone is cut inside."""
+    run: list[str] = []
+    pieces = 0
+    for line in text.split("\n"):
+        more = code_pieces(line)
+        if run and (pieces + more) * CODE_TOKENS_PER_PIECE > budget:
+            yield "\n".join(run)
+            run, pieces = [], 0
+        if more * CODE_TOKENS_PER_PIECE > budget:
+            # Two characters a token: code's worst case (mostly punctuation) fits.
+            yield from _split_long(line.strip(), budget, max_chars=budget * 2)
+            continue
+        if run or line.strip():
+            run.append(line)
+            pieces += more
+    if any(line.strip() for line in run):
+        yield "\n".join(run).rstrip()
 
 
 def _split_long(paragraph: str, budget: int, *, max_chars: int | None = None

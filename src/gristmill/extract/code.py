@@ -133,7 +133,10 @@ class _Walker:
     # Token estimates ----------------------------------------------------------------
 
     def tokens(self, first: int, last: int) -> int:
-        return int((self._pieces[last + 1] - self._pieces[first]) * CODE_TOKENS_PER_PIECE)
+        return int(self.pieces(first, last) * CODE_TOKENS_PER_PIECE)
+
+    def pieces(self, first: int, last: int) -> int:
+        return self._pieces[last + 1] - self._pieces[first]
 
     # Scanning -----------------------------------------------------------------------
 
@@ -443,7 +446,9 @@ class _Walker:
 
         def size(extra: tuple[int, int] | None) -> int:
             every = rows + ([extra] if extra else [])
-            total = sum(self.tokens(a, b) for a, b in every)
+            # Pieces summed first, then scaled: the estimate of the joined text, as the
+            # chunker makes it (rounding each unit down undercounts).
+            total = int(sum(self.pieces(a, b) for a, b in every) * CODE_TOKENS_PER_PIECE)
             return total + (sig_tokens if start != found.first else 0)
 
         for unit in fitted:
