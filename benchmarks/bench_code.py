@@ -103,7 +103,7 @@ def _index_figures(home: Path) -> dict[str, Any]:
     """What the index holds: chunks by language and kind, chunks over the budget (by
     gristmill's own estimate and by MiniLM's real WordPiece count), and the files that
     failed, were skipped or fell back to line windows."""
-    from gristmill.chunking import estimate_tokens
+    from gristmill.chunking import estimate_code_tokens, estimate_tokens
     from gristmill.config import Settings
 
     budget = Settings.load(home=home).chunk_tokens
@@ -125,7 +125,10 @@ def _index_figures(home: Path) -> dict[str, Any]:
         "chunks_by_language": dict(Counter(str(r[1]) for r in chunks).most_common()),
         "chunks_by_kind": dict(Counter(str(r[2]) for r in chunks).most_common()),
         "chunk_budget_tokens": budget,
-        "chunks_over_budget_estimate": sum(estimate_tokens(t) > budget for t in texts),
+        # Each chunk by the estimate it was cut with: code's for code, prose's else.
+        "chunks_over_budget_estimate": sum(
+            (estimate_code_tokens(row[0]) if row[1] else estimate_tokens(row[0])) > budget
+            for row in chunks),
         "chunks_over_model_tokens": _over_model_tokens(texts),
         "files_with_line_windows": len(lines_files),
         "line_window_files": lines_files[:20],
