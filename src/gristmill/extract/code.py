@@ -48,7 +48,7 @@ from gristmill.extract.code_languages import node_text as _text
 from gristmill.extract.text import detect_encoding, looks_like_text
 
 __all__ = ["EXTRACTORS", "CodeEntity", "CodeExtractor", "CodeParse", "code_entities",
-           "language_for"]
+           "language_for", "read_source"]
 
 log = logging.getLogger(__name__)
 
@@ -611,7 +611,7 @@ class CodeExtractor:
         language = language_for(path)
         if language is None:
             raise Unsupported(f"no code grammar for {path.suffix or path.name!r}")
-        source = _read_source(path, limits)
+        source = read_source(path, limits)
         parsed = code_entities(source, language, budget_tokens=limits.chunk_tokens)
         if parsed.note and path.suffix.lower() == ".h":
             # .h is C and C++ alike: a header that C cannot parse is read as C++.
@@ -625,7 +625,14 @@ class CodeExtractor:
                           parent=part.parent, lines=part.lines)
 
 
-def _read_source(path: Path, limits: Limits) -> str:
+def read_source(path: Path, limits: Limits) -> str:
+    """A source or template file's text, decoded, with ``\n`` line ends (what line
+    numbers count).
+
+    Raises:
+        Unsupported: empty, or binary content.
+        LimitExceeded: more text than ``limits.max_text_chars``.
+    """
     data = path.read_bytes()
     if len(data) // 4 > limits.max_text_chars:
         raise LimitExceeded(f"source file of {len(data):,} bytes exceeds "

@@ -39,10 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gristmill.chunking import CODE_TOKENS_PER_PIECE, code_pieces, estimate_code_tokens
-from gristmill.errors import LimitExceeded, Unsupported
+from gristmill.errors import Unsupported
 from gristmill.extract.base import Limits, Segment
-from gristmill.extract.code import code_entities
-from gristmill.extract.text import detect_encoding, looks_like_text
+from gristmill.extract.code import code_entities, read_source
 
 __all__ = ["EXTRACTORS", "JspExtractor", "TemplateParse", "page_class", "template_segments"]
 
@@ -131,32 +130,12 @@ class JspExtractor:
         language = _LANGUAGES.get(suffix)
         if language is None:
             raise Unsupported(f"not a JSP or template file: {path.name!r}")
-        parsed = template_segments(_read_source(path, limits), language,
+        parsed = template_segments(read_source(path, limits), language,
                                    page=page_class(path), tag_file=suffix in _TAG_FILES,
                                    budget_tokens=limits.chunk_tokens)
         for note in parsed.notes:
             log.info("%s: %s", path, note)
         yield from parsed.segments
-
-
-def _read_source(path: Path, limits: Limits) -> str:
-    data = path.read_bytes()
-    if len(data) // 4 > limits.max_text_chars:
-        raise LimitExceeded(f"template of {len(data):,} bytes exceeds "
-                            f"{limits.max_text_chars:,} characters (max_text_chars)")
-    if not data.strip():
-        raise Unsupported("empty file")
-    if not looks_like_text(data[:8192]):
-        raise Unsupported("binary content, not a template")
-    encoding, bom = detect_encoding(data[:1024 * 1024])
-    try:
-        text = data[bom:].decode(encoding, errors="replace")
-    except LookupError:
-        text = data[bom:].decode("utf-8", errors="replace")
-    if len(text) > limits.max_text_chars:
-        raise LimitExceeded(f"template of {len(text):,} characters exceeds "
-                            f"{limits.max_text_chars:,} (max_text_chars)")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 # --- Scanners: source -> pieces (in order, not overlapping) and notes --------------------
