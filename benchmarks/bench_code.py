@@ -14,6 +14,8 @@ to exit, with the peak RSS of its whole tree (``_rss.PeakRSS``) and ``other_cpu_
 work folder (the original is never moved), ingests it at ``HEAD~N`` and, for each step S,
 starts again from a copy of that index with the clone checked out at ``HEAD~(N-S)``: each
 step is measured from the same base, as a user re-running after S new commits would see it.
+``--windows W`` then carries one index from the base to the tip W commits at a time, as a
+user re-indexing after every W commits would, and reports the cache hit rate per window.
 A folder that is not a git work tree (the JDK's ``src.zip``) has no history step.
 """
 
@@ -216,7 +218,37 @@ def _history(repo: Path, work: Path, embedder: str, args: argparse.Namespace
                     "removed": run["discovered"]["removed"],
                     "share_of_full_time": run["seconds"] / base["seconds"]})
         result["steps"].append(run)
+    if args.windows:
+        result["windows"] = _rolling(repo, clone, base_home, work, embedder, args)
     return result
+
+
+def _rolling(repo: Path, clone: Path, base_home: Path, work: Path, embedder: str,
+             args: argparse.Namespace) -> dict[str, Any]:
+    """A user who re-indexes every W commits: one index carried forward from the base,
+    window after window to the tip; the cache holds everything embedded before."""
+    width, depth = args.windows, args.history
+    home = work / "history-rolling"
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.copytree(base_home, home)
+    runs: list[dict[str, Any]] = []
+    for ahead in range(width, depth + 1, width):
+        target = _git(repo, "rev-parse", f"HEAD~{depth - ahead}")
+        _git(clone, "checkout", "-q", "--detach", target)
+        run = _ingest(clone, home, embedder, args.workers, args.max_files)
+        cache = run["cache"] or {}
+        runs.append({"to": target, "commits_from_base": ahead, "seconds": run["seconds"],
+                     "files_reread": run["files_reread"],
+                     "removed": run["discovered"]["removed"],
+                     "hits": cache.get("hits", 0), "misses": cache.get("misses", 0),
+                     "hit_rate": cache.get("hit_rate")})
+    rates = [r["hit_rate"] for r in runs if r["hits"] + r["misses"]]  # windows with code
+    hits, misses = sum(r["hits"] for r in runs), sum(r["misses"] for r in runs)
+    return {"width": width, "runs": runs,
+            "hit_rate_median": statistics.median(rates) if rates else None,
+            "hit_rate_pooled": hits / (hits + misses) if hits + misses else None,
+            "windows_at_or_over_90": sum(r >= 0.9 for r in rates),
+            "seconds_median": statistics.median(r["seconds"] for r in runs) if runs else None}
 
 
 # --------------------------------------------------------------------------- search
@@ -342,6 +374,10 @@ def _gristmill_java(home: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
 def _markdown(result: dict[str, Any]) -> str:
     rows = ["| measure | value |", "| --- | --- |"]
 
@@ -350,20 +386,21 @@ def _markdown(result: dict[str, Any]) -> str:
             value = f"{value:,.3g}" if value < 100 else f"{value:,.0f}"
         rows.append(f"| {name} | {value} |")
 
-    full = result["full_keyword"]
-    idx = full["index"]
-    add("files / entities (chunks)", f"{full['files']} / {full['chunks']}")
-    add("wall s (keyword searchable after s)",
-        f"{full['seconds']:.1f} ({full['keyword_searchable_after']})")
-    add("files/s, entities/s to searchable",
-        f"{full['files_per_s_to_searchable']:.1f}, {full['entities_per_s_to_searchable']:.0f}")
-    add("peak RSS MiB (tree)", full["peak_rss_mib"])
-    add("other_cpu_share", full["other_cpu_share"])
-    add("chunks over budget (estimate / MiniLM 256)",
-        f"{idx['chunks_over_budget_estimate']} / {idx['chunks_over_model_tokens']}")
-    add("files failed or skipped / with line windows / fallback notes",
-        f"{idx['files_failed_or_skipped']} / {idx['files_with_line_windows']} / "
-        f"{idx['fallback_notes']}")
+    full = result.get("full_keyword")  # absent with --history-only
+    if full is not None:
+        idx = full["index"]
+        add("files / entities (chunks)", f"{full['files']} / {full['chunks']}")
+        add("wall s (keyword searchable after s)",
+            f"{full['seconds']:.1f} ({full['keyword_searchable_after']})")
+        add("files/s, entities/s to searchable",
+            f"{full['files_per_s_to_searchable']:.1f}, {full['entities_per_s_to_searchable']:.0f}")
+        add("peak RSS MiB (tree)", full["peak_rss_mib"])
+        add("other_cpu_share", full["other_cpu_share"])
+        add("chunks over budget (estimate / MiniLM 256)",
+            f"{idx['chunks_over_budget_estimate']} / {idx['chunks_over_model_tokens']}")
+        add("files failed or skipped / with line windows / fallback notes",
+            f"{idx['files_failed_or_skipped']} / {idx['files_with_line_windows']} / "
+            f"{idx['fallback_notes']}")
     if "full_embed" in result:
         emb = result["full_embed"]
         add("minilm: wall s to fully embedded", emb["seconds"])
@@ -381,6 +418,12 @@ def _markdown(result: dict[str, Any]) -> str:
             add(f"+{step['commits']} commits: s / re-read / removed / hit rate / share",
                 f"{step['seconds']:.1f} / {step['files_reread']} / {step['removed']} / "
                 f"{cache.get('hit_rate', '-')} / {step['share_of_full_time']:.0%}")
+        rolling = hist.get("windows")
+        if rolling and rolling["runs"]:
+            add(f"every {rolling['width']} commits, {len(rolling['runs'])} windows: "
+                "hit rate median / pooled / windows >= 90 % / median s",
+                f"{_share(rolling['hit_rate_median'])} / {_share(rolling['hit_rate_pooled'])} / "
+                f"{rolling['windows_at_or_over_90']} / {rolling['seconds_median']:.1f}")
     for search in result.get("search", []):
         add(f"search {search['mode']} p50/p95 ms ({search['queries']} q)",
             f"{search['p50_ms']:.1f} / {search['p95_ms']:.1f}")
@@ -420,6 +463,11 @@ def main(argv: list[str] | None = None) -> None:
                              "(0: no history step)")
     parser.add_argument("--steps", default="10,50,300",
                         help="commits to move forward, each from the base")
+    parser.add_argument("--windows", type=int, default=0,
+                        help="also re-index every N commits from the base to the tip, "
+                             "one index carried forward (hit rate per window)")
+    parser.add_argument("--history-only", action="store_true",
+                        help="run only the history steps (and windows)")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--cli-queries", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
@@ -444,16 +492,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[bench_code {time.perf_counter() - began:7.1f}s] {msg}", file=sys.stderr,
               flush=True)
 
-    log("full ingest, --embedder none")
-    keyword_home = work / "full-keyword"
-    result["full_keyword"] = _full(repo, keyword_home, "none", args)
-    embed_home = work / "full-embed"
-    if args.embed:
-        log("full ingest, --embedder minilm")
-        result["full_embed"] = _full(repo, embed_home, "minilm", args)
-        log("embedding stage against raw onnxruntime")
-        result["embedding_vs_onnxruntime"] = _embedding_vs_floor(
-            repo, work, args.max_chunks, args.rounds)
+    keyword_home, embed_home = work / "full-keyword", work / "full-embed"
+    if not args.history_only:
+        log("full ingest, --embedder none")
+        result["full_keyword"] = _full(repo, keyword_home, "none", args)
+        if args.embed:
+            log("full ingest, --embedder minilm")
+            result["full_embed"] = _full(repo, embed_home, "minilm", args)
+            log("embedding stage against raw onnxruntime")
+            result["embedding_vs_onnxruntime"] = _embedding_vs_floor(
+                repo, work, args.max_chunks, args.rounds)
     if is_git and args.history:
         try:
             _git(repo, "rev-parse", f"HEAD~{args.history}")
@@ -464,23 +512,24 @@ def main(argv: list[str] | None = None) -> None:
             log(f"history: HEAD~{args.history} then {args.steps}")
             result["history"] = _history(repo, work, "minilm" if args.embed else "none",
                                          args)
-    log("search latency")
-    queries = _identifier_queries(keyword_home, args.queries, args.seed)
-    result["search"], result["cli_search"] = [], []
-    if not queries:
-        log("no method or function entities: no search queries")
-    else:
-        result["search"].append(_search_latency(keyword_home, "none", "keyword", queries))
-        result["cli_search"].append(_cli_search(keyword_home, "none", "keyword",
-                                                queries[:args.cli_queries]))
-    if args.embed and queries:
-        result["search"].append(_search_latency(embed_home, "minilm", "hybrid", queries))
-        result["cli_search"].append(_cli_search(embed_home, "minilm", "hybrid",
-                                                queries[:args.cli_queries]))
-    if args.peer_venv:
-        log("peer: llama-index CodeSplitter")
-        result["peer"] = _peer(keyword_home, args.peer_venv, work)
-        result["gristmill_java"] = _gristmill_java(keyword_home)
+    if not args.history_only:
+        log("search latency")
+        queries = _identifier_queries(keyword_home, args.queries, args.seed)
+        result["search"], result["cli_search"] = [], []
+        if not queries:
+            log("no method or function entities: no search queries")
+        else:
+            result["search"].append(_search_latency(keyword_home, "none", "keyword", queries))
+            result["cli_search"].append(_cli_search(keyword_home, "none", "keyword",
+                                                    queries[:args.cli_queries]))
+        if args.embed and queries:
+            result["search"].append(_search_latency(embed_home, "minilm", "hybrid", queries))
+            result["cli_search"].append(_cli_search(embed_home, "minilm", "hybrid",
+                                                    queries[:args.cli_queries]))
+        if args.peer_venv:
+            log("peer: llama-index CodeSplitter")
+            result["peer"] = _peer(keyword_home, args.peer_venv, work)
+            result["gristmill_java"] = _gristmill_java(keyword_home)
     log("done")
     text = json.dumps(result, indent=2)
     if args.out:

@@ -152,3 +152,17 @@ def test_rewritten_history_and_dirty_trees_fall_back_to_a_full_listing(
         kb.ingest([repo])
         assert not kb.search("editedHeron", mode="keyword")
         assert kb.search("otherHeron", mode="keyword")
+
+
+def test_a_dry_run_counts_what_git_lists_not_the_whole_folder(
+        repo: Path, tmp_path: Path) -> None:
+    """Ignored and vendored files are not counted as new: the dry run's figures are the
+    run's."""
+    write(repo, "src/Draft.java", "class Draft { int untrackedHeron; }\n")
+    with open_kb(tmp_path) as kb:
+        before = kb.ingest([repo], dry_run=True).discovered
+        done = kb.ingest([repo]).discovered
+        assert (before.new, before.changed) == (done.new, done.changed) == (6, 0)
+        write(repo, "src/Ledger.java", "class Ledger { void post() {} void undo() {} }\n")
+        again = kb.ingest([repo], dry_run=True).discovered
+        assert (again.new, again.changed, again.unchanged) == (0, 1, 5)

@@ -155,14 +155,17 @@ class Discovery:
             catalog.record_commit(self._collection, root, self._run_id, head,
                                   [os.path.join(root, path) for path in sorted(dirty)])
         # A dirty tree's text is not the commit's: the next run lists every file again.
+        # Two runs walking one root at once may write this row in either order; either
+        # commit is safe: every change since it is in the catalog (pending or done), so
+        # an older one only makes the next run look at more files, never at fewer.
         catalog.set_source_head(self._collection, root, None if dirty else head, scope)
         return True
 
     def _list_repository(self, catalog: Catalog, root: str, tree: GitTree,
                          hasher: Callable[[str], str]) -> None:
-        listed = (self._repository_facts(root, path, tracked=path not in untracked)
-                  for untracked in [tree.untracked()] for path in tree.files())
-        for batch in _batches((f for f in listed if f is not None), None):
+        listed = _repository_listing(root, tree, self._matcher, self._include_vendored,
+                                     self._skip, self._confine)
+        for batch in _batches(listed, None):
             if self._stop.is_set():
                 return
             self.counts += catalog.record_discovered(self._collection, root, batch,
@@ -203,19 +206,9 @@ class Discovery:
 
     def _repository_facts(self, root: str, relative: str, *, tracked: bool
                           ) -> FileFacts | None:
-        """The facts of a path git listed, or None when the patterns leave it out, it
-        lies in a vendored folder, in the knowledge base's own home, or (untracked) in a
-        hidden folder, as a folder walk would not enter it."""
-        if not self._matcher(relative):
-            return None
-        if not self._include_vendored and skipped_as_vendored(relative):
-            return None
-        path = os.path.join(root, relative)
-        if any(path.startswith(os.path.abspath(skip) + os.sep) for skip in self._skip):
-            return None
-        if not tracked and any(part.startswith(".") for part in relative.split("/")[:-1]):
-            return None
-        return file_facts(path, real_roots(self._confine))
+        return _repository_facts(root, relative, self._matcher, tracked=tracked,
+                                 include_vendored=self._include_vendored, skip=self._skip,
+                                 confine=self._confine)
 
     def _in_scope(self, root: str, source: str) -> bool:
         """Whether the include/exclude patterns select ``source`` (found under ``root``)."""
@@ -224,13 +217,19 @@ class Discovery:
 
 def dry_run_counts(db: CatalogDatabase, collection: str, roots: Sequence[str], matcher: Matcher,
                    max_files: int | None, skip: Sequence[Path] = (),
-                   confine: Sequence[Path] = ()) -> DiscoveryCounts:
-    """What a walk would find (new, changed, unchanged, skipped), writing nothing."""
+                   confine: Sequence[Path] = (), *, include_vendored: bool = False
+                   ) -> DiscoveryCounts:
+    """What a walk would find (new, changed, unchanged, skipped), writing nothing. A git
+    work tree is listed as a run lists it (``git ls-files``, vendored folders left out),
+    so the counts match what the run will do."""
     counts = DiscoveryCounts()
     catalog = Catalog(db)
     left = max_files
     for root in roots:
-        for batch in _batches(walk(Path(root), matcher, list(skip), confine), left):
+        tree = git_tree(Path(root)) if left is None else None
+        listing = _repository_listing(root, tree, matcher, include_vendored, skip, confine) \
+            if tree is not None else walk(Path(root), matcher, list(skip), confine)
+        for batch in _batches(listing, left):
             known = catalog.known_stats(collection, [facts.source for facts in batch])
             for facts in batch:
                 stats = known.get(facts.source)
@@ -247,6 +246,37 @@ def dry_run_counts(db: CatalogDatabase, collection: str, roots: Sequence[str], m
                 if left <= 0:
                     return counts
     return counts
+
+
+def _repository_listing(root: str, tree: GitTree, matcher: Matcher, include_vendored: bool,
+                        skip: Sequence[Path], confine: Sequence[Path]
+                        ) -> Iterator[FileFacts]:
+    """The facts of every file git lists in ``tree`` that the run would read."""
+    untracked = tree.untracked()
+    for path in tree.files():
+        found = _repository_facts(root, path, matcher, tracked=path not in untracked,
+                                  include_vendored=include_vendored, skip=skip,
+                                  confine=confine)
+        if found is not None:
+            yield found
+
+
+def _repository_facts(root: str, relative: str, matcher: Matcher, *, tracked: bool,
+                      include_vendored: bool, skip: Sequence[Path],
+                      confine: Sequence[Path]) -> FileFacts | None:
+    """The facts of a path git listed, or None when the patterns leave it out, it lies in
+    a vendored folder, in the knowledge base's own home, or (untracked) in a hidden
+    folder, as a folder walk would not enter it."""
+    if not matcher(relative):
+        return None
+    if not include_vendored and skipped_as_vendored(relative):
+        return None
+    path = os.path.join(root, relative)
+    if any(path.startswith(os.path.abspath(s) + os.sep) for s in skip):
+        return None
+    if not tracked and any(part.startswith(".") for part in relative.split("/")[:-1]):
+        return None
+    return file_facts(path, real_roots(confine))
 
 
 def _relative(source: str, root: str) -> str:

@@ -181,7 +181,8 @@ class KnowledgeBase:
         skip = [self.settings.home]  # never ingest our own database and logs
         if dry_run:
             counts = dry_run_counts(self.db, collection, roots, matcher, max_files, skip,
-                                    self.settings.source_roots)
+                                    self.settings.source_roots,
+                                    include_vendored=self.settings.include_vendored)
             return IngestReport(0, collection, counts, self.catalog.counts(collection), 0, 0, 0,
                                 time.monotonic() - started, None, dry_run=True)
         spec = JobSpec(collection, tuple(roots), tuple(include), tuple(exclude), max_files)
