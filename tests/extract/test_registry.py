@@ -18,6 +18,7 @@ from gristmill.extract import (
     image,
     jsp,
     legacy,
+    markup,
     msg,
     notebook,
     office,
@@ -27,7 +28,7 @@ from gristmill.extract import (
 )
 
 MODULES = (pdf, office, epub, html, text, email, msg, data, notebook, legacy, image,
-           archive, code, jsp)
+           archive, code, jsp, markup)
 
 EXPECTED = {
     ".pdf": "pdf",
@@ -46,6 +47,7 @@ EXPECTED = {
     ".json": "json",
     **dict.fromkeys([".ndjson", ".jsonl"], "jsonl"),
     ".xml": "xml",
+    ".tld": "xml",
     ".ipynb": "ipynb",
     **dict.fromkeys([".doc", ".rtf", ".odt"], "writer"),
     **dict.fromkeys([".xls", ".ods"], "calc"),

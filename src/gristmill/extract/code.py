@@ -48,7 +48,7 @@ from gristmill.extract.code_languages import node_text as _text
 from gristmill.extract.text import detect_encoding, looks_like_text
 
 __all__ = ["EXTRACTORS", "CodeEntity", "CodeExtractor", "CodeParse", "code_entities",
-           "language_for", "read_source"]
+           "language_for", "line_windows", "read_source"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class CodeEntity:
         entity: the qualified name (``None`` for ``module`` and ``lines`` parts).
         parent: the qualified name of the enclosing entity, ``None`` at top level.
         lines: 1-based first and last line of the part's own text.
+        language: the part's language when it is not the parsed source's own (a
+            ``<script>`` in HTML is ``javascript``); ``None``: the source's.
     """
 
     text: str
@@ -76,6 +78,7 @@ class CodeEntity:
     entity: str | None
     parent: str | None
     lines: tuple[int, int]
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,7 +509,7 @@ def code_entities(source: str, language: str, *, budget_tokens: int = 200) -> Co
     lines = source.split("\n")
     spec = SPECS.get(language)
     if spec is None:
-        return _windows(lines, budget_tokens, f"no grammar for language {language!r}")
+        return line_windows(lines, budget_tokens, f"no grammar for language {language!r}")
     tree = _parser(language).parse(source.encode("utf-8", "surrogatepass"))
     root, offset = tree.root_node, 0
     share = _error_share(root, language)
@@ -522,7 +525,7 @@ def code_entities(source: str, language: str, *, budget_tokens: int = 200) -> Co
             root, offset, share = body, 1, other_share
             lines = [f"class {_FRAGMENT_CLASS} {{", *lines, "}"]
     if share > _MAX_ERROR_SHARE:
-        return _windows(source.split("\n"), budget_tokens,
+        return line_windows(source.split("\n"), budget_tokens,
                         f"{language} source does not parse ({share:.0%} of its lines hold "
                         "syntax errors): cut into line windows")
     walker = _Walker(spec, lines, budget_tokens, offset)
@@ -586,7 +589,9 @@ def _error_query(language: str) -> Any:
     return QueryCursor(Query(get_language(language), "(ERROR) @error"))  # type: ignore[arg-type]
 
 
-def _windows(lines: list[str], budget: int, note: str) -> CodeParse:
+def line_windows(lines: list[str], budget: int, note: str) -> CodeParse:
+    """``lines`` as ``lines`` parts (runs of non-blank lines cut to ``budget``) with
+    ``note``: what a source that cannot be parsed becomes."""
     walker = _Walker(Spec(entities={}), lines, budget, 0)
     parts = [CodeEntity(part.text, "lines", None, None, part.lines)
              for part in walker.module_parts(list(range(len(lines))))]

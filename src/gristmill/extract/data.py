@@ -128,7 +128,8 @@ class XmlExtractor:
 
     name = "xml"
     version = 1
-    extensions = frozenset({".xml"})
+    # .tld: JSP tag library descriptors are XML too.
+    extensions = frozenset({".xml", ".tld"})
 
     def extract(self, path: Path, limits: Limits) -> Iterator[Segment]:
         """Yield ``tag: text`` lines, grouped by the root's children.

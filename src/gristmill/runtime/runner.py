@@ -351,7 +351,8 @@ class Runner:
     def _executor(self) -> Executor:
         if self._make_executor is not None:
             return self._make_executor()
-        return LocalExecutor(self.settings, WorkOptions.from_settings(self.settings))
+        return LocalExecutor(self.settings,
+                             WorkOptions.from_settings(self.settings, self.options.roots))
 
     # -- the loop ----------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import signal
 import stat
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,10 +30,11 @@ from gristmill.errors import (
     Unsupported,
     translate_extraction_error,
 )
-from gristmill.extract import Limits, Segment, extractor_for, sniff
+from gristmill.extract import Extractor, Limits, Segment, extractor_for, sniff
 from gristmill.extract.base import Container, OcrOptions, use_ocr_options
 from gristmill.logfile import QuietFileHandler
-from gristmill.sources.roots import OUTSIDE, OutsideRoots, open_inside, real_roots
+from gristmill.sources.git import git_tree
+from gristmill.sources.roots import OUTSIDE, OutsideRoots, inside, open_inside, real_roots
 
 if TYPE_CHECKING:  # the settings machinery (pydantic) stays out of worker processes
     from gristmill.config import Settings
@@ -69,10 +70,14 @@ class WorkOptions:
     #: The source roots as real paths: a file opened outside them is not read (none:
     #: anything may be read).
     roots: tuple[str, ...] = ()
+    #: The run's sources that are git work trees, as real paths: XML and HTML under
+    #: them are source code (element entities), not documents.
+    repositories: tuple[str, ...] = ()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> WorkOptions:
-        """The options the settings imply."""
+    def from_settings(cls, settings: Settings,
+                      sources: Sequence[str | Path] = ()) -> WorkOptions:
+        """The options the settings imply for a run over ``sources``."""
         # One OCR slot per worker, shared by all of them: a lone scan gets every core,
         # many scans at once still run one Tesseract per core.
         ocr = OcrOptions(engine=settings.ocr_engine, languages=settings.ocr_lang,
@@ -82,7 +87,9 @@ class WorkOptions:
                    max_file_bytes=settings.max_file_mb * 1024 * 1024,
                    limits=Limits(max_text_chars=settings.max_text_chars,
                                  chunk_tokens=settings.chunk_tokens), ocr=ocr,
-                   roots=real_roots(settings.source_roots))
+                   roots=real_roots(settings.source_roots),
+                   repositories=real_roots([source for source in sources
+                                            if git_tree(Path(source)) is not None]))
 
 
 class Outcome(enum.StrEnum):
@@ -303,7 +310,7 @@ def _beat() -> None:
 
 def _extract(path: Path, options: WorkOptions, depth: int = 0) -> WorkResult:
     use_ocr_options(options.ocr)
-    extractor = extractor_for(path) or sniff(path)
+    extractor = _repository_markup(path, options) or extractor_for(path) or sniff(path)
     if extractor is None:
         suffix = path.suffix.lower() or "(no extension)"
         return WorkResult(Outcome.SKIPPED, error=f"unsupported file type {suffix}",
@@ -347,6 +354,21 @@ def _extract(path: Path, options: WorkOptions, depth: int = 0) -> WorkResult:
     return WorkResult(Outcome.EXTRACTED, chunks=chunks, pages=capped.pages,
                       extractor=extractor.name, extractor_version=extractor.version,
                       truncated=capped.truncated, children=children)
+
+
+def _repository_markup(path: Path, options: WorkOptions) -> Extractor | None:
+    """The markup extractor for an XML or HTML file inside one of the run's git work
+    trees, where a web.xml or a page is source code; ``None`` elsewhere (the document
+    extractors read data files and web pages in ordinary folders)."""
+    if not options.repositories:
+        return None
+    # Imported here: a run over no repository never loads the markup grammars' module.
+    from gristmill.extract.markup import EXTRACTORS, markup_language
+
+    if markup_language(path) is None or not inside(os.path.realpath(path),
+                                                   options.repositories):
+        return None
+    return EXTRACTORS[0]
 
 
 def _children(extractor: object, path: Path, limits: Limits,
