@@ -100,3 +100,25 @@ def test_search_json_adds_entity_kind_language_and_lines(tmp_path: Path) -> None
     assert best["language"] == "java" and best["entity"].endswith(
         "applyDiscount(Invoice, BigDecimal)")
     assert isinstance(best["lines"], list) and len(best["lines"]) == 2
+
+
+def test_oversized_and_minified_sources_are_skipped_with_their_reason(
+        tmp_path: Path) -> None:
+    """A source file over ``max_source_kb`` and a minified bundle are skipped, each with
+    a reason that names the cause; the code beside them is indexed."""
+    repo = _repository(tmp_path / "repo")
+    (repo / "web").mkdir()
+    bundle = "".join(f"function f{i}(a){{return a*{i}}};" for i in range(400))
+    (repo / "web/app.bundle.js").write_text(bundle + "\n")
+    generated = "\n".join(f"    static final int CODE_{i} = {i};" for i in range(40_000))
+    (repo / "src/main/java/org/acme/billing/Codes.java").write_text(
+        f"class Codes {{\n{generated}\n}}\n")
+    with KnowledgeBase.open(tmp_path / "home", embedder="none", workers=2,
+                            max_source_kb=512) as kb:
+        report = kb.ingest([repo])
+        assert report.failed == 0
+        reasons = {Path(example["source"]).name: example["error"]
+                   for group in kb.errors() for example in group.examples}
+        assert "max_source_kb" in reasons["Codes.java"]
+        assert "minified" in reasons["app.bundle.js"]
+        assert kb.search("applyDiscount", mode="keyword", k=1)

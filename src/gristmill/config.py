@@ -104,6 +104,9 @@ class Settings(BaseSettings):
         2, ge=1, description="Worker deaths or timeouts before an item is quarantined."
     )
     max_file_mb: int = Field(1024, ge=1, description="Larger files are skipped.")
+    max_source_kb: int = Field(
+        2048, ge=1, description="Larger source files (code, templates, markup in git work "
+        "trees) are skipped: generated or vendored code, most likely.")
     include_vendored: bool = Field(
         False, description="Also read vendored and generated folders of git work trees "
         "(node_modules, vendor, target, build, dist, ...), which are skipped by default.")

@@ -191,13 +191,13 @@ def test_python_functions_classes_methods_and_module_code() -> None:
     """Decorators and comments belong to their function; top-level code is kept."""
     parts = code_entities(PYTHON, "python").entities
     assert [(p.kind, p.entity, p.parent, p.lines) for p in parts] == [
-        ("module", None, None, (1, 1)),
+        ("code", None, None, (1, 1)),
         ("header", None, None, (2, 2)),
-        ("module", None, None, (4, 4)),
+        ("code", None, None, (4, 4)),
         ("function", "greet", None, (7, 10)),
         ("class", "Cart", None, (13, 14)),  # its own lines: add's are not repeated
         ("method", "Cart.add", "Cart", (16, 17)),
-        ("module", None, None, (20, 21)),
+        ("code", None, None, (20, 21)),
     ]
 
 
@@ -223,7 +223,7 @@ def test_typescript_arrow_functions_classes_and_methods() -> None:
     """An arrow function assigned to a const is a function entity."""
     parts = code_entities(TYPESCRIPT, "typescript").entities
     assert [(p.kind, p.lines) for p in parts if p.entity is None] == [
-        ("header", (1, 1)), ("module", (14, 14))]
+        ("header", (1, 1)), ("code", (14, 14))]
     found = {p.entity: (p.kind, p.parent, p.lines) for p in parts if p.entity}
     assert found == {
         "add": ("function", None, (3, 4)),
@@ -564,13 +564,13 @@ puts Shop::Cart.empty.items.to_json
 """
 
 EXPECTED_RUBY = [
-    ("module", None, None, (1, 1)),
+    ("code", None, None, (1, 1)),
     ("module", "Shop", None, (3, 20)),
     ("class", "Shop::Cart", "Shop", (5, 19)),
     ("method", "Shop::Cart#initialize", "Shop::Cart", (8, 10)),
     ("method", "Shop::Cart#add", "Shop::Cart", (12, 14)),
     ("method", "Shop::Cart.empty", "Shop::Cart", (16, 18)),
-    ("module", None, None, (22, 22)),
+    ("code", None, None, (22, 22)),
 ]
 
 
@@ -612,7 +612,7 @@ EXPECTED_PHP = [
     ("method", "Acme\\Shop\\Cart::__construct", "Acme\\Shop\\Cart", (13, 15)),
     ("method", "Acme\\Shop\\Cart::add", "Acme\\Shop\\Cart", (17, 20)),
     ("function", "Acme\\Shop\\total", None, (23, 26)),
-    ("module", None, None, (28, 28)),
+    ("code", None, None, (28, 28)),
 ]
 
 
@@ -709,7 +709,7 @@ EXPECTED_SQL = [
     ("index", "invoices_total", None, (7, 7)),
     ("view", "big_invoices", None, (9, 10)),
     ("function", "discount", None, (12, 21)),  # PL/pgSQL body: no parse failure
-    ("module", None, None, (23, 23)),
+    ("code", None, None, (23, 23)),
 ]
 
 
@@ -732,10 +732,10 @@ greet world
 """
 
 EXPECTED_SHELL = [
-    ("module", None, None, (1, 2)),
+    ("code", None, None, (1, 2)),
     ("function", "greet", None, (4, 7)),
     ("function", "cleanup", None, (9, 11)),
-    ("module", None, None, (13, 15)),
+    ("code", None, None, (13, 15)),
 ]
 
 
@@ -790,14 +790,14 @@ module.exports = { Cart };
 
 EXPECTED_JAVASCRIPT = [
     ("header", None, None, (1, 1)),
-    ("module", None, None, (2, 2)),
+    ("code", None, None, (2, 2)),
     ("class", "Cart", None, (4, 13)),
     ("method", "Cart.constructor", "Cart", (6, 8)),
     ("method", "Cart.add", "Cart", (10, 12)),
     ("function", "ids", None, (15, 17)),
     ("function", "total", None, (19, 21)),
     ("function", "main", None, (23, 25)),
-    ("module", None, None, (27, 27)),
+    ("code", None, None, (27, 27)),
 ]
 
 LANGUAGES = {
@@ -877,7 +877,7 @@ def test_sql_statements_that_create_nothing_are_plain_code() -> None:
               "ALTER TABLE invoices ADD COLUMN paid boolean;\n")
     found = [(p.kind, p.entity, p.lines) for p in code_entities(source, "sql").entities]
     assert found == [("view", "recent", (1, 1)), ("index", "ix_total", (2, 2)),
-                     ("table", "public.Users", (3, 3)), ("module", None, (4, 4))]
+                     ("table", "public.Users", (3, 3)), ("code", None, (4, 4))]
 
 
 def test_a_one_line_type_is_one_part_not_repeated_for_its_members() -> None:
@@ -897,9 +897,9 @@ def test_a_c_header_inside_an_include_guard_still_has_its_entities() -> None:
               "typedef int (*handler_t)(int);\n\nstruct cart;\n"
               "struct cart *cart_new(size_t n);\n\n#endif\n")
     found = [(p.kind, p.entity, p.lines) for p in code_entities(source, "c").entities]
-    assert found == [("module", None, (1, 1)), ("header", None, (2, 4)),
-                     ("typedef", "handler_t", (6, 6)), ("module", None, (8, 8)),
-                     ("function", "cart_new", (9, 9)), ("module", None, (11, 11))]
+    assert found == [("code", None, (1, 1)), ("header", None, (2, 4)),
+                     ("typedef", "handler_t", (6, 6)), ("code", None, (8, 8)),
+                     ("function", "cart_new", (9, 9)), ("code", None, (11, 11))]
 
 
 def test_csharp_file_scoped_namespace_is_the_header_and_names_the_types() -> None:
@@ -938,7 +938,7 @@ def test_c_and_cpp_prototypes_are_entities_and_function_pointers_are_not() -> No
     c_source = "struct ops {\n    int (*open)(const char *path);\n    int flags;\n};\n" \
                "int (*handler)(int);\nstatic int helper(void);\n"
     found = [(p.kind, p.entity, p.lines) for p in code_entities(c_source, "c").entities]
-    assert found == [("struct", "ops", (1, 4)), ("module", None, (5, 5)),
+    assert found == [("struct", "ops", (1, 4)), ("code", None, (5, 5)),
                      ("function", "helper", (6, 6))]
     cpp_source = "class W {\n public:\n  W();\n  static W* make(int n);\n  int& at(int i);\n" \
                  "  std::function<void()> cb;\n};\n"
@@ -966,7 +966,7 @@ def test_files_of_each_language_are_read_through_the_registry(tmp_path: Path) ->
                       "    double total() const;\n};\n}\n", encoding="utf-8")
     segments = list(CodeExtractor().extract(header, Limits()))
     assert [(s.language, s.kind, s.entity) for s in segments] == [
-        ("cpp", "module", None), ("cpp", "namespace", "acme"),
+        ("cpp", "code", None), ("cpp", "namespace", "acme"),
         ("cpp", "class", "acme::Invoice"), ("cpp", "method", "acme::Invoice::total")]
 
 

@@ -53,7 +53,7 @@ _BUILTIN_HOMES: dict[str, str] = {
 _BUILTIN_VERSIONS: dict[str, int] = {
     "pdf": 2, "image": 1, "docx": 1, "pptx": 1, "xlsx": 1, "epub": 1, "html": 1,
     "text": 1, "csv": 1, "email": 2, "zip": 1, "msg": 2, "json": 1, "jsonl": 1, "xml": 1,
-    "ipynb": 1, "code": 1, "jsp": 1,
+    "ipynb": 1, "code": 2, "jsp": 1,
     # XML and HTML in git work trees: chosen by the worker by location, not by suffix.
     "markup": 1,
     # LibreOffice conversions, named for the application; bump with docx/xlsx/pptx.

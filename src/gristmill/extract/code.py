@@ -477,8 +477,9 @@ class _Walker:
                           (first + 1 - self.offset, last + 1 - self.offset))
 
     def module_parts(self, rows: list[int]) -> Iterator[CodeEntity]:
-        """Rows outside every entity, as ``module`` parts: contiguous runs of non-blank
-        code, cut into windows within the budget."""
+        """Rows outside every entity, as ``code`` parts (top-level statements): runs of
+        non-blank lines, cut into windows within the budget. Not ``module``, which is
+        the kind of a Ruby module or a Rust ``mod``."""
         run: list[int] = []
         for row in [*rows, -2]:
             if run and row != run[-1] + 1:
@@ -487,7 +488,7 @@ class _Walker:
                 while run and not self.lines[run[0]].strip():
                     run.pop(0)
                 if run:
-                    found = _Found("module", None, None, None, run[0], run[-1])
+                    found = _Found("code", None, None, None, run[0], run[-1])
                     yield from self._pack(found, [(r, r) for r in run], "")
                 run = []
             if row >= 0:
@@ -602,7 +603,7 @@ class CodeExtractor:
     """Source files as code entities, one segment per entity part (tree-sitter)."""
 
     name = "code"
-    version = 1
+    version = 2  # 2: top-level statements are kind "code"; minified files skipped
     extensions = frozenset(SUFFIXES)
 
     def extract(self, path: Path, limits: Limits) -> Iterator[Segment]:
@@ -611,12 +612,18 @@ class CodeExtractor:
 
         Raises:
             LimitExceeded: more text than ``limits.max_text_chars``.
-            Unsupported: the file is empty or binary.
+            Unsupported: the file is empty, binary, or minified (lines of hundreds of
+                characters on average).
         """
         language = language_for(path)
         if language is None:
             raise Unsupported(f"no code grammar for {path.suffix or path.name!r}")
         source = read_source(path, limits)
+        lines = source.count("\n") + 1
+        if len(source) > _MINIFIED_MIN_CHARS and len(source) / lines > _MINIFIED_LINE_CHARS:
+            # A bundle or a generated table: an entity of megabytes, no names to search.
+            raise Unsupported(f"looks minified or generated ({lines:,} lines averaging "
+                              f"{len(source) // lines:,} characters): not read as source")
         parsed = code_entities(source, language, budget_tokens=limits.chunk_tokens)
         if parsed.note and path.suffix.lower() == ".h":
             # .h is C and C++ alike: a header that C cannot parse is read as C++.
@@ -659,6 +666,11 @@ def read_source(path: Path, limits: Limits) -> str:
                             f"{limits.max_text_chars:,} (max_text_chars)")
     # One line convention for line numbers and tree-sitter alike.
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# Hand-written code averages 30-60 characters a line; a minified bundle, thousands.
+_MINIFIED_LINE_CHARS = 300
+_MINIFIED_MIN_CHARS = 4096
 
 
 def _utf8(data: bytes) -> bool:

@@ -73,6 +73,9 @@ class WorkOptions:
     #: The run's sources that are git work trees, as real paths: XML and HTML under
     #: them are source code (element entities), not documents.
     repositories: tuple[str, ...] = ()
+    #: Source files (code, templates, markup in repositories) larger than this are
+    #: skipped: hand-written code is rarely over a few hundred KB.
+    max_source_bytes: int = 2 * 1024 * 1024
 
     @classmethod
     def from_settings(cls, settings: Settings,
@@ -85,6 +88,7 @@ class WorkOptions:
                          parallel=settings.workers, slots_dir=settings.home / "run" / "ocr")
         return cls(chunk_tokens=settings.chunk_tokens,
                    max_file_bytes=settings.max_file_mb * 1024 * 1024,
+                   max_source_bytes=settings.max_source_kb * 1024,
                    limits=Limits(max_text_chars=settings.max_text_chars,
                                  chunk_tokens=settings.chunk_tokens), ocr=ocr,
                    roots=real_roots(settings.source_roots),
@@ -322,6 +326,12 @@ def _extract(path: Path, options: WorkOptions, depth: int = 0) -> WorkResult:
                 Outcome.SKIPPED, error=f"file is {size / 2**20:.0f} MB, over the "
                 f"{options.max_file_bytes / 2**20:.0f} MB limit (max_file_mb)",
                 error_type="too large", extractor=extractor.name)
+        if extractor.name in _SOURCE_EXTRACTORS and size > options.max_source_bytes:
+            return WorkResult(
+                Outcome.SKIPPED, error=f"source file is {size / 2**10:,.0f} KB, over the "
+                f"{options.max_source_bytes / 2**10:,.0f} KB limit for source files "
+                "(max_source_kb): generated or vendored code, most likely",
+                error_type="too large", extractor=extractor.name)
         if size == 0:
             return WorkResult(Outcome.SKIPPED, error="empty file", error_type="empty",
                               extractor=extractor.name)
@@ -354,6 +364,10 @@ def _extract(path: Path, options: WorkOptions, depth: int = 0) -> WorkResult:
     return WorkResult(Outcome.EXTRACTED, chunks=chunks, pages=capped.pages,
                       extractor=extractor.name, extractor_version=extractor.version,
                       truncated=capped.truncated, children=children)
+
+
+# The extractors that read source code (their files are capped by max_source_kb).
+_SOURCE_EXTRACTORS = frozenset({"code", "jsp", "markup"})
 
 
 def _repository_markup(path: Path, options: WorkOptions) -> Extractor | None:
