@@ -35,6 +35,7 @@ from gristmill.errors import (
     JobStateConflict,
     ModelError,
     NoKnowledgeBase,
+    ScanBusy,
     SourceError,
     StoreBusy,
     StoreCorrupt,
@@ -57,6 +58,7 @@ MEANINGS: dict[type[GristmillError], tuple[int, int]] = {
     CredentialError: (500, 2),
     EmbedderUnavailable: (503, 1),
     NoKnowledgeBase: (500, 1),
+    ScanBusy: (409, 75),
     SourceError: (500, 1),
     StoreError: (500, 1),
     StoreBusy: (503, 1),
@@ -302,4 +304,4 @@ def test_job_states_and_outcomes_read_as_their_plain_values(settings: Settings) 
     result = pickle.loads(pickle.dumps(WorkResult(Outcome.CHANGED)))
     assert result.outcome is Outcome.CHANGED and result.outcome == "changed"
     assert {outcome.value for outcome in Outcome} == {
-        "extracted", "skipped", "failed", "retry", "changed"}
+        "extracted", "skipped", "failed", "retry", "changed", "misconfigured"}

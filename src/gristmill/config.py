@@ -29,6 +29,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gristmill.audio.events import (
+    DEFAULT_MAX_GAP,
+    DEFAULT_MIN_DURATION,
+    DEFAULT_RELEASE,
+    DEFAULT_SMOOTH,
+    DEFAULT_THRESHOLD,
+    LAUGHTER,
+)
 from gristmill.errors import ConfigError
 
 __all__ = ["ApiToken", "Settings"]
@@ -269,12 +277,57 @@ class Settings(BaseSettings):
     watch_queue: int = Field(
         100_000, ge=100, description="Changed paths `watch` holds at most; beyond that it "
         "drops them and rescans its folders (bounded memory).")
+    # `gristmill audio scan`: the sound-event model and how its scores become events
+    # (gristmill.audio.events documents each step).
+    audio_model: Path | None = Field(
+        None, description="The sound-event model for `audio scan`: a YAMNet `.tflite` "
+        "(needs `pip install 'gristmill[audio]'`) or `.onnx` file. Nothing is downloaded: "
+        "get YAMNet from Kaggle Models (`google/yamnet`, formerly TF Hub), TFLite variant.")
+    audio_class_map: Path | None = Field(
+        None, description="The model's class map CSV (`index,mid,display_name`); default: "
+        "`<model>_class_map.csv` or `yamnet_class_map.csv` beside the model.")
+    # NoDecode: class names hold commas ("Chuckle, chortle"): the environment separates
+    # them with `;`.
+    audio_classes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(LAUGHTER), min_length=1,
+        description="Classes to detect, by name or index (`;`-separated in the "
+        "environment); default YAMNet's six laughter classes.")
+    audio_threshold: float = Field(
+        DEFAULT_THRESHOLD, gt=0, le=1, description="Smoothed score at which an event "
+        "starts.")
+    audio_release: float = Field(
+        DEFAULT_RELEASE, gt=0, le=1, description="Score below which an event ends "
+        "(hysteresis; taken as the threshold when above it).")
+    audio_min_duration: float = Field(
+        DEFAULT_MIN_DURATION, ge=0, le=3600, description="Shorter events are dropped "
+        "(seconds).")
+    audio_max_gap: float = Field(
+        DEFAULT_MAX_GAP, ge=0, le=3600, description="Events of a class this close "
+        "(seconds) are merged into one.")
+    audio_smooth: int = Field(
+        DEFAULT_SMOOTH, ge=1, le=100, description="Patches (0.48 s each) the scores are "
+        "averaged over before thresholding (1: none).")
+    audio_clip_padding: float = Field(
+        0.5, ge=0, le=60, description="Seconds of audio kept before and after each event "
+        "in its clip (`--clips`).")
+    audio_clip_format: Literal["wav", "opus", "mp3"] = Field(
+        "wav", description="Clip files' format: `wav`, `opus` or `mp3`.")
+    audio_threads: int = Field(
+        1, ge=1, le=64, description="Model threads per scanning worker (`--workers` "
+        "workers scan recordings side by side).")
 
     @field_validator("source_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("audio_classes", mode="before")
+    @classmethod
+    def _split_classes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(";") if part.strip()]
         return value
 
     @field_validator("allowed_hosts", mode="before")

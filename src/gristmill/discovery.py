@@ -41,14 +41,17 @@ class Discovery:
     ``start()`` returns at once; ``running`` tells the runner whether more items may
     still appear; ``join()`` waits for the end and returns the counts (or raises what
     stopped the walk). ``open_db`` opens the catalog for the walk's thread (for
-    instance ``lambda: open_database(settings)``).
+    instance ``lambda: open_database(settings)``). With ``modified_since_ns``, only files
+    modified at or after that time are looked at (a nightly audio scan's ``--since``):
+    like a walk capped by ``max_files``, such a listing is partial and removes nothing.
     """
 
     def __init__(self, open_db: Callable[[], CatalogDatabase], collection: str,
                  roots: Sequence[str], matcher: Matcher, run_id: int, max_files: int | None,
                  skip: Sequence[Path] = (), confine: Sequence[Path] = (), *,
-                 include_vendored: bool = False) -> None:
+                 include_vendored: bool = False, modified_since_ns: int | None = None) -> None:
         self._open_db = open_db
+        self._since = modified_since_ns
         self._include_vendored = include_vendored
         self._confine = list(confine)
         self._collection = collection
@@ -106,12 +109,16 @@ class Discovery:
         allowed = real_roots(self._confine)
         hasher = functools.partial(sha256_file, roots=allowed) if allowed else sha256_file
         for root in self._roots:
-            tree = git_tree(Path(root)) if left is None else None
+            tree = git_tree(Path(root)) if left is None and self._since is None else None
             if tree is not None and self._repository(catalog, root, tree, hasher):
                 continue
-            complete = True
-            for batch in _batches(walk(Path(root), self._matcher, self._skip, self._confine),
-                                  left):
+            listing = walk(Path(root), self._matcher, self._skip, self._confine)
+            # Removal needs a complete listing: one of recent files only did not look at
+            # the older ones, which stay as they are.
+            complete = self._since is None
+            if self._since is not None:
+                listing = _modified_since(listing, self._since)
+            for batch in _batches(listing, left):
                 if self._stop.is_set():
                     return  # an interrupted walk is incomplete: nothing is removed
                 self.counts += catalog.record_discovered(
@@ -277,6 +284,11 @@ def _repository_facts(root: str, relative: str, matcher: Matcher, *, tracked: bo
     if not tracked and any(part.startswith(".") for part in relative.split("/")[:-1]):
         return None
     return file_facts(path, real_roots(confine))
+
+
+def _modified_since(facts: Iterator[FileFacts], since_ns: int) -> Iterator[FileFacts]:
+    """The regular files of a walk modified at or after ``since_ns``."""
+    return (f for f in facts if f.skip_reason is None and f.mtime_ns >= since_ns)
 
 
 def _relative(source: str, root: str) -> str:

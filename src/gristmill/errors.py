@@ -6,8 +6,9 @@
     GristmillError
      ├── ConfigError            a setting or the model is wrong: the user     400    2
      │    │                     fixes the config (or the request)
-     │    ├── ModelError        the embedding model is missing or fails its   500    2
-     │    │                     checksum
+     │    ├── ModelError        a model (the embedding model, the audio       500    2
+     │    │                     model) is missing, fails its checksum or
+     │    │                     does not load
      │    ├── HomeUnwritable    the home folder cannot be created or written  500    2
      │    ├── JobNotFound       no job has that id                            404    2
      │    ├── JobStateConflict  the job's state refuses the change (pausing   409    2
@@ -17,6 +18,8 @@
      ├── EmbedderUnavailable    a remote embedder kept failing (429, 5xx,     503    1
      │                          timeouts) after its retries: run again later
      ├── NoKnowledgeBase        nothing ingested at the home (or database)    500    1
+     ├── ScanBusy               another audio scan holds the home's scan      409   75
+     │                          lock: wait for it (``--wait``) or run later
      ├── SourceError            a source root cannot be read (missing         500    1
      │                          folder, no permission)
      ├── ItemError              one item cannot be processed; the run goes on
@@ -74,6 +77,7 @@ __all__ = [
     "LimitExceeded",
     "ModelError",
     "NoKnowledgeBase",
+    "ScanBusy",
     "SourceError",
     "StoreBusy",
     "StoreCorrupt",
@@ -110,11 +114,11 @@ class ConfigError(GristmillError):
 
 
 class ModelError(ConfigError):
-    """The embedding model cannot be loaded (missing file, wrong checksum)."""
+    """A model cannot be loaded: the embedding model (missing file, wrong checksum) or
+    the audio model (not configured, missing, not a YAMNet-style model, no class map)."""
 
     http_status = 500  # the server's model: nothing the client can change
-    public_detail = ("the server's embedding model cannot be loaded; the server log has "
-                     "the reason")
+    public_detail = "a model of the server cannot be loaded; the server log has the reason"
 
 
 class HomeUnwritable(ConfigError):
@@ -192,6 +196,22 @@ class NoKnowledgeBase(GristmillError):
             message = f"no knowledge base at {where}: {hint}"
         super().__init__(message)
         self.where = where
+
+
+class ScanBusy(GristmillError):
+    """Another audio scan of the same home is running (it holds the home's scan lock):
+    two scans at once would only compete for the same recordings."""
+
+    http_status = 409
+    exit_code = 75  # EX_TEMPFAIL: a scheduler (cron, systemd) may simply try again later
+
+    def __init__(self, holder: int | None, lock: str) -> None:
+        who = f"process {holder}" if holder else "another process"
+        super().__init__(f"another audio scan ({who}) is running on this knowledge base "
+                         f"(it holds {lock}): run again when it ends, or add --wait to "
+                         "start as soon as it does")
+        self.holder = holder
+        self.lock = lock
 
 
 class SourceError(GristmillError):

@@ -36,7 +36,9 @@ from gristmill.runtime.runner import Progress
 from gristmill.sources import Matcher
 from gristmill.sources.roots import check_root, real_roots
 
-if TYPE_CHECKING:  # watchdog is imported only by a watch
+if TYPE_CHECKING:  # watchdog is imported only by a watch; PyAV only by an audio scan
+    from gristmill.audio.scan import AudioScanReport, UserScan
+    from gristmill.catalog.audio import StoredEvent
     from gristmill.watching import WatchReport
 
 __all__ = ["IngestReport", "KnowledgeBase", "SearchMode", "Searcher"]
@@ -191,10 +193,25 @@ class KnowledgeBase:
             self.catalog.reset_failed(collection)
         return self._run_job(run, embed=embed, on_progress=on_progress, started=started)
 
+    def run_job(self, spec: JobSpec, *, embed: bool = True,
+                on_progress: Callable[[Progress], None] | None = None) -> IngestReport:
+        """Run the job ``spec`` describes to its end (continuing a paused or interrupted
+        one with this very spec): what :meth:`ingest` does once it has checked its
+        arguments, and what an audio scan does for each user.
+
+        Raises:
+            SourceError: a source cannot be listed.
+        """
+        started = time.monotonic()
+        return self._run_job(JobRun.continue_or_create(self, spec), embed=embed,
+                             on_progress=on_progress, started=started)
+
     def resume(self, job_id: int, *, embed: bool = True,
                on_progress: Callable[[Progress], None] | None = None) -> IngestReport:
         """Run a paused, interrupted or failed job again: its sources are walked afresh
         and only what is not finished is done.
+
+        An audio scan's job waits, first, for any audio scan running on this home.
 
         Raises:
             JobNotFound: no such job.
@@ -211,6 +228,18 @@ class KnowledgeBase:
             # Checked again at every run, not only when the job was created: a folder
             # may have been swapped for a symlink since (the walk checks once more).
             check_root(root, real_roots(self.settings.source_roots))
+        if spec.kind == "audio":
+            from gristmill.audio.scan import scan_lock
+
+            # One audio scan of a home at a time: a resumed one (a job `serve` runs, say)
+            # queues behind the scan running now, as `audio scan --wait` does.
+            def waiting(holder: int | None) -> None:
+                log.info("job %s: waiting for the audio scan of process %s to end",
+                         job_id, holder or "?")
+
+            with scan_lock(self.settings.home, wait=True, on_wait=waiting):
+                return self._run_job(JobRun.resume(self, job_id), embed=False,
+                                     on_progress=on_progress, started=started)
         self.embedder  # noqa: B018 - fail early on a missing model, before the claim
         return self._run_job(JobRun.resume(self, job_id), embed=embed,
                              on_progress=on_progress, started=started)
@@ -223,11 +252,14 @@ class KnowledgeBase:
         assert spec is not None and run.job_id is not None  # a run of a job
         run_id = run.start()
         roots = list(spec.sources)
+        audio = run.audio_options()
+        since = None if audio is None or audio.since is None else int(audio.since * 1e9)
         discovery = Discovery(lambda: open_database(self.settings), spec.collection, roots,
                               Matcher(spec.include, spec.exclude), run_id, spec.max_files,
                               [self.settings.home],  # never ingest our own files
                               confine=self.settings.source_roots,
-                              include_vendored=self.settings.include_vendored)
+                              include_vendored=self.settings.include_vendored,
+                              modified_since_ns=since)
         discovery.counts.outdated = run.outdated
         runner = run.runner(embed=embed, discovering=lambda: discovery.running,
                             on_progress=on_progress)
@@ -260,6 +292,43 @@ class KnowledgeBase:
                      "embedding": progress.elapsed if vectors_done else None,
                      "total": total},
             progress=progress.to_dict(), reason=runner.pause_reason)
+
+    # -- audio ---------------------------------------------------------------------
+
+    def scan_audio(
+        self, root: str | Path, *, per_user: bool = False, user: str | None = None,
+        collection: str = "audio", clips: bool = False, since: float | None = None,
+        wait: bool = False, on_progress: Callable[[Progress], None] | None = None,
+        on_user: Callable[[UserScan], None] | None = None,
+        on_wait: Callable[[int | None], None] | None = None,
+    ) -> AudioScanReport:
+        """Scan the recordings under ``root`` for sound events (``audio_model``,
+        ``audio_classes``, ``audio_threshold``... from the settings), one job per user:
+        each first-level folder with ``per_user``, ``root`` as ``user``'s folder, or
+        ``root`` as the folder of the user it is named for. See
+        :func:`gristmill.audio.scan.scan_audio`.
+
+        Raises:
+            ModelError: no audio model is configured, or it cannot be loaded.
+            ScanBusy: another scan of this home is running (and ``wait`` is False).
+            SourceError: ``root`` does not exist or cannot be read.
+        """
+        from gristmill.audio.scan import scan_audio
+
+        return scan_audio(self, root, per_user=per_user, user=user, collection=collection,
+                          clips=clips, since=since, wait=wait, on_progress=on_progress,
+                          on_user=on_user, on_wait=on_wait)
+
+    def audio_events(self, *, user: str | None = None, since: float | None = None,
+                     collection: str | None = None) -> list[StoredEvent]:
+        """The stored sound events (of one user; of recordings modified at or after
+        ``since``, seconds since the epoch; of one collection), by user, recording and
+        time."""
+        from gristmill.catalog.audio import AudioStore
+
+        return AudioStore(self.db).events(
+            collection=collection, user=user,
+            modified_since_ns=None if since is None else int(since * 1e9))
 
     def embed_pending(self, on_progress: Callable[[Progress], None] | None = None) -> Progress:
         """Run only the embedding stage over every extracted item, in all collections."""

@@ -1,4 +1,8 @@
-"""Progress on the terminal: a Rich live view of a run, or plain log lines when piped."""
+"""Progress on the terminal: a Rich live view of a run, or plain log lines when piped.
+
+An ingest shows its two phases (items extracted, texts embedded); an audio scan shows
+recordings scanned, hours of audio, how many times real time, and events found.
+"""
 
 from __future__ import annotations
 
@@ -38,27 +42,32 @@ class TerminalProgress:
     Two phases, each with its own bar, rate and ETA: items extracted (keyword-searchable
     at once) and texts embedded (vectors, for hybrid search), which may run long after
     the last item is extracted. When every item is extracted it says that keyword search
-    is complete.
+    is complete. For an audio scan (``audio=True``) one bar of recordings, with the
+    hours of audio, the real-time factor and the events found.
     """
 
-    def __init__(self, console: Console | None = None, *, embedding: bool = True) -> None:
+    def __init__(self, console: Console | None = None, *, embedding: bool = True,
+                 audio: bool = False) -> None:
         self.console = console or Console(stderr=True)
-        self.embedding = embedding
+        self.embedding = embedding and not audio
+        self.audio = audio
         self._live: Live | None = None
         self._bar = Bar(TextColumn("[bold]{task.description:<8}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[unit]}"),
                         TaskProgressColumn(), TextColumn("{task.fields[pace]}"),
                         console=self.console)
-        self._items = self._bar.add_task("extract", total=None, unit="items", pace="")
+        self._items = self._bar.add_task("scan" if audio else "extract", total=None,
+                                         unit="recordings" if audio else "items", pace="")
         self._texts = self._bar.add_task("vectors", total=None, unit="texts", pace="",
-                                         visible=embedding)
+                                         visible=self.embedding)
         self._last_plain = 0.0
 
     def __enter__(self) -> TerminalProgress:
         if self.console.is_terminal:
             from gristmill.runtime.runner import Progress
 
-            self._live = Live(self._render(Progress(embedding=self.embedding)),
+            self._live = Live(self._render(Progress(embedding=self.embedding,
+                                                    audio=self.audio)),
                               console=self.console, refresh_per_second=4, transient=True)
             self._live.__enter__()
         return self
@@ -77,6 +86,10 @@ class TerminalProgress:
             print(self._line(snapshot), file=sys.stderr, flush=True)
 
     def _line(self, p: Progress) -> str:
+        if p.audio:
+            return (f"scan {p.done}/{p.total} recordings ({_audio_pace(p)}, eta "
+                    f"{format_duration(p.extract_eta)}) | {p.events} events, failed "
+                    f"{p.failed}, skipped {p.skipped} | rss {p.rss_bytes / 2**20:.0f} MB")
         parts = [f"extract {p.done}/{p.total} items "
                  f"({p.extract_rate:.1f}/s, eta {format_duration(p.extract_eta)})"]
         if self.embedding and p.embedding:
@@ -90,6 +103,8 @@ class TerminalProgress:
         return " | ".join(parts)
 
     def _render(self, p: Progress) -> Group:
+        if p.audio:
+            return self._render_audio(p)
         self._bar.update(self._items, completed=p.done, total=p.total or None,
                          pace=f"{p.extract_rate:.1f}/s  eta {format_duration(p.extract_eta)}")
         if self.embedding and p.embedding:
@@ -114,6 +129,28 @@ class TerminalProgress:
             lines.append(Text(f"  failed: {failure}", style="red", overflow="ellipsis",
                               no_wrap=True))
         return Group(*lines)
+
+
+    def _render_audio(self, p: Progress) -> Group:
+        self._bar.update(self._items, completed=p.done, total=p.total or None,
+                         pace=f"{_audio_pace(p)}  eta {format_duration(p.extract_eta)}")
+        stats = Text.assemble(
+            ("events ", "dim"), f"{p.events:,}  ", ("failed ", "dim"),
+            (f"{p.failed}", "red" if p.failed else ""), "  ", ("skipped ", "dim"),
+            f"{p.skipped}  ", ("memory ", "dim"), f"{p.rss_bytes / 2**20:,.0f} MB")
+        lines: list[Text | Bar] = [self._bar, stats]
+        if p.stopping:
+            lines.append(Text("stopping: finishing in-flight recordings (Ctrl-C again to "
+                              "abort)", style="yellow"))
+        for failure in p.recent_failures[-3:]:
+            lines.append(Text(f"  failed: {failure}", style="red", overflow="ellipsis",
+                              no_wrap=True))
+        return Group(*lines)
+
+
+def _audio_pace(p: Progress) -> str:
+    """Hours of audio scanned and how many times real time: ``1.25 h audio, 180x``."""
+    return f"{p.audio_seconds / 3600:.2f} h audio, {p.realtime_factor:.0f}x real time"
 
 
 def _searchable(p: Progress) -> str:

@@ -131,6 +131,7 @@ class Catalog:
                                                   run_id, now, old[0])))
                     writes.append((_DROP_CHUNKS, (old[0],)))  # no stale text in search
                     writes.append((_DROP_CHILDREN, (old[0],)))
+                    writes += _drop_audio(old[0])
                 continue
             if old is not None and old[1] == facts.size and old[2] == facts.mtime_ns:
                 counts.unchanged += 1
@@ -154,6 +155,7 @@ class Catalog:
                                                   now, old[0])))
                     writes.append((_DROP_CHUNKS, (old[0],)))
                     writes.append((_DROP_CHILDREN, (old[0],)))
+                    writes += _drop_audio(old[0])
                 continue
             if old is None:
                 counts.new += 1
@@ -764,12 +766,21 @@ _CHANGED = (
 )
 _DROP_CHUNKS = "DELETE FROM chunks WHERE item_id = ?"
 _DROP_CHILDREN = "DELETE FROM items WHERE parent_id = ?"  # cascades to theirs and chunks
+# A recording that is no longer a readable file has no events (its clip files are left
+# to the scan's sweep of its user's clip folder).
+_DROP_EVENTS = "DELETE FROM audio_events WHERE item_id = ?"
+_DROP_RECORDING = "DELETE FROM audio_recordings WHERE item_id = ?"
 _SET_PROBLEM = (
     f"UPDATE items SET status = ?, error = ?, error_type = ?, seen_run = {_NEWER_RUN}, "
     "updated_at = ?, "
     "sha256 = NULL, size = NULL, mtime_ns = NULL, lease_owner = NULL, lease_expires = NULL "
     "WHERE id = ?"
 )
+
+
+def _drop_audio(item_id: int) -> list[tuple[str, tuple[object, ...]]]:
+    """The writes that forget an item's sound events and scan."""
+    return [(_DROP_EVENTS, (item_id,)), (_DROP_RECORDING, (item_id,))]
 
 
 def _claimed(row: Sequence[Any]) -> Item:

@@ -93,13 +93,22 @@ _PROGRESS = "progress"  # the key of a run's progress in its stats record
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """What a job ingests: enough to run it again from any terminal."""
+    """What a job ingests: enough to run it again from any terminal.
+
+    ``kind`` is ``"ingest"`` (extract, chunk, embed) or ``"audio"`` (scan recordings for
+    sound events); an audio job's ``audio`` holds its scan's settings as plain JSON
+    values (whose recordings, the model, the detection settings: see
+    ``gristmill.audio.recording.AudioOptions``). Specs stored before these fields were
+    load as ingest jobs.
+    """
 
     collection: str
     sources: tuple[str, ...]
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     max_files: int | None = None
+    kind: str = "ingest"
+    audio: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -144,7 +153,10 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         """For ``--json`` and the API."""
-        return {"id": self.id, **asdict(self.spec), "state": self.state,
+        spec = asdict(self.spec)
+        if spec["audio"] is None:
+            del spec["audio"]  # an ingest job has no scan settings to show
+        return {"id": self.id, **spec, "state": self.state,
                 "started_at": self.started_at, "finished_at": self.finished_at,
                 "heartbeat_at": self.heartbeat_at, "items": self.items, "done": self.done,
                 "pages": self.pages, "chunks": self.chunks, "bytes": self.bytes,
@@ -498,7 +510,8 @@ class JobStore:
                 fields = json.loads(spec)
                 job_spec = JobSpec(fields["collection"], tuple(fields["sources"]),
                                    tuple(fields.get("include", ())),
-                                   tuple(fields.get("exclude", ())), fields.get("max_files"))
+                                   tuple(fields.get("exclude", ())), fields.get("max_files"),
+                                   fields.get("kind") or "ingest", fields.get("audio"))
             else:  # a job recorded before specs were
                 job_spec = JobSpec(collection, tuple(json.loads(sources)))
             shown = JobState(state)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from gristmill.catalog import Catalog, lease_owner_token
+from gristmill.catalog.audio import AudioStore
 from gristmill.catalog.jobs import JobSpec, JobState, JobStore
 from gristmill.config import Settings
 from gristmill.errors import JobNotFound, JobStateConflict, StoreError
@@ -38,6 +39,7 @@ from gristmill.runtime.options import RunOptions, RunOutcome
 from gristmill.runtime.runner import Progress, Runner
 
 if TYPE_CHECKING:
+    from gristmill.audio.recording import AudioOptions
     from gristmill.embed import Embedder
     from gristmill.index import Index
 
@@ -97,7 +99,8 @@ class JobRun:
         self.job_id = job_id
         self.spec = spec
         self.run_id: int | None = None
-        #: Items requeued by :meth:`start` because an older extractor made them.
+        #: Items requeued by :meth:`start` because an older extractor made them (in an
+        #: audio scan: recordings scanned with another model or other settings).
         self.outdated = 0
         self._runner: Runner | None = None
 
@@ -149,14 +152,31 @@ class JobRun:
     def start(self) -> int:
         """Start the run (it holds the job from now on) and requeue the items an older
         extractor version produced, or skipped as a type nothing read then: discovery
-        then sees them like any unchanged file. Returns the run id."""
+        then sees them like any unchanged file. An audio scan requeues instead the
+        recordings scanned with another model or other detection settings. Returns the
+        run id."""
         job_id, spec = self._job()
         start_fork_server()  # its imports overlap what the caller does next (discovery)
         self.run_id = self.kb.jobs.start_run(job_id, self.owner)
-        self.outdated = self.kb.catalog.requeue_outdated(
-            spec.collection, list(spec.sources), current_versions(),
-            lambda source: reads(Path(source)))
+        audio = self.audio_options()
+        if audio is not None:
+            since = None if audio.since is None else int(audio.since * 1e9)
+            self.outdated = AudioStore(self.kb.catalog.db).requeue_rescans(
+                spec.collection, list(spec.sources), audio.user, audio.model_sha256,
+                audio.settings_key(), modified_since_ns=since)
+        else:
+            self.outdated = self.kb.catalog.requeue_outdated(
+                spec.collection, list(spec.sources), current_versions(),
+                lambda source: reads(Path(source)))
         return self.run_id
+
+    def audio_options(self) -> AudioOptions | None:
+        """An audio scan's options (from its job's spec); None for an ingest."""
+        if self.spec is None or self.spec.kind != "audio" or self.spec.audio is None:
+            return None
+        from gristmill.audio.recording import AudioOptions
+
+        return AudioOptions.from_spec(self.spec.audio, self.kb.settings.home)
 
     def runner(self, *, embed: bool = True, follow: bool = False,
                discovering: Callable[[], bool] = lambda: False,
@@ -172,10 +192,14 @@ class JobRun:
             job_id, spec = self._job()
             if self.run_id is None:
                 raise RuntimeError("start() the run before building its runner")
+            audio = self.audio_options()
             options = RunOptions(self.owner, spec.collection, spec.sources, job_id,
-                                 self.run_id, embed=embed, follow=follow)
+                                 self.run_id, embed=embed and audio is None, follow=follow,
+                                 audio=audio)
         kb = self.kb
-        self._runner = Runner(kb.settings, kb.catalog, kb.index, kb.embedder, options,
+        # An audio scan makes no chunks: no embedder, and none is loaded for it.
+        embedder = kb.embedder if options.audio is None else None
+        self._runner = Runner(kb.settings, kb.catalog, kb.index, embedder, options,
                               jobs=kb.jobs, discovering=discovering, on_progress=on_progress)
         return self._runner
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gristmill.audio.recording import AudioOptions
 
 __all__ = ["RunOptions", "RunOutcome"]
 
@@ -41,6 +45,9 @@ class RunOptions:
     extract: bool = True  # False: only the embedding stage, over every collection
     embed: bool = True  # False: vectors are left for a later embedding run
     follow: bool = False  # a watch: idle until woken while discovery may add items
+    #: An audio scan: items are recordings scanned for sound events (no chunks, no
+    #: vectors; no twin copying) and their events stored with their status.
+    audio: AudioOptions | None = None
 
     def __post_init__(self) -> None:
         if (self.job_id is None) != (self.run_id is None):

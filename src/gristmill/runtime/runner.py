@@ -12,7 +12,9 @@ between leaves a lease that :meth:`Catalog.reap_expired` frees on the next run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import random
 import signal
 import sys
@@ -29,12 +31,14 @@ import numpy as np
 import psutil
 from pebble import ProcessExpired
 
+from gristmill.audio.recording import stored_recording
 from gristmill.batching import Batcher
 from gristmill.catalog import Catalog, ErrorType, Item, Status, Transaction
+from gristmill.catalog.audio import AudioStore, ScannedRecording
 from gristmill.catalog.jobs import JobState, JobStore
 from gristmill.config import Settings
 from gristmill.embed import Embedder
-from gristmill.errors import CredentialError, EmbedderUnavailable, StoreError
+from gristmill.errors import ConfigError, CredentialError, EmbedderUnavailable, StoreError
 from gristmill.index import StoredChunk
 from gristmill.runtime.embed_stage import EmbedStage, EmbedWork
 from gristmill.runtime.executors.base import Executor
@@ -109,6 +113,11 @@ class Progress:
     extract_rate: float = 0.0  # items per second, recent (not since the start)
     embed_rate: float = 0.0  # texts embedded per second, recent
     embedding: bool = False  # whether this run computes vectors
+    #: Whether this run scans recordings for sound events (an audio scan): then
+    #: ``done`` and ``total`` count recordings, and these count what they held.
+    audio: bool = False
+    audio_seconds: float = 0.0  # of the recordings this run scanned
+    events: int = 0  # found by this run
     rss_bytes: int = 0
     elapsed: float = 0.0
     searchable_at: float | None = None
@@ -120,6 +129,11 @@ class Progress:
     def rate(self) -> float:
         """Items extracted per second, over the recent past."""
         return self.extract_rate
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of audio scanned per second of the run (``100``: 100x real time)."""
+        return self.audio_seconds / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
     def cache_hits(self) -> int:
@@ -172,6 +186,11 @@ class Progress:
             if self.embedding else None,
             "keyword_searchable_after": seconds(self.searchable_at),
             "eta": seconds(self.eta),
+            **({"audio": {"recordings": self.done, "total": self.total,
+                          "audio_seconds": round(self.audio_seconds, 3),
+                          "events": self.events,
+                          "realtime_factor": round(self.realtime_factor, 1)}}
+               if self.audio else {}),
         }
 
 
@@ -186,6 +205,8 @@ class _Settle:
     copy_from: int | None = None
     promote_model: str | None = None
     children: list[tuple[str, int | None, str | None]] = field(default_factory=list)
+    #: In an audio scan: what the recording held (None: nothing, as it failed).
+    recording: ScannedRecording | None = None
 
 
 @dataclass(slots=True)
@@ -262,7 +283,12 @@ class Runner:
         self._written = True  # anything written since the last progress report
         self.on_progress = on_progress
         self._make_executor = executor
-        self.progress = Progress(embedding=self.embed)
+        # An audio scan stores each recording's events with its status; clip files its
+        # new events no longer name are deleted once that is committed.
+        self.audio = options.audio
+        self._audio_store = AudioStore(catalog.db) if options.audio is not None else None
+        self._stale_clips: list[str] = []
+        self.progress = Progress(embedding=self.embed, audio=options.audio is not None)
         # Each phase's pace over the recent past (see gristmill.runtime.rates).
         self._extract_pace = RecentRate()
         self._embed_pace = RecentRate()
@@ -351,8 +377,10 @@ class Runner:
     def _executor(self) -> Executor:
         if self._make_executor is not None:
             return self._make_executor()
-        return LocalExecutor(self.settings,
-                             WorkOptions.from_settings(self.settings, self.options.roots))
+        work = WorkOptions.from_settings(self.settings, self.options.roots)
+        if self.audio is not None:
+            work = dataclasses.replace(work, audio=self.audio)
+        return LocalExecutor(self.settings, work)
 
     # -- the loop ----------------------------------------------------------------
 
@@ -498,9 +526,11 @@ class Runner:
         # `watch` 2.5-4x slower to index 10,000 saves (bench_watch.py).
         if room <= 0:
             return 0
+        # No twin copying in an audio scan: a copy of another recording's events would
+        # name that recording's clips. Identical recordings are scanned each.
         items = self.catalog.claim(self.owner, self.collection, self.roots, room,
                                    self.settings.lease_seconds, run_id=self._run_id,
-                                   twins_for=self.model)
+                                   twins_for=self.model if self.audio is None else None)
         self._held.update(item.id for item in items)
         for item in items:
             twin = item.twin
@@ -515,7 +545,10 @@ class Runner:
             # the bytes it read are another version (see worker._extract_guarded).
             expected = None if item.parent_id is not None or item.mtime_ns is None \
                 else (item.size, item.mtime_ns)
-            self._in_flight[executor.submit(item.disk_path, item.members, expected)] = item
+            future = (executor.submit(item.disk_path, item.members, expected)
+                      if self.audio is None else
+                      executor.submit(item.disk_path, item.members, expected, item_id=item.id))
+            self._in_flight[future] = item
         self.progress.in_flight = len(self._in_flight)
         return len(items)
 
@@ -548,7 +581,13 @@ class Runner:
             if result.sha256 else {}
         if result.mtime_ns is not None:
             learnt["mtime_ns"] = result.mtime_ns  # the version read, not the one hashed
-        if result.outcome == Outcome.EXTRACTED:
+        if result.outcome == Outcome.EXTRACTED and self.audio is not None:
+            self._settle_recording(item, result, learnt)
+        elif result.outcome == Outcome.MISCONFIGURED:
+            # Not this recording's fault: it waits, pending, for the settings to be fixed.
+            self._requeue(item, {})
+            self._pause_for(ConfigError(result.error or "the run's settings are wrong"))
+        elif result.outcome == Outcome.EXTRACTED:
             chunks = [StoredChunk(c.seq, c.text, c.text_hash, c.page, c.heading,
                                   language=c.language, kind=c.kind, entity=c.entity,
                                   parent=c.parent, lines=c.lines, terms=c.terms)
@@ -576,6 +615,22 @@ class Runner:
                 "extractor": result.extractor, "extractor_version": result.extractor_version,
                 "pages": result.pages, "chunk_count": 0, **learnt}, chunks=[]))
             self._note(status, item, result.error)
+
+    def _settle_recording(self, item: Item, result: WorkResult,
+                          learnt: dict[str, object]) -> None:
+        """An audio scan's result: the recording is `indexed` (no chunks, no vectors)
+        with its events, committed together."""
+        assert self.audio is not None
+        recording = stored_recording(self.audio, result)
+        note = (result.audio or {}).get("note")
+        self._batcher.add(_Settle(
+            item, Status.INDEXED,
+            {"pages": None, "chunk_count": 0, "error": note if isinstance(note, str) else None,
+             "error_type": None, "extractor": result.extractor,
+             "extractor_version": result.extractor_version, "embed_model": "none",
+             **learnt}, recording=recording))
+        self.progress.audio_seconds += recording.duration or 0.0
+        self.progress.events += len(recording.events)
 
     def _crashed(self, item: Item, reason: str) -> None:
         crashes = item.crashes + 1
@@ -670,6 +725,7 @@ class Runner:
     # -- writing (the batcher's sink; runs on the driver thread) ------------------
 
     def _write(self, ops: Sequence[_Op]) -> None:
+        self._stale_clips = []  # of this write only: a failed one is written again
         with self.catalog.db.transaction() as txn:
             for op in ops:
                 if isinstance(op, _Settle):
@@ -680,6 +736,9 @@ class Runner:
                 else:
                     self.catalog.promote(txn, op.model)
         self._held.difference_update(op.item.id for op in ops if isinstance(op, _Settle))
+        # After the commit, never before: a crash in between leaves a file no event
+        # names (the scan's sweep deletes it), never an event naming a deleted file.
+        self._delete_clips(self._stale_clips)
         self._forget_vectors(ops)
         self._settled = self._settled or any(isinstance(op, _Settle) for op in ops)
         self._written = True
@@ -713,6 +772,9 @@ class Runner:
             # With its new outcome, an item's children are what this extraction found:
             # none, unless it is a container (a changed archive loses its old members).
             self.catalog.replace_children(txn, op.item, op.children, self._run_id)
+            if self._audio_store is not None:
+                # A recording's events are replaced with its status (none, when it failed).
+                self._stale_clips += self._audio_store.replace(txn, op.item.id, op.recording)
         if op.promote_model is not None:
             self.catalog.promote(txn, op.promote_model, settled)
 
@@ -730,6 +792,19 @@ class Runner:
         for original, copy in copied:
             self.index.copy_chunks(txn, original, copy, op.item.collection)
         return [copy for _, copy in copied]
+
+    def _delete_clips(self, paths: Sequence[str]) -> None:
+        """Delete clip files no event names any more (only inside the home's clips)."""
+        clips = os.path.join(os.path.abspath(self.settings.home), "clips") + os.sep
+        for path in paths:
+            if not os.path.abspath(path).startswith(clips):
+                continue  # not a clip this knowledge base made: never delete it
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # left for the next sweep of its user's clips
+                log.warning("cannot delete the old clip %s: %s", path, exc)
 
     def _forget_vectors(self, ops: Sequence[_Op]) -> None:
         """Vectors written (or dead): from now on the backlog query sees them (or their
@@ -825,6 +900,8 @@ def _quiet_after(failed: bool) -> Iterator[None]:
 
 def _weigh(op: _Op) -> int:
     if isinstance(op, _Settle):
+        if op.recording is not None:
+            return 1 + len(op.recording.events)
         return 1 + len(op.chunks)
     if isinstance(op, _Vectors):
         return len(op.hashes)

@@ -1,4 +1,5 @@
-"""What runs inside an extraction worker process: extract one item, chunk it, return.
+"""What runs inside an extraction worker process: extract one item, chunk it, return;
+or, in an audio scan, find its sound events (:mod:`gristmill.audio.recording`).
 
 Workers hold no database connection. They return a :class:`WorkResult` and the driver
 commits it, so a worker killed at any instant leaves nothing half-written.
@@ -24,6 +25,7 @@ import psutil
 
 from gristmill.chunking import Chunk, chunk_segments
 from gristmill.errors import (
+    ConfigError,
     ItemError,
     LimitExceeded,
     TransientError,
@@ -37,6 +39,8 @@ from gristmill.sources.git import git_tree
 from gristmill.sources.roots import OUTSIDE, OutsideRoots, inside, open_inside, real_roots
 
 if TYPE_CHECKING:  # the settings machinery (pydantic) stays out of worker processes
+    from gristmill.audio.events import Event
+    from gristmill.audio.recording import AudioOptions
     from gristmill.config import Settings
 
 __all__ = ["RECYCLE_EXIT_CODE", "Outcome", "WorkOptions", "WorkResult", "init_worker",
@@ -76,6 +80,9 @@ class WorkOptions:
     #: Source files (code, templates, markup in repositories) larger than this are
     #: skipped: hand-written code is rarely over a few hundred KB.
     max_source_bytes: int = 2 * 1024 * 1024
+    #: An audio scan's options: each item is a recording scanned for sound events
+    #: instead of a document extracted (None: extract).
+    audio: AudioOptions | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings,
@@ -104,6 +111,10 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"  # permanent: `failed` with a reason
     RETRY = "retry"  # temporary: pending again after a backoff, counted as an attempt
     CHANGED = "changed"  # the file changed while it was read: nothing of it may be kept
+    #: The run's configuration is wrong (the audio model does not load, a class it was
+    #: asked for does not exist): nothing is wrong with the item, which goes back to
+    #: `pending`, and the job pauses with the reason until the settings are fixed.
+    MISCONFIGURED = "misconfigured"
 
 
 @dataclass(slots=True)
@@ -126,6 +137,11 @@ class WorkResult:
     size: int | None = None
     sha256: str | None = None
     mtime_ns: int | None = None
+    #: An audio scan's events (sorted by start), None for a document.
+    events: list[Event] | None = None
+    #: An audio scan's recording facts: ``duration`` (s), ``sample_rate``, ``channels``,
+    #: ``codec``, ``model_seconds``, ``clips`` (one path or None per event), ``note``.
+    audio: dict[str, object] | None = None
 
 
 def init_worker(log_path: str, max_rss_mb: int, memory_limit_mb: int,
@@ -155,14 +171,16 @@ def init_worker(log_path: str, max_rss_mb: int, memory_limit_mb: int,
 
 def process_item(source: str, options: WorkOptions, token: int = 0,
                  members: tuple[str, ...] = (),
-                 expected: tuple[int, int] | None = None) -> WorkResult:
-    """Extract and chunk one file. Never raises for a problem with the file itself.
+                 expected: tuple[int, int] | None = None, item_id: int = 0) -> WorkResult:
+    """Extract and chunk one file (scan it, in an audio scan). Never raises for a
+    problem with the file itself.
 
     ``token`` names this attempt in the worker's progress file. For a child item,
     ``source`` is the file on disk that holds it and ``members`` the names leading to
     it (an attachment, then a member of that attachment...): each is unpacked in turn
     into a temporary folder, removed afterwards. ``expected`` is the file's size and
-    mtime as discovery recorded them with its sha256.
+    mtime as discovery recorded them with its sha256. ``item_id`` names a recording's
+    clip files.
     """
     if _max_rss_bytes and _self is not None and _self.memory_info().rss > _max_rss_bytes:
         # Retire before starting: memory left behind by earlier items (fragmentation,
@@ -175,18 +193,20 @@ def process_item(source: str, options: WorkOptions, token: int = 0,
     except OutsideRoots:
         result = WorkResult(Outcome.SKIPPED, error=OUTSIDE, error_type="outside source roots")
     except OSError:  # gone or unreadable: the extractor's own error says which
-        result = _extract_unguarded(Path(source), members, options)
+        result = _extract_unguarded(Path(source), members, options, item_id)
     else:
         try:
-            result = _extract_guarded(fd, Path(source), members, options, expected)
+            result = _extract_guarded(fd, Path(source), members, options, expected, item_id)
         finally:
             os.close(fd)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _extract_unguarded(path: Path, members: tuple[str, ...],
-                       options: WorkOptions) -> WorkResult:
+def _extract_unguarded(path: Path, members: tuple[str, ...], options: WorkOptions,
+                       item_id: int = 0) -> WorkResult:
+    if options.audio is not None:
+        return _scan(path, options.audio, item_id)
     if members:
         with tempfile.TemporaryDirectory(prefix="gristmill-") as tmp:
             return _extract_member(path, members, Path(tmp), options)
@@ -194,7 +214,7 @@ def _extract_unguarded(path: Path, members: tuple[str, ...],
 
 
 def _extract_guarded(fd: int, path: Path, members: tuple[str, ...], options: WorkOptions,
-                     expected: tuple[int, int] | None) -> WorkResult:
+                     expected: tuple[int, int] | None, item_id: int = 0) -> WorkResult:
     """Extract the file open as ``fd`` (checked inside the source roots), and make sure
     the bytes extracted are one version of it, and the version the result is recorded
     with.
@@ -212,7 +232,7 @@ def _extract_guarded(fd: int, path: Path, members: tuple[str, ...], options: Wor
     if not stat.S_ISREG(before.st_mode):
         return WorkResult(Outcome.SKIPPED, error="not a regular file any more",
                           error_type="not a regular file")
-    result = _extract_unguarded(path, members, options)
+    result = _extract_unguarded(path, members, options, item_id)
     if _changed_since(fd, path, before):
         return WorkResult(Outcome.CHANGED,
                           error="the file changed while it was being read",
@@ -364,6 +384,29 @@ def _extract(path: Path, options: WorkOptions, depth: int = 0) -> WorkResult:
     return WorkResult(Outcome.EXTRACTED, chunks=chunks, pages=capped.pages,
                       extractor=extractor.name, extractor_version=extractor.version,
                       truncated=capped.truncated, children=children)
+
+
+def _scan(path: Path, options: AudioOptions, item_id: int) -> WorkResult:
+    """Scan one recording for sound events (see :mod:`gristmill.audio.recording`)."""
+    # Imported here: a document run never loads PyAV or the audio model's runtime.
+    from gristmill.audio.recording import SCANNER, SCANNER_VERSION, scan_recording
+
+    try:
+        scan = scan_recording(path, options, item_id, beat=_beat)
+    except ConfigError as exc:  # the model or the classes: the job's settings, not the file
+        log.error("audio scan of %s: %s", path, exc)
+        return WorkResult(Outcome.MISCONFIGURED, error=str(exc), extractor=SCANNER,
+                          extractor_version=SCANNER_VERSION)
+    except Exception as exc:  # every failure of the file is confined to this item
+        error = translate_extraction_error(exc, str(path))
+        log.info("item %s: %s", path, error.reason, exc_info=not isinstance(exc, ItemError))
+        return _failure(error, SCANNER, SCANNER_VERSION)
+    return WorkResult(Outcome.EXTRACTED, extractor=SCANNER, extractor_version=SCANNER_VERSION,
+                      events=scan.events,
+                      audio={"duration": scan.duration, "sample_rate": scan.sample_rate,
+                             "channels": scan.channels, "codec": scan.codec,
+                             "model_seconds": scan.model_seconds, "clips": scan.clips,
+                             "note": scan.note})
 
 
 # The extractors that read source code (their files are capped by max_source_kb).

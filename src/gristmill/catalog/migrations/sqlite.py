@@ -209,6 +209,43 @@ def _m008_git_heads(conn: sqlite3.Connection) -> None:
                         PRIMARY KEY (collection, root))""")
 
 
+@migration
+def _m009_audio_events(conn: sqlite3.Connection) -> None:
+    # A scanned recording (an item of an audio scan): whose it is, which model (sha256)
+    # and detection settings (JSON) found its events, and what its audio track is. Its
+    # events, with the model that found them, and their clip files. Both go with their
+    # item (ON DELETE CASCADE: foreign keys are on in every connection). `user_name`,
+    # `start_s` and `end_s`, not `user`, `start` and `end`: PostgreSQL reserves those.
+    _run_script(conn, """
+        CREATE TABLE audio_recordings (
+            item_id     INTEGER PRIMARY KEY REFERENCES items (id) ON DELETE CASCADE,
+            user_name   TEXT NOT NULL,
+            model       TEXT NOT NULL,
+            settings    TEXT NOT NULL,
+            duration    REAL,
+            sample_rate INTEGER,
+            channels    INTEGER,
+            codec       TEXT,
+            compute_seconds REAL,
+            scanned_at  REAL NOT NULL
+        );
+        CREATE INDEX audio_recordings_user ON audio_recordings (user_name, model);
+        CREATE TABLE audio_events (
+            id          INTEGER PRIMARY KEY,
+            item_id     INTEGER NOT NULL REFERENCES items (id) ON DELETE CASCADE,
+            model       TEXT NOT NULL,
+            label       TEXT NOT NULL,
+            class_index INTEGER NOT NULL,
+            start_s     REAL NOT NULL,
+            end_s       REAL NOT NULL,
+            peak        REAL NOT NULL,
+            mean        REAL NOT NULL,
+            clip        TEXT
+        );
+        CREATE INDEX audio_events_item ON audio_events (item_id, start_s);
+        """)
+
+
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     # executescript() would COMMIT the migration's transaction first; run the
     # statements one by one instead (complete_statement knows trigger bodies).

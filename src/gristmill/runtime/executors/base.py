@@ -20,9 +20,11 @@ class Executor(Protocol):
     """
 
     def submit(self, source: str, members: tuple[str, ...] = (),
-               expected: tuple[int, int] | None = None) -> Future[WorkResult]:
+               expected: tuple[int, int] | None = None, *,
+               item_id: int = 0) -> Future[WorkResult]:
         """Schedule one item: a file, or ``members`` down inside it; ``expected``: the
-        file's size and mtime as recorded with its sha256."""
+        file's size and mtime as recorded with its sha256; ``item_id``: its id, which
+        names a recording's clip files (the runner passes it only in an audio scan)."""
         ...
 
     def overdue(self) -> int:

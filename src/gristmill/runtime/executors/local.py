@@ -65,14 +65,16 @@ class LocalExecutor:
         )
 
     def submit(self, source: str, members: tuple[str, ...] = (),
-               expected: tuple[int, int] | None = None) -> Future[WorkResult]:
+               expected: tuple[int, int] | None = None, *,
+               item_id: int = 0) -> Future[WorkResult]:
         """Schedule one item (a file, or ``members`` down inside it; ``expected``: the
-        file's size and mtime as recorded with its sha256); the future fails with
-        ``TimeoutError`` or ``pebble.ProcessExpired`` when the worker hangs or dies (see
-        :meth:`timed_out`)."""
+        file's size and mtime as recorded with its sha256; ``item_id``: its id, which
+        names a recording's clips); the future fails with ``TimeoutError`` or
+        ``pebble.ProcessExpired`` when the worker hangs or dies (see :meth:`timed_out`)."""
         token = next(self._tokens)
         future = self._pool.schedule(process_item,
-                                     (source, self._options, token, members, expected),
+                                     (source, self._options, token, members, expected,
+                                      item_id),
                                      timeout=self._timeout * HARD_TIMEOUT_FACTOR)
         self._attempts[token] = future
         future.add_done_callback(lambda _f: self._attempts.pop(token, None))
