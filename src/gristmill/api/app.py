@@ -23,7 +23,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 
-from gristmill.api import dashboard, error_report, health, jobs, search, token
+from gristmill.api import audio, dashboard, error_report, health, jobs, search, token
 from gristmill.api.guards import RequestGuard
 from gristmill.api.jobs import JobRequest, dispatching
 from gristmill.api.problems import install_handlers
@@ -68,6 +68,6 @@ def create_app(settings: Settings) -> FastAPI:
                           name="openapi_schema", include_in_schema=False,
                           dependencies=authenticated)
     app.mount("/static", dashboard.static_files(), name="static")
-    for resource in (jobs, search, health, error_report, token):
+    for resource in (jobs, audio, search, health, error_report, token):
         app.include_router(resource.router, prefix="/api/v1", dependencies=authenticated)
     return app

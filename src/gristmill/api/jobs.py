@@ -1,5 +1,6 @@
-"""``/api/v1/jobs``: start, list, read, pause, resume and cancel ingest jobs, and follow
-one over Server-Sent Events.
+"""``/api/v1/jobs``: start, list, read, pause, resume and cancel jobs (ingest, and the
+per-user audio scans of :mod:`gristmill.api.audio`), and follow one over Server-Sent
+Events.
 
 Jobs run in processes of their own (see :mod:`gristmill.api.launcher`): these routes only
 write requests into job rows and read them back, so the server stays responsive and
@@ -11,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Query, Response
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from fastapi import APIRouter, Body, Depends, Header, Query, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from sse_starlette import EventSourceResponse
 
+from gristmill.api.audio import AudioJobRequest, queue_audio_jobs
 from gristmill.api.params import MAX_ID, JobId, Text
 from gristmill.api.problems import ApiError
 from gristmill.api.security import resolve_source
@@ -29,6 +32,8 @@ __all__ = ["JobRequest", "dispatching", "router"]
 _DISPATCH_SECONDS = 0.5  # how soon a queued job starts once a running one has ended
 
 log = logging.getLogger(__name__)
+
+_Request = TypeVar("_Request", bound=BaseModel)
 
 router = APIRouter()
 _steering = [Depends(admin_only)]
@@ -43,6 +48,7 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt field must not be ignored
 
+    kind: Literal["ingest"] = "ingest"
     # One path or a list; always a list once read, so an error names `source.0`.
     source: Annotated[list[Text], BeforeValidator(_as_list)] = Field(
         description="Absolute path(s) inside a source root.")
@@ -73,8 +79,37 @@ def _steer(state: ApiState, job_id: int, fn: Callable[[KnowledgeBase], object]
     return state.job(job_id)
 
 
+def _parsed(model: type[_Request], body: dict[str, Any]) -> _Request:
+    """``body`` as ``model``; a RequestValidationError (the API's 422) when it is not
+    one, its fields named as FastAPI names a body's."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]) from None
+
+
 @router.post("/jobs", status_code=202, dependencies=_steering)
-def create_job(request: JobRequest, response: Response, state: State) -> dict[str, Any]:
+def create_job(body: Annotated[dict[str, Any], Body()], response: Response,
+               state: State) -> dict[str, Any]:
+    """Queue an ingest job (``kind`` ``ingest``, the default) and start the process that
+    runs it, or an audio scan's jobs, one per user (``kind`` ``audio``): then the answer
+    is ``{"kind": "audio", "ids": [...], "jobs": [...]}``."""
+    # Dispatched by hand rather than as a pydantic tagged union, whose errors would
+    # name the tag (`ingest.source.0`) instead of the field.
+    kind = body.get("kind", "ingest")
+    if kind == "audio":
+        ids = queue_audio_jobs(state, _parsed(AudioJobRequest, body))
+        response.headers["Location"] = f"/api/v1/jobs/{ids[0]}"
+        return {"kind": "audio", "ids": ids, "jobs": [state.job(i) for i in ids]}
+    if kind != "ingest":
+        raise ApiError(422, f"kind: {kind!r} is not a kind of job; give \"ingest\" (the "
+                            "default) or \"audio\"")
+    return _create_ingest_job(_parsed(JobRequest, body), response, state)
+
+
+def _create_ingest_job(request: JobRequest, response: Response, state: State
+                       ) -> dict[str, Any]:
     """Queue an ingest job and start the process that runs it."""
     given = request.source
     if not given:

@@ -166,6 +166,7 @@ function renderJob(job) {
   const done = job.done ?? 0;
   const pct = all ? (100 * done) / all : job.state === 'succeeded' ? 100 : 0;
   card.li.dataset.state = job.state;
+  card.li.dataset.kind = job.kind ?? 'ingest';
   card.li.dataset.done = String(done);
   card.li.dataset.total = String(all);
   card.badge.dataset.state = job.state;
@@ -199,8 +200,11 @@ function renderJob(job) {
   if (items.extracted) stats.push(stat('extracted', fmtInt(items.extracted)));
   if (items.skipped) stats.push(stat('skipped', fmtInt(items.skipped), 'warn'));
   if (items.failed) stats.push(stat('failed', fmtInt(items.failed), 'bad'));
-  stats.push(stat('chunks', fmtInt(job.chunks)));
-  if (job.pages) stats.push(stat('pages', fmtInt(job.pages)));
+  if (job.kind === 'audio') stats.push(...audioStats(job));
+  else {
+    stats.push(stat('chunks', fmtInt(job.chunks)));
+    if (job.pages) stats.push(stat('pages', fmtInt(job.pages)));
+  }
   stats.push(stat('read', fmtBytes(job.bytes)));
   stats.push(stat('rate', `${fmtRate(rate)}/s`));
   if (running && rate > 0 && all > done) stats.push(stat('ETA', fmtDuration((all - done) / rate)));
@@ -217,6 +221,21 @@ function renderJob(job) {
   card.resume.hidden = !['paused', 'interrupted', 'failed'].includes(job.state);
   card.cancel.hidden = !['running', 'queued', 'paused', 'interrupted'].includes(job.state);
   renderFailures(job.id);
+}
+
+/** An audio scan's figures (its run's `phases.audio`): recordings, audio, speed, events. */
+function audioStats(job) {
+  const audio = job.phases?.audio;
+  const who = job.audio?.user ? [stat('user', job.audio.user)] : [];
+  if (!audio) return who;
+  const hours = (audio.audio_seconds ?? 0) / 3600;
+  return [
+    ...who,
+    stat('recordings', `${fmtInt(audio.recordings)} / ${fmtInt(audio.total)}`),
+    stat('audio', `${hours.toFixed(hours >= 10 ? 1 : 2)} h`),
+    stat('speed', `${fmtRate(audio.realtime_factor ?? 0)}× real time`),
+    stat('events', fmtInt(audio.events)),
+  ];
 }
 
 function renderFailures(id) {
