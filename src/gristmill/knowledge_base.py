@@ -229,7 +229,7 @@ class KnowledgeBase:
             # may have been swapped for a symlink since (the walk checks once more).
             check_root(root, real_roots(self.settings.source_roots))
         if spec.kind == "audio":
-            from gristmill.audio.scan import scan_lock
+            from gristmill.audio.scan import scan_lock, sweep_clips
 
             # One audio scan of a home at a time: a resumed one (a job `serve` runs, say)
             # queues behind the scan running now, as `audio scan --wait` does.
@@ -238,8 +238,13 @@ class KnowledgeBase:
                          job_id, holder or "?")
 
             with scan_lock(self.settings.home, wait=True, on_wait=waiting):
-                return self._run_job(JobRun.resume(self, job_id), embed=False,
-                                     on_progress=on_progress, started=started)
+                run = JobRun.resume(self, job_id)
+                report = self._run_job(run, embed=False, on_progress=on_progress,
+                                       started=started)
+                options = run.audio_options()
+                if options is not None:  # clips no stored event names any more
+                    sweep_clips(self, options)
+                return report
         self.embedder  # noqa: B018 - fail early on a missing model, before the claim
         return self._run_job(JobRun.resume(self, job_id), embed=embed,
                              on_progress=on_progress, started=started)
@@ -324,11 +329,12 @@ class KnowledgeBase:
         """The stored sound events (of one user; of recordings modified at or after
         ``since``, seconds since the epoch; of one collection), by user, recording and
         time."""
+        from gristmill.audio.scan import MAX_SINCE
         from gristmill.catalog.audio import AudioStore
 
         return AudioStore(self.db).events(
             collection=collection, user=user,
-            modified_since_ns=None if since is None else int(since * 1e9))
+            modified_since_ns=None if since is None else int(min(since, MAX_SINCE) * 1e9))
 
     def embed_pending(self, on_progress: Callable[[Progress], None] | None = None) -> Progress:
         """Run only the embedding stage over every extracted item, in all collections."""

@@ -334,7 +334,7 @@ def test_a_class_the_model_lacks_pauses_the_job(tmp_path: Path, model: Path) -> 
 def test_a_queued_audio_job_runs_like_any_job(tmp_path: Path, model: Path) -> None:
     """An audio job recorded as queued (what the HTTP API makes) is claimed and run by
     `gristmill jobs run`, which `serve` starts for each job: its spec says it scans;
-    `jobs show` says it is an audio job."""
+    `jobs show` says it is an audio job; clips no event names are swept after it."""
     from gristmill.audio.scan import audio_job_spec
 
     uploads = tmp_path / "uploads"
@@ -345,8 +345,12 @@ def test_a_queued_audio_job_runs_like_any_job(tmp_path: Path, model: Path) -> No
         job_id = kb.jobs.create(audio_job_spec(options, "audio", str(uploads / "bob")),
                                 "nobody", state=JobState.QUEUED)
     env = env_for(home, audio_model=str(model), **DETECTION)
+    orphan = home / "clips" / "bob" / "999-deadbeef-1000-13.wav"  # a crash's leftover
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"RIFF")
     done = gristmill("jobs", "run", str(job_id), env=env)
     assert done.returncode == 0, done.stderr
+    assert not orphan.exists()
     job = gristmill_json("jobs", "show", str(job_id), env=env)
     assert (job["state"], job["kind"], job["items"]) == ("succeeded", "audio",
                                                          {"indexed": 3})
@@ -476,3 +480,15 @@ def test_schedule_prints_the_nightly_units(tmp_path: Path) -> None:
     assert "audio scan" in printed.stdout and "--per-user" in printed.stdout
     refused = gristmill("audio", "schedule", str(uploads), env=env)
     assert refused.returncode == 2 and "--print" in refused.stderr
+
+
+def test_since_must_be_a_date_the_catalog_can_hold() -> None:
+    """A date past 2262 (the catalog keeps nanoseconds in 64 bits) or before 1970 is
+    refused with the range, not a crash."""
+    from gristmill.audio.scan import parse_since
+    from gristmill.errors import ConfigError
+
+    assert parse_since("2024-05-01T00:00+00:00") == 1_714_521_600
+    for text in ("3000-01-01", "1900-01-01", "yesterday"):
+        with pytest.raises(ConfigError, match="--since"):
+            parse_since(text)

@@ -44,8 +44,19 @@ if TYPE_CHECKING:
     from gristmill.catalog import CatalogDatabase, DiscoveryCounts
     from gristmill.config import Settings
 
-__all__ = ["AUDIO_PATTERNS", "AudioScanParts", "AudioScanReport", "UserScan",
-           "audio_job_spec", "parse_since", "plan_users", "scan_audio", "scan_lock"]
+__all__ = [
+    "AUDIO_PATTERNS",
+    "MAX_SINCE",
+    "AudioScanParts",
+    "AudioScanReport",
+    "UserScan",
+    "audio_job_spec",
+    "parse_since",
+    "plan_users",
+    "scan_audio",
+    "scan_lock",
+    "sweep_clips",
+]
 
 
 class JobReport(Protocol):
@@ -191,6 +202,11 @@ def audio_job_spec(options: AudioOptions, collection: str, folder: str) -> JobSp
                    audio=options.to_spec())
 
 
+#: Seconds since the epoch past which a time no longer fits the catalog's nanoseconds
+#: (a signed 64-bit integer): the year 2262.
+MAX_SINCE = (2**63 - 1) / 1e9
+
+
 def parse_since(text: str) -> float:
     """``2024-05-01`` or ``2024-05-01T18:30`` (local time, unless it has an offset) as
     seconds since the epoch.
@@ -203,7 +219,11 @@ def parse_since(text: str) -> float:
     except ValueError:
         raise ConfigError(f"--since {text!r} is not a date: write it as 2024-05-01 or "
                           "2024-05-01T18:30") from None
-    return when.timestamp()  # a naive time is taken as local time
+    seconds = when.timestamp()  # a naive time is taken as local time
+    if not 0 <= seconds < MAX_SINCE:
+        raise ConfigError(f"--since {text!r} is out of range: give a date between 1970 "
+                          "and 2262")
+    return seconds
 
 
 @contextlib.contextmanager
@@ -315,7 +335,7 @@ def _scan_user(kb: AudioScanParts, options: AudioOptions, collection: str, folde
     # Measured once the user's pool is gone: what stays is what the next user starts
     # from.
     after = tree_rss()
-    _sweep_clips(kb, options)
+    sweep_clips(kb, options)
     audio = report.progress.get("audio") or {}
     return UserScan(
         user=options.user, root=folder, job_id=report.job_id, state=report.state,
@@ -330,7 +350,7 @@ def _scan_user(kb: AudioScanParts, options: AudioOptions, collection: str, folde
         reason=report.reason, stopped=report.stopped)
 
 
-def _sweep_clips(kb: AudioScanParts, options: AudioOptions) -> None:
+def sweep_clips(kb: AudioScanParts, options: AudioOptions) -> None:
     """Delete the clip files in the user's folder that no stored event names: those of
     recordings deleted from the source, those a crash left between writing a clip and
     committing its event, and half-written ones (``.NAME.xxxx``) of a killed worker. Run
