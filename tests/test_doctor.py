@@ -56,7 +56,7 @@ def test_a_working_model_is_described(tmp_path: Path, fixture_model: Path) -> No
     sha256 = hashlib.sha256(fixture_model.read_bytes()).hexdigest()
     assert f"sha256 {sha256}" in model.detail
     assert "input [N]" in model.detail and "scores [N, 521]" in model.detail
-    assert "521 classes" in model.detail and "detecting Laughter; Baby laughter" in model.detail
+    assert "521 classes" in model.detail and model.detail.endswith("detecting Laughter")
     facts = json.loads(json.dumps(model.to_dict()))["facts"]
     assert facts["sha256"] == sha256 and facts["runtime"] == "onnx"
     assert facts["input_shape"] == [None] and facts["output_shapes"]["scores"] == [None, 521]

@@ -679,10 +679,10 @@ def audio_scan(
         show_default=False)] = None,
     threshold: Annotated[float | None, typer.Option(
         "--threshold", min=0.0, max=1.0, help="Score at which an event starts "
-        "[env: GRISTMILL_AUDIO_THRESHOLD; default 0.3].", show_default=False)] = None,
+        "[env: GRISTMILL_AUDIO_THRESHOLD; default 0.1].", show_default=False)] = None,
     min_duration: Annotated[float | None, typer.Option(
         "--min-duration", min=0.0, help="Shorter events are dropped, in seconds "
-        "[env: GRISTMILL_AUDIO_MIN_DURATION; default 0.5].", show_default=False)] = None,
+        "[env: GRISTMILL_AUDIO_MIN_DURATION; default 0].", show_default=False)] = None,
     clips: Annotated[bool, typer.Option(
         "--clips", help="Cut a clip of each event into HOME/clips/USER/.")] = False,
     since: SinceOpt = None,

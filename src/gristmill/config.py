@@ -30,12 +30,12 @@ from pydantic_settings import (
 )
 
 from gristmill.audio.events import (
+    DEFAULT_CLASSES,
     DEFAULT_MAX_GAP,
     DEFAULT_MIN_DURATION,
     DEFAULT_RELEASE,
     DEFAULT_SMOOTH,
     DEFAULT_THRESHOLD,
-    LAUGHTER,
 )
 from gristmill.errors import ConfigError
 
@@ -289,9 +289,10 @@ class Settings(BaseSettings):
     # NoDecode: class names hold commas ("Chuckle, chortle"): the environment separates
     # them with `;`.
     audio_classes: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(LAUGHTER), min_length=1,
+        default_factory=lambda: list(DEFAULT_CLASSES), min_length=1,
         description="Classes to detect, by name or index (`;`-separated in the "
-        "environment); default YAMNet's six laughter classes.")
+        "environment); default Laughter (YAMNet's other laughter classes found no "
+        "laugh it missed and reported each laugh again: BENCHMARKS.md, Audio).")
     audio_threshold: float = Field(
         DEFAULT_THRESHOLD, gt=0, le=1, description="Smoothed score at which an event "
         "starts.")

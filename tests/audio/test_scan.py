@@ -416,8 +416,10 @@ def test_kill_9_mid_scan_then_rerun_scans_each_recording_once(tmp_path: Path,
     folder = tmp_path / "dave"
     folder.mkdir()
     many = 14
+    # Long enough (about a second each on one worker) that the scan is still running
+    # when the test sees two committed: at 60 s each it sometimes ended first.
     for index in range(many):
-        recording(folder / f"call-{index:02d}.wav", 60.0, 16_000,
+        recording(folder / f"call-{index:02d}.wav", 240.0, 16_000,
                   [(10.0 + index, 12.0 + index)], "wav")
     home = tmp_path / "home"
     env = env_for(home, audio_model=str(model), workers="1", **DETECTION)

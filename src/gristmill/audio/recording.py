@@ -27,7 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from gristmill.audio.events import Event, EventDetector
+from gristmill.audio.events import (
+    DEFAULT_CLASSES,
+    DEFAULT_MAX_GAP,
+    DEFAULT_MIN_DURATION,
+    DEFAULT_RELEASE,
+    DEFAULT_SMOOTH,
+    DEFAULT_THRESHOLD,
+    Event,
+    EventDetector,
+)
 from gristmill.catalog.audio import EventRow, ScannedRecording
 from gristmill.errors import ExtractionError, ModelError
 
@@ -63,12 +72,12 @@ class AudioOptions:
     model: str  # absolute path of the model file
     model_sha256: str
     class_map: str | None = None  # None: beside the model
-    classes: tuple[str | int, ...] = ("Laughter",)
-    threshold: float = 0.3
-    release: float = 0.2
-    min_duration: float = 0.5
-    max_gap: float = 0.5
-    smooth: int = 3
+    classes: tuple[str | int, ...] = DEFAULT_CLASSES
+    threshold: float = DEFAULT_THRESHOLD
+    release: float = DEFAULT_RELEASE
+    min_duration: float = DEFAULT_MIN_DURATION
+    max_gap: float = DEFAULT_MAX_GAP
+    smooth: int = DEFAULT_SMOOTH
     #: ``<home>/clips/<user>`` when clips are cut, else None.
     clips_dir: str | None = None
     clip_format: str = "wav"
