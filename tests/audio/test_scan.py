@@ -494,3 +494,65 @@ def test_since_must_be_a_date_the_catalog_can_hold() -> None:
     for text in ("3000-01-01", "1900-01-01", "yesterday"):
         with pytest.raises(ConfigError, match="--since"):
             parse_since(text)
+
+
+@pytest.mark.slow
+def test_an_audio_job_pauses_resumes_and_cancels_on_request(tmp_path: Path,
+                                                             model: Path) -> None:
+    """`jobs pause` stops a running scan between recordings (what is committed stays),
+    `jobs resume` scans only the rest, each recording once; `jobs cancel` ends one."""
+    folder = tmp_path / "erin"
+    folder.mkdir()
+    many = 10
+    for index in range(many):
+        recording(folder / f"call-{index:02d}.wav", 240.0, 16_000,
+                  [(10.0 + index, 12.0 + index)], "wav")
+    home = tmp_path / "home"
+    # One recording in flight at a time: a pause then always leaves some unclaimed.
+    env = env_for(home, audio_model=str(model), workers="1", window="1", **DETECTION)
+    proc = start("audio", "scan", str(folder), env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while (query(home, "SELECT count(*) FROM audio_recordings", missing_ok=True)
+               or [(0,)])[0][0] < 2:
+            assert proc.poll() is None, "the scan ended before it could be paused"
+            assert time.monotonic() < deadline, "the scan committed nothing in time"
+            time.sleep(0.05)
+        [(job_id,)] = query(home, "SELECT max(id) FROM jobs")
+        assert gristmill("jobs", "pause", str(job_id), env=env).returncode == 0
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _close(proc)
+    paused = gristmill_json("jobs", "show", str(job_id), env=env)
+    assert paused["state"] == "paused"
+    scanned = dict(query(home, "SELECT item_id, scanned_at FROM audio_recordings"))
+    assert 2 <= len(scanned) < many
+    resumed = gristmill("jobs", "resume", str(job_id), env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert gristmill_json("jobs", "show", str(job_id), env=env)["state"] == "succeeded"
+    after = dict(query(home, "SELECT item_id, scanned_at FROM audio_recordings"))
+    assert len(after) == many
+    assert all(after[item] == at for item, at in scanned.items())  # not scanned again
+    assert rows(home, "SELECT count(*) FROM audio_events") == many
+
+    for index in range(many, many + 4):
+        recording(folder / f"call-{index:02d}.wav", 240.0, 16_000, [(5.0, 7.0)], "wav")
+    proc = start("audio", "scan", str(folder), env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            jobs = query(home, "SELECT id, state FROM jobs WHERE id > ? ORDER BY id",
+                         (job_id,))
+            if jobs and jobs[0][1] == "running":
+                break
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        assert gristmill("jobs", "cancel", str(jobs[0][0]), env=env).returncode == 0
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _close(proc)
+    assert gristmill_json("jobs", "show", str(jobs[0][0]), env=env)["state"] == "cancelled"
