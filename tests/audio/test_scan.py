@@ -413,14 +413,8 @@ def test_kill_9_mid_scan_then_rerun_scans_each_recording_once(tmp_path: Path,
     and while others are in flight loses nothing and duplicates nothing when run
     again: every recording scanned, each once, each event and clip once, and the lock
     it held does not stop the re-run."""
-    folder = tmp_path / "dave"
-    folder.mkdir()
     many = 14
-    # Long enough (about a second each on one worker) that the scan is still running
-    # when the test sees two committed: at 60 s each it sometimes ended first.
-    for index in range(many):
-        recording(folder / f"call-{index:02d}.wav", 240.0, 16_000,
-                  [(10.0 + index, 12.0 + index)], "wav")
+    folder = _long_calls(tmp_path / "dave", many)
     home = tmp_path / "home"
     env = env_for(home, audio_model=str(model), workers="1", **DETECTION)
     proc = start("audio", "scan", str(folder), "--clips", env=env)
@@ -438,6 +432,17 @@ def test_kill_9_mid_scan_then_rerun_scans_each_recording_once(tmp_path: Path,
     clips = sorted((home / "clips" / "dave").iterdir())
     assert [p.suffix for p in clips] == [".wav"] * many  # no stray temporaries either
     assert rows(home, "SELECT count(*) FROM items WHERE status = 'indexed'") == many
+
+
+def _long_calls(folder: Path, count: int) -> Path:
+    """``count`` 4-minute recordings with one burst each (at 10 s, 11 s, ...): long
+    enough (about a second each on one worker) that a scan is still running when a test
+    sees two committed; at 60 s each it sometimes ended first."""
+    folder.mkdir()
+    for index in range(count):
+        recording(folder / f"call-{index:02d}.wav", 240.0, 16_000,
+                  [(10.0 + index, 12.0 + index)], "wav")
+    return folder
 
 
 def _kill_after_commits(proc: subprocess.Popen[str], home: Path, at_least: int) -> int:
@@ -501,12 +506,8 @@ def test_an_audio_job_pauses_resumes_and_cancels_on_request(tmp_path: Path,
                                                              model: Path) -> None:
     """`jobs pause` stops a running scan between recordings (what is committed stays),
     `jobs resume` scans only the rest, each recording once; `jobs cancel` ends one."""
-    folder = tmp_path / "erin"
-    folder.mkdir()
     many = 10
-    for index in range(many):
-        recording(folder / f"call-{index:02d}.wav", 240.0, 16_000,
-                  [(10.0 + index, 12.0 + index)], "wav")
+    folder = _long_calls(tmp_path / "erin", many)
     home = tmp_path / "home"
     # One recording in flight at a time: a pause then always leaves some unclaimed.
     env = env_for(home, audio_model=str(model), workers="1", window="1", **DETECTION)
