@@ -14,7 +14,14 @@ from typing import Any
 
 import typer
 
-from gristmill.cli import audio, jobs, knowledge, machine, server  # noqa: F401 (registers)
+from gristmill.cli import (  # noqa: F401 (importing them registers their commands)
+    audio,
+    jobs,
+    knowledge,
+    machine,
+    moving,
+    server,
+)
 from gristmill.cli._shared import app
 
 __all__ = ["app", "main"]
