@@ -18,8 +18,8 @@ from pathlib import Path
 
 from docs import make_eml
 from gate import Gate
+from gristmill.runtime.progress import Progress
 from gristmill.runtime.rates import RecentRate
-from gristmill.runtime.runner import Progress
 from process_tools import env_for, gristmill, gristmill_json, start
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Z0-9]")

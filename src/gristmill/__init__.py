@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from gristmill.extract import Extractor, Limits, Segment, register
     from gristmill.index import Hit
     from gristmill.knowledge_base import IngestReport, KnowledgeBase, SearchMode
-    from gristmill.runtime.runner import Progress
+    from gristmill.runtime.progress import Progress
     from gristmill.snippets import Snippet, snippet
     from gristmill.watching import Watcher, WatchReport
 
@@ -60,7 +60,7 @@ _HOMES = {
     "Hit": "gristmill.index",
     **dict.fromkeys(["IngestReport", "KnowledgeBase", "SearchMode"],
                     "gristmill.knowledge_base"),
-    "Progress": "gristmill.runtime.runner",
+    "Progress": "gristmill.runtime.progress",
     **dict.fromkeys(["Snippet", "snippet"], "gristmill.snippets"),
     **dict.fromkeys(["WatchReport", "Watcher"], "gristmill.watching"),
 }

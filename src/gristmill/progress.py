@@ -18,7 +18,7 @@ from rich.progress import Progress as Bar
 from rich.text import Text
 
 if TYPE_CHECKING:  # the runner (and the library under it) is imported by the command
-    from gristmill.runtime.runner import Progress
+    from gristmill.runtime.progress import Progress
 
 __all__ = ["TerminalProgress", "format_duration"]
 
@@ -64,7 +64,7 @@ class TerminalProgress:
 
     def __enter__(self) -> TerminalProgress:
         if self.console.is_terminal:
-            from gristmill.runtime.runner import Progress
+            from gristmill.runtime.progress import Progress
 
             self._live = Live(self._render(Progress(embedding=self.embedding,
                                                     audio=self.audio)),

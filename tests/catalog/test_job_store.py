@@ -72,7 +72,7 @@ def test_run_ids_continue_after_the_jobs_of_an_older_schema(tmp_path: Path) -> N
 def test_a_run_of_a_few_milliseconds_still_has_a_rate(tmp_path: Path) -> None:
     """A job over a handful of small files can finish in 40 ms: its rate is its items
     over that time, not 0 because the stored elapsed time was rounded to a tenth."""
-    from gristmill.runtime.runner import Progress
+    from gristmill.runtime.progress import Progress
 
     jobs = JobStore(open_catalog(tmp_path / "g.db"))
     job_id = jobs.create(SPEC, "me")

@@ -27,7 +27,8 @@ from gristmill.chunking import Chunk
 from gristmill.config import Settings
 from gristmill.index import StoredChunk, make_index
 from gristmill.runtime.options import RunOptions
-from gristmill.runtime.runner import Progress, Runner
+from gristmill.runtime.progress import Progress
+from gristmill.runtime.runner import Runner
 from gristmill.runtime.worker import RECYCLE_EXIT_CODE, WorkResult
 
 COLLECTION = "docs"

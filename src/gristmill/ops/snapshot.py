@@ -87,7 +87,7 @@ class Snapshot:
     def embedding_cache(self) -> dict[str, float]:
         """``hits``, ``misses`` and ``hit_rate`` of the embedding cache over every run:
         a hit is a chunk whose vector was already stored, a miss a text embedded."""
-        from gristmill.runtime.runner import cache_figures
+        from gristmill.runtime.progress import cache_figures
 
         return cache_figures(*self._jobs.embedding_cache())
 

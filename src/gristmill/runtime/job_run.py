@@ -36,7 +36,8 @@ from gristmill.errors import JobNotFound, JobStateConflict, StoreError
 from gristmill.extract import current_versions, reads
 from gristmill.runtime.fork_server import start_fork_server
 from gristmill.runtime.options import RunOptions, RunOutcome
-from gristmill.runtime.runner import Progress, Runner
+from gristmill.runtime.progress import Progress
+from gristmill.runtime.runner import Runner
 
 if TYPE_CHECKING:
     from gristmill.audio.recording import AudioOptions

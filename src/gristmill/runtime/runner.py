@@ -1,9 +1,10 @@
 """The runner: claim items under leases, keep a bounded window in flight, settle results.
 
 One driver thread owns the database. It claims at most ``window`` items, hands them to
-the executor, and turns each finished future into an :class:`_Settle` operation for the
-batcher, which commits an item's chunks and its status in one transaction. The embedding
-stage runs beside it, fed from the index's backlog of chunks without vectors.
+the executor, and turns each finished future into an operation for the run's
+:class:`~gristmill.runtime.settlement.Settlement`, which commits an item's chunks and its
+status in one transaction. The embedding stage runs beside it, fed from the index's
+backlog of chunks without vectors.
 
 Crash safety rests on ordering: an item is leased (committed) before a worker sees it, and
 its result becomes visible only when the batch holding it commits. A driver killed in
@@ -14,27 +15,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import random
 import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-import psutil
 from pebble import ProcessExpired
 
 from gristmill.audio.recording import stored_recording
-from gristmill.batching import Batcher
-from gristmill.catalog import Catalog, ErrorType, Item, Status, Transaction
-from gristmill.catalog.audio import AudioStore, ScannedRecording
+from gristmill.catalog import Catalog, ErrorType, Item, Status
 from gristmill.catalog.jobs import JobState, JobStore
 from gristmill.config import Settings
 from gristmill.embed import Embedder
@@ -44,13 +39,16 @@ from gristmill.runtime.embed_stage import EmbedStage, EmbedWork
 from gristmill.runtime.executors.base import Executor
 from gristmill.runtime.executors.local import HARD_TIMEOUT_FACTOR, LocalExecutor
 from gristmill.runtime.options import RunOptions, RunOutcome
-from gristmill.runtime.rates import RecentRate, eta, texts_left
+from gristmill.runtime.progress import Progress, tree_rss
+from gristmill.runtime.rates import RecentRate
+from gristmill.runtime.settlement import Settle, Settlement, Sweep, Vectors
+from gristmill.runtime.signals import stop_on_signals
 from gristmill.runtime.worker import RECYCLE_EXIT_CODE, Outcome, WorkOptions, WorkResult
 
 if TYPE_CHECKING:
     from gristmill.index import Index
 
-__all__ = ["Progress", "Runner", "cache_figures", "tree_rss"]
+__all__ = ["Runner"]
 
 log = logging.getLogger(__name__)
 
@@ -61,172 +59,6 @@ _PROGRESS_EVERY = 0.5
 _STATS_EVERY = 2.0  # seconds between records of the batcher's figures for /metrics
 _RETRY_BASE_DELAY = 2.0
 _FOLLOW_IDLE = 1.0  # seconds a following run sleeps when idle, unless woken
-
-
-def cache_figures(hits: int, misses: int) -> dict[str, float]:
-    """The embedding cache's ``hits``, ``misses`` and ``hit_rate`` (0 with no lookup)."""
-    lookups = hits + misses
-    return {"hits": hits, "misses": misses,
-            "hit_rate": round(hits / lookups, 4) if lookups else 0.0}
-
-
-def tree_rss(process: psutil.Process | None = None) -> int:
-    """Resident memory of a process and all its descendants, in bytes."""
-    process = process or psutil.Process()
-    total = 0
-    for proc in [process, *process.children(recursive=True)]:
-        try:
-            total += proc.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return total
-
-
-@dataclass(slots=True)
-class Progress:
-    """A snapshot of a run, for terminals, logs, ``--json`` and the job's SSE events.
-
-    Two phases, each with its own pace (see :mod:`gristmill.runtime.rates`):
-    *extraction* (``done`` of ``total`` items this run, at ``extract_rate``) and
-    *embedding* (``chunks_embedded`` texts embedded this run, ``embed_backlog`` texts
-    still without vectors, at ``embed_rate``). Items found unchanged are in neither.
-    """
-
-    total: int = 0  # items this run extracts: done + still to do (grows with discovery)
-    done: int = 0  # items whose extraction this run settled (extracted, indexed, ...)
-    extracted: int = 0  # items in scope that wait for their vectors
-    indexed: int = 0
-    skipped: int = 0
-    failed: int = 0
-    retried: int = 0
-    in_flight: int = 0
-    pages: int = 0
-    chunks: int = 0
-    #: Distinct chunk texts embedded by this run: each is one new vector stored
-    #: (identical texts are embedded once; cached vectors are reused, not counted).
-    chunks_embedded: int = 0
-    #: Chunks this run gave an item while embedding: each needs a vector, found in the
-    #: embedding cache (a hit) or computed (a miss: ``chunks_embedded``).
-    vector_lookups: int = 0
-    #: Distinct chunk texts of extracted items still without a vector (all collections).
-    embed_backlog: int = 0
-    extract_rate: float = 0.0  # items per second, recent (not since the start)
-    embed_rate: float = 0.0  # texts embedded per second, recent
-    embedding: bool = False  # whether this run computes vectors
-    #: Whether this run scans recordings for sound events (an audio scan): then
-    #: ``done`` and ``total`` count recordings, and these count what they held.
-    audio: bool = False
-    audio_seconds: float = 0.0  # of the recordings this run scanned
-    events: int = 0  # found by this run
-    rss_bytes: int = 0
-    elapsed: float = 0.0
-    searchable_at: float | None = None
-    finished: bool = False
-    stopping: bool = False
-    recent_failures: list[str] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float:
-        """Items extracted per second, over the recent past."""
-        return self.extract_rate
-
-    @property
-    def realtime_factor(self) -> float:
-        """Seconds of audio scanned per second of the run (``100``: 100x real time)."""
-        return self.audio_seconds / self.elapsed if self.elapsed > 0 else 0.0
-
-    @property
-    def cache_hits(self) -> int:
-        """Chunks whose vector was already stored (another file, an earlier run, or an
-        identical text of this run): the lookups that cost no embedding. Texts embedded
-        for items of an interrupted earlier run are misses with no lookup of this run,
-        so the difference is floored at 0."""
-        return max(0, self.vector_lookups - self.chunks_embedded)
-
-    @property
-    def extract_eta(self) -> float | None:
-        """Seconds until every item is extracted (keyword-searchable), if known."""
-        return eta(self.total - self.done, self.extract_rate)
-
-    @property
-    def embed_eta(self) -> float | None:
-        """Seconds until every text has its vector, if known: the backlog plus what the
-        items still to extract will add, at the recent embedding rate."""
-        if not self.embedding:
-            return None
-        return eta(texts_left(self.embed_backlog, self.total - self.done, self.chunks,
-                              self.done), self.embed_rate)
-
-    @property
-    def eta(self) -> float | None:
-        """Seconds until the run is done (both phases), if known."""
-        extract = self.extract_eta
-        if not self.embedding or extract is None:
-            return extract
-        embed = self.embed_eta
-        return None if embed is None else max(extract, embed)
-
-    def to_dict(self) -> dict[str, object]:
-        """The two phases, JSON-ready (``ingest --json``, the job's SSE events)."""
-        def seconds(value: float | None) -> float | None:
-            return None if value is None else round(value, 1)
-
-        return {
-            # Milliseconds, not tenths: a job's rate is its runs' items over their stored
-            # elapsed time, and a run over a handful of files takes under 0.05 s.
-            "elapsed": round(self.elapsed, 3),
-            "extract": {"done": self.done, "total": self.total, "failed": self.failed,
-                        "skipped": self.skipped, "pages": self.pages, "chunks": self.chunks,
-                        "rate": round(self.extract_rate, 3),
-                        "eta": seconds(self.extract_eta)},
-            "embed": {"texts_embedded": self.chunks_embedded,
-                      "texts_waiting": self.embed_backlog,
-                      "rate": round(self.embed_rate, 3), "eta": seconds(self.embed_eta),
-                      "cache": cache_figures(self.cache_hits, self.chunks_embedded)}
-            if self.embedding else None,
-            "keyword_searchable_after": seconds(self.searchable_at),
-            "eta": seconds(self.eta),
-            **({"audio": {"recordings": self.done, "total": self.total,
-                          "audio_seconds": round(self.audio_seconds, 3),
-                          "events": self.events,
-                          "realtime_factor": round(self.realtime_factor, 1)}}
-               if self.audio else {}),
-        }
-
-
-@dataclass(slots=True)
-class _Settle:
-    """Commit one item's outcome (and its chunks) if we still hold its lease."""
-
-    item: Item
-    status: Status
-    fields: dict[str, object]
-    chunks: list[StoredChunk] = field(default_factory=list)
-    copy_from: int | None = None
-    promote_model: str | None = None
-    children: list[tuple[str, int | None, str | None]] = field(default_factory=list)
-    #: In an audio scan: what the recording held (None: nothing, as it failed).
-    recording: ScannedRecording | None = None
-
-
-@dataclass(slots=True)
-class _Vectors:
-    """Store a batch of vectors and promote the items that were waiting on them."""
-
-    model: str
-    hashes: list[str]
-    vectors: np.ndarray
-    item_ids: set[int]
-
-
-@dataclass(slots=True)
-class _Sweep:
-    """Promote every extracted item whose vectors are all present."""
-
-    model: str
-
-
-_Op = _Settle | _Vectors | _Sweep
 
 
 @dataclass(slots=True)
@@ -279,15 +111,9 @@ class Runner:
         # Follow mode (a watch): while discovering, an idle run sleeps until wake().
         self.follow = options.follow
         self._wake = threading.Event()
-        self._settled = False  # results written since the last idle embedding sweep
-        self._written = True  # anything written since the last progress report
         self.on_progress = on_progress
         self._make_executor = executor
-        # An audio scan stores each recording's events with its status; clip files its
-        # new events no longer name are deleted once that is committed.
         self.audio = options.audio
-        self._audio_store = AudioStore(catalog.db) if options.audio is not None else None
-        self._stale_clips: list[str] = []
         self.progress = Progress(embedding=self.embed, audio=options.audio is not None)
         # Each phase's pace over the recent past (see gristmill.runtime.rates).
         self._extract_pace = RecentRate()
@@ -295,23 +121,17 @@ class Runner:
         self._backlog_at = float("-inf")  # when the embedding backlog was last counted
         self._stop = threading.Event()
         self._in_flight: dict[Future[WorkResult], Item] = {}
-        # Items this run leased whose outcome is not committed yet: in flight, or in a
-        # batch still to be written (or whose write failed: the disk filled up).
-        self._held: set[int] = set()
         self._embedding: dict[str, set[int]] = {}  # text hash -> items waiting on it
         self._embed_cursor = 0
         self._embed_failed: set[str] = set()
-        # Vectors computed but not yet written (the batcher holds them), by text hash:
-        # a later chunk with the same text joins that write instead of being embedded
-        # again (the backlog query cannot see a vector before it is committed).
-        self._unwritten: dict[str, _Vectors] = {}
-        self._batcher: Batcher[_Op] = Batcher(
-            self._write, on_dead=self._dead, max_rows=settings.flush_ops,
-            max_delay=settings.flush_seconds, weigh=_weigh,
-            outage_seconds=settings.store_retry_seconds)
         self._started = time.monotonic()
         # Claims are limited to what this run's discovery has seen (None: embed-only).
         self._run_id = options.run_id
+        # Results, vectors and sweeps go there; each of its flushes is one transaction.
+        self._settlement = Settlement(
+            settings, catalog, index, self.progress, owner=self.owner,
+            run_id=self._run_id, with_embedder=embedder is not None,
+            audio=options.audio is not None)
         # Polled for pause and cancel requests; heartbeats go there. Only with a job.
         self.jobs = jobs if options.job_id is not None else None
         #: How the run ended.
@@ -341,7 +161,7 @@ class Runner:
         self._report()  # the baseline: items already finished before this run
         executor = self._executor() if self.extract else None
         stage = EmbedStage(self.embedder) if self.embed and self.embedder else None
-        restore = _install_signal_handlers(self.stop)
+        restore = stop_on_signals(self.stop)
         failed = True
         try:
             self._loop(executor, stage)
@@ -354,7 +174,7 @@ class Runner:
             # tried; its error, most likely the same, is logged, not raised in its place.
             try:
                 with _quiet_after(failed):
-                    self._batcher.flush()
+                    self._settlement.flush()
             finally:
                 _close(executor, stage)
             with _quiet_after(failed):
@@ -371,7 +191,7 @@ class Runner:
         if self.jobs is None or not self._run_id:
             return
         self.progress.elapsed = time.monotonic() - self._started
-        self.jobs.record_stats(self._run_id, self._batcher.stats.summary(),
+        self.jobs.record_stats(self._run_id, self._settlement.stats.summary(),
                                progress=self.progress.to_dict())
 
     def _executor(self) -> Executor:
@@ -395,7 +215,7 @@ class Runner:
                 if self._stop.is_set():
                     return
             if self._pausing and not self._in_flight:
-                self._batcher.flush()
+                self._settlement.flush()
                 self.outcome = RunOutcome.PAUSED  # in-flight items are done; nothing held
                 return
             claimed = self._fill_window(executor) if executor is not None else 0
@@ -414,7 +234,7 @@ class Runner:
             if stage is not None:
                 for work in stage.results():
                     self._collect(work)
-            self._batcher.flush_if_due()
+            self._settlement.flush_if_due()
             self._do_chores(chores)
             if self._in_flight or claimed:
                 continue
@@ -434,19 +254,20 @@ class Runner:
                 self.jobs.heartbeat(self.job_id, self._run_id)
             chores.renewed = now
         # An idle following run has nothing new to count (its counts scan the scope).
-        if now - chores.reported > _PROGRESS_EVERY and (self._written or not self.follow):
+        if now - chores.reported > _PROGRESS_EVERY and (
+                self._settlement.written or not self.follow):
             self._report()
-            self._written = False
+            self._settlement.written = False
             chores.reported = now
         if self.jobs is not None and self._run_id and (
                 now - chores.recorded > _STATS_EVERY
-                or (chores.recorded_flushes == 0 and self._batcher.stats.flushes)):
+                or (chores.recorded_flushes == 0 and self._settlement.stats.flushes)):
             self._record_stats()
-            chores.recorded_flushes, chores.recorded = self._batcher.stats.flushes, now
+            chores.recorded_flushes, chores.recorded = self._settlement.stats.flushes, now
 
     def _finished(self, extracting: bool, stage: EmbedStage | None) -> bool:
         """True when nothing is left to claim, to embed or to write."""
-        self._batcher.flush()
+        self._settlement.flush()
         if extracting and self.discovering():
             if self.follow:
                 self._idle(stage)
@@ -466,15 +287,15 @@ class Runner:
             if any(row.text_hash not in self._embed_failed for row in backlog):
                 self._embed_cursor = 0  # sweep the backlog again from the start
                 return False
-            self._batcher.add(_Sweep(self.model))
-            self._batcher.flush()
+            self._settlement.add(Sweep(self.model))
+            self._settlement.flush()
         return True
 
     def _idle(self, stage: EmbedStage | None) -> None:
         """Follow mode with nothing to claim: catch up on embedding, then sleep until
         :meth:`wake` (or a second, to look at the job and at retries coming due)."""
-        if stage is not None and self._settled:
-            self._settled = False
+        if stage is not None and self._settlement.settled:
+            self._settlement.settled = False
             # Chunk ids are reused once the newest chunks are replaced (a file saved
             # twice), so the cursor may have passed chunks that still need vectors.
             backlog = self.index.pending_chunks(self.model, 0, len(self._embed_failed) + 1)
@@ -482,8 +303,8 @@ class Runner:
             if fresh:
                 self._embed_cursor = min(self._embed_cursor, fresh[0].chunk_id - 1)
                 return
-            self._batcher.add(_Sweep(self.model))
-            self._batcher.flush()
+            self._settlement.add(Sweep(self.model))
+            self._settlement.flush()
         self._wake.wait(_FOLLOW_IDLE)
         self._wake.clear()
 
@@ -492,7 +313,7 @@ class Runner:
         if extracting and (self.discovering() or self.catalog.has_pending(
                 self.collection, self.roots, run_id=self._run_id)[0]):
             return
-        self._batcher.flush()
+        self._settlement.flush()
         self.progress.searchable_at = time.monotonic() - self._started
 
     def _pause_for(self, error: BaseException) -> None:
@@ -531,12 +352,12 @@ class Runner:
         items = self.catalog.claim(self.owner, self.collection, self.roots, room,
                                    self.settings.lease_seconds, run_id=self._run_id,
                                    twins_for=self.model if self.audio is None else None)
-        self._held.update(item.id for item in items)
+        self._settlement.hold(item.id for item in items)
         for item in items:
             twin = item.twin
             if twin is not None and twin != item.id:
                 # Identical bytes were already extracted: reuse those chunks.
-                self._batcher.add(_Settle(item, self._extracted_status(),
+                self._settlement.add(Settle(item, self._extracted_status(),
                                           self._embed_fields(), copy_from=twin,
                                           promote_model=self._promote_model()))
                 continue
@@ -592,7 +413,7 @@ class Runner:
                                   language=c.language, kind=c.kind, entity=c.entity,
                                   parent=c.parent, lines=c.lines, terms=c.terms)
                       for c in result.chunks]
-            self._batcher.add(_Settle(
+            self._settlement.add(Settle(
                 item, self._extracted_status(),
                 {"pages": result.pages, "chunk_count": len(chunks), "error": None,
                  "error_type": None, "extractor": result.extractor,
@@ -610,7 +431,7 @@ class Runner:
             self._retry(item, "the file kept changing while it was being read")
         else:
             status = Status.SKIPPED if result.outcome == Outcome.SKIPPED else Status.FAILED
-            self._batcher.add(_Settle(item, status, {
+            self._settlement.add(Settle(item, status, {
                 "error": result.error, "error_type": result.error_type,
                 "extractor": result.extractor, "extractor_version": result.extractor_version,
                 "pages": result.pages, "chunk_count": 0, **learnt}, chunks=[]))
@@ -623,7 +444,7 @@ class Runner:
         assert self.audio is not None
         recording = stored_recording(self.audio, result)
         note = (result.audio or {}).get("note")
-        self._batcher.add(_Settle(
+        self._settlement.add(Settle(
             item, Status.INDEXED,
             {"pages": None, "chunk_count": 0, "error": note if isinstance(note, str) else None,
              "error_type": None, "extractor": result.extractor,
@@ -654,10 +475,10 @@ class Runner:
                              "error": reason})
 
     def _requeue(self, item: Item, fields: dict[str, object]) -> None:
-        self._batcher.add(_Settle(item, Status.PENDING, fields))
+        self._settlement.add(Settle(item, Status.PENDING, fields))
 
     def _fail(self, item: Item, reason: str, kind: ErrorType, **fields: object) -> None:
-        self._batcher.add(_Settle(item, Status.FAILED, {"error": reason, "error_type": kind,
+        self._settlement.add(Settle(item, Status.FAILED, {"error": reason, "error_type": kind,
                                                         "chunk_count": 0, **fields}))
         self._note(Status.FAILED, item, reason)
 
@@ -693,7 +514,7 @@ class Runner:
                 if waiting is not None:
                     waiting.add(row.item_id)  # already on its way: just wait for it
                     continue
-                computed = self._unwritten.get(row.text_hash)
+                computed = self._settlement.unwritten(row.text_hash)
                 if computed is not None:
                     computed.item_ids.add(row.item_id)  # promoted by the write to come
                     continue
@@ -717,130 +538,15 @@ class Runner:
             # `extracted` and the next run tries again.
             self._embed_failed.update(work.hashes)
             return
-        vectors = _Vectors(self.model, work.hashes, work.vectors, waiting)
-        self._unwritten.update(dict.fromkeys(work.hashes, vectors))
-        self._batcher.add(vectors)
+        self._settlement.add(Vectors(self.model, work.hashes, work.vectors, waiting))
         self.progress.chunks_embedded += len(work.hashes)
-
-    # -- writing (the batcher's sink; runs on the driver thread) ------------------
-
-    def _write(self, ops: Sequence[_Op]) -> None:
-        self._stale_clips = []  # of this write only: a failed one is written again
-        with self.catalog.db.transaction() as txn:
-            for op in ops:
-                if isinstance(op, _Settle):
-                    self._apply_settle(txn, op)
-                elif isinstance(op, _Vectors):
-                    self.index.store_vectors(txn, op.model, op.hashes, op.vectors)
-                    self.catalog.promote(txn, op.model, op.item_ids)
-                else:
-                    self.catalog.promote(txn, op.model)
-        self._held.difference_update(op.item.id for op in ops if isinstance(op, _Settle))
-        # After the commit, never before: a crash in between leaves a file no event
-        # names (the scan's sweep deletes it), never an event naming a deleted file.
-        self._delete_clips(self._stale_clips)
-        self._forget_vectors(ops)
-        self._settled = self._settled or any(isinstance(op, _Settle) for op in ops)
-        self._written = True
-        self._count_done(ops)
-
-    def _apply_settle(self, txn: Transaction, op: _Settle) -> None:
-        fields = dict(op.fields)
-        if op.copy_from is not None:
-            twin = self.catalog.twin_extraction(txn, op.copy_from, op.item.sha256)
-            if twin is None:  # the twin vanished or changed since the claim: extract
-                op.status = Status.PENDING
-            else:
-                fields.update(twin)
-        # A watch records a new save of an item in flight (back to `pending`, new
-        # sha256) and this runner may claim it again before this result is written:
-        # the lease check alone (it knows the owner, not the claim) would let this
-        # older result through. A child's bytes are learnt by its extraction.
-        claimed = op.item.sha256 if op.item.parent_id is None else None
-        if not self.catalog.settle(txn, op.item.id, self.owner, op.status,
-                                   claimed_sha256=claimed, **fields):
-            log.info("item %s: lease lost or file changed before its result was written; "
-                     "dropped", op.item.source)
-            return
-        settled = [op.item.id]
-        if op.copy_from is not None and op.status is not Status.PENDING:
-            settled += self._copy_twin(txn, op, op.copy_from)
-        elif op.status in (Status.EXTRACTED, Status.INDEXED, Status.SKIPPED, Status.FAILED):
-            self.index.replace_chunks(txn, op.item.id, op.item.collection, op.chunks)
-            if self.embedder is not None:
-                self.progress.vector_lookups += len(op.chunks)
-            # With its new outcome, an item's children are what this extraction found:
-            # none, unless it is a container (a changed archive loses its old members).
-            self.catalog.replace_children(txn, op.item, op.children, self._run_id)
-            if self._audio_store is not None:
-                # A recording's events are replaced with its status (none, when it failed).
-                self._stale_clips += self._audio_store.replace(txn, op.item.id, op.recording)
-        if op.promote_model is not None:
-            self.catalog.promote(txn, op.promote_model, settled)
-
-    def _copy_twin(self, txn: Transaction, op: _Settle, twin: int) -> list[int]:
-        """Give a twin the chunks of the item with its bytes, and that item's attachments
-        and members with theirs (their own files are in these same bytes); returns the
-        ids of the descendants copied as extracted."""
-        count = self.index.copy_chunks(txn, twin, op.item.id, op.item.collection)
-        if self.embedder is not None:
-            self.progress.vector_lookups += count
-        model = op.fields.get("embed_model")
-        copied = self.catalog.copy_twin(
-            txn, twin, op.item, self._run_id, chunk_count=count, done=op.status,
-            embed_model=model if isinstance(model, str) else None)
-        for original, copy in copied:
-            self.index.copy_chunks(txn, original, copy, op.item.collection)
-        return [copy for _, copy in copied]
-
-    def _delete_clips(self, paths: Sequence[str]) -> None:
-        """Delete clip files no event names any more (only inside the home's clips)."""
-        clips = os.path.join(os.path.abspath(self.settings.home), "clips") + os.sep
-        for path in paths:
-            if not os.path.abspath(path).startswith(clips):
-                continue  # not a clip this knowledge base made: never delete it
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:  # left for the next sweep of its user's clips
-                log.warning("cannot delete the old clip %s: %s", path, exc)
-
-    def _forget_vectors(self, ops: Sequence[_Op]) -> None:
-        """Vectors written (or dead): from now on the backlog query sees them (or their
-        chunks are in it again)."""
-        for op in ops:
-            if isinstance(op, _Vectors):
-                for h in op.hashes:
-                    if self._unwritten.get(h) is op:
-                        del self._unwritten[h]
-
-    def _dead(self, op: _Op, exc: Exception) -> None:
-        """A single operation failed to write: record the item as failed, alone."""
-        self._forget_vectors([op])
-        if isinstance(op, _Settle) and op.status is not Status.FAILED:
-            reason = f"could not store the result: {type(exc).__name__}: {exc}"[:300]
-            self._batcher.add(_Settle(op.item, Status.FAILED,
-                                      {"error": reason, "error_type": ErrorType.STORE}))
-
-    def _count_done(self, ops: Sequence[_Op]) -> None:
-        for op in ops:
-            if isinstance(op, _Settle) and op.status is not Status.PENDING:
-                self.progress.done += 1  # extraction settled by this run
-            if isinstance(op, _Settle) and op.status is Status.SKIPPED:
-                self.progress.skipped += 1
-            elif isinstance(op, _Settle) and op.status is Status.FAILED:
-                self.progress.failed += 1
 
     def _release_unfinished(self) -> None:
         """Give back the leases of items whose outcome was not committed: in flight, or
         in a batch whose write failed."""
-        ids = sorted(self._held | {item.id for item in self._in_flight.values()})
+        in_flight = [item.id for item in self._in_flight.values()]
         self._in_flight.clear()
-        if not ids:
-            return
-        self.catalog.release(self.owner, ids)
-        self._held.clear()
+        self._settlement.release_unfinished(in_flight)
 
     # -- reporting ---------------------------------------------------------------
 
@@ -898,16 +604,6 @@ def _quiet_after(failed: bool) -> Iterator[None]:
         log.warning("while stopping after an error: %s", exc)
 
 
-def _weigh(op: _Op) -> int:
-    if isinstance(op, _Settle):
-        if op.recording is not None:
-            return 1 + len(op.recording.events)
-        return 1 + len(op.chunks)
-    if isinstance(op, _Vectors):
-        return len(op.hashes)
-    return 1
-
-
 def _death_reason(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
         try:
@@ -915,36 +611,3 @@ def _death_reason(exitcode: int | None) -> str:
         except ValueError:
             pass
     return f"worker died (exit code {exitcode})"
-
-
-def _install_signal_handlers(stop: Callable[[], None]) -> Callable[[], None]:
-    """SIGINT/SIGTERM ask the run to stop cleanly; a second SIGINT interrupts at once."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    hits = {"n": 0}
-
-    def handler(signum: int, _frame: object) -> None:
-        hits["n"] += 1
-        if signum == signal.SIGINT and hits["n"] > 1:
-            raise KeyboardInterrupt
-        name = signal.Signals(signum).name
-        log.warning("received %s: finishing in-flight work and stopping", name)
-        # Said at once on stderr, terminal or not (a live view also shows it): stopping
-        # waits for the items in flight, seconds to minutes, and silence reads as a hang.
-        again = " (Ctrl-C again to abort)" if signum == signal.SIGINT else ""
-        try:
-            sys.stderr.write(f"stopping on {name}: finishing in-flight items{again}\n")
-            sys.stderr.flush()
-        except (OSError, RuntimeError, ValueError):
-            pass  # stderr closed, or busy with a line of its own (a reentrant write)
-        stop()
-
-    for sig in previous:
-        signal.signal(sig, handler)
-
-    def restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    return restore

@@ -43,7 +43,8 @@ from gristmill.catalog.jobs import JobSpec
 from gristmill.discovery import Discovery
 from gristmill.errors import ConfigError, SourceError
 from gristmill.runtime.job_run import JobRun, KnowledgeBaseParts
-from gristmill.runtime.runner import Progress, Runner
+from gristmill.runtime.progress import Progress
+from gristmill.runtime.runner import Runner
 from gristmill.sources import Matcher
 from gristmill.watching.changes import Changes
 from gristmill.watching.events import (

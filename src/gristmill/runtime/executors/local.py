@@ -110,12 +110,30 @@ class LocalExecutor:
 
     def shutdown(self, *, kill: bool = False) -> None:
         """Stop the pool: let workers finish (``kill=False``) or terminate them now."""
+        # Held until join() has reaped every worker (see _start_locks), then let go.
+        locks = _start_locks(self._pool)
         if kill:
             self._pool.stop()
         else:
             self._pool.close()
         self._pool.join(timeout=10)
+        del locks
         shutil.rmtree(self._beats, ignore_errors=True)
+
+
+def _start_locks(pool: ProcessPool) -> tuple[object, ...]:
+    """The named semaphores a worker unpickles when it starts (its channel's locks).
+
+    Stopping, pebble drops its last reference to them (which unlinks them) and only then
+    stops its workers, one by one, giving each up to 3 s to answer SIGTERM. A worker
+    still starting meanwhile (slow on a loaded machine) cannot open them and prints a
+    ``SemLock._rebuild ... FileNotFoundError`` traceback (CPython #94765). Holding a
+    reference until ``join`` has reaped every worker closes that window. These are
+    pebble internals: where they are missing, nothing is held and nothing breaks.
+    """
+    manager = getattr(getattr(pool, "_pool_manager", None), "worker_manager", None)
+    mutex = getattr(getattr(manager, "workers_channel", None), "mutex", None)
+    return (getattr(mutex, "reader_mutex", None), getattr(mutex, "writer_mutex", None))
 
 
 def _beats_dir(parent: Path) -> Path:
