@@ -32,7 +32,7 @@ from gristmill.logfile import RESERVE_BYTES, QuietRotatingFileHandler
 from gristmill.ops import ErrorGroup, Snapshot, group_problems
 from gristmill.runtime.job_run import JobRun
 from gristmill.runtime.options import RunOutcome
-from gristmill.runtime.runner import Progress
+from gristmill.runtime.progress import Progress
 from gristmill.sources import Matcher
 from gristmill.sources.roots import check_root, real_roots
 
@@ -325,16 +325,22 @@ class KnowledgeBase:
                           on_user=on_user, on_wait=on_wait)
 
     def audio_events(self, *, user: str | None = None, since: float | None = None,
-                     collection: str | None = None) -> list[StoredEvent]:
+                     collection: str | None = None, model: str | None = None
+                     ) -> list[StoredEvent]:
         """The stored sound events (of one user; of recordings modified at or after
         ``since``, seconds since the epoch; of one collection), by user, recording and
-        time."""
+        time: of each recording, the scan by the configured ``audio_model`` if it has
+        one, else its most recent; or the scan by ``model`` (the first characters of a
+        model's sha256)."""
+        from gristmill.audio.recording import configured_model_sha256
         from gristmill.audio.scan import MAX_SINCE
         from gristmill.catalog.audio import AudioStore
 
         return AudioStore(self.db).events(
             collection=collection, user=user,
-            modified_since_ns=None if since is None else int(min(since, MAX_SINCE) * 1e9))
+            modified_since_ns=None if since is None else int(min(since, MAX_SINCE) * 1e9),
+            current_model=None if model else configured_model_sha256(self.settings),
+            model=model)
 
     def embed_pending(self, on_progress: Callable[[Progress], None] | None = None) -> Progress:
         """Run only the embedding stage over every extracted item, in all collections."""

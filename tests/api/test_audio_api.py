@@ -19,6 +19,7 @@ from http_server import TOKEN, Server, events, job_processes, start_server, wait
 
 from audio.fixture_model import build_fixture_model, write_class_map
 from audio.sounds import tone_bursts, write_audio
+from gristmill.audio.recording import model_sha256
 from process_tools import env_for, gristmill_json
 
 # As in tests/audio/test_scan.py: a burst of this amplitude scores 0.5 when it fills
@@ -137,6 +138,13 @@ def test_a_per_user_scan_runs_a_job_per_user_and_lists_the_clis_events(
     assert server.client.get("/api/v1/audio/events", params={"limit": 1}).json() == cli[:1]
     future = server.client.get("/api/v1/audio/events", params={"since": "2200-01-01"})
     assert future.status_code == 200 and future.json() == []
+    # The events of one model revision: `--model`'s sha256 prefix.
+    sha256 = model_sha256(root / "models" / "fixture.onnx")
+    by_model = server.client.get("/api/v1/audio/events", params={"model": sha256[:10]})
+    assert by_model.status_code == 200 and by_model.json() == cli
+    other = "0" if sha256[0] != "0" else "1"
+    assert server.client.get("/api/v1/audio/events", params={"model": other * 12}
+                             ).json() == []
 
 
 def test_one_users_folder_with_settings_of_its_own(server: Server, root: Path) -> None:
@@ -199,6 +207,8 @@ def test_roots_kinds_and_queries_are_checked(server: Server, root: Path,
         assert since.json()["detail"].startswith("query.since"), since.text
     limit = server.client.get("/api/v1/audio/events", params={"limit": 0})
     assert limit.status_code == 422 and limit.json()["detail"].startswith("query.limit")
+    model = server.client.get("/api/v1/audio/events", params={"model": "yamnet"})
+    assert model.status_code == 422 and model.json()["detail"].startswith("query.model")
 
 
 def test_reading_events_needs_a_token_and_scanning_an_admin_one(

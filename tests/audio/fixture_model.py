@@ -66,11 +66,13 @@ _EMBEDDING_SIZE = 1_024
 
 
 def build_fixture_model(path: Path, classes: int = 521, *,
-                        fixed_input: bool = False) -> Path:
+                        fixed_input: bool = False, sensitivity: float = 1.0) -> Path:
     """Write the fixture model with ``classes`` output classes to ``path``; return it.
 
     ``fixed_input`` makes its input one patch, ``[1, 15600]``, as YAMNet's Keras
-    exports take it, instead of any number of samples.
+    exports take it, instead of any number of samples. ``sensitivity`` divides the band
+    energy that scores 0.5: another value is another model (another file, other scores:
+    at 10, a tone scores 0.5 when it fills a tenth of a patch, not half).
     """
     if classes <= max(BANDS):
         raise ValueError(f"the fixture scores class {max(BANDS)}: it needs more than "
@@ -84,7 +86,7 @@ def build_fixture_model(path: Path, classes: int = 521, *,
     bias = np.full(classes, _logit(CONSTANT_SCORE), dtype=np.float32)
     for row, (index, _) in enumerate(bands):
         weights[row, index] = _SLOPE
-        bias[index] = -_SLOPE * np.log(_ENERGY_AT_HALF)
+        bias[index] = -_SLOPE * np.log(_ENERGY_AT_HALF / sensitivity)
     projection = np.random.default_rng(0).standard_normal(
         (len(bands), _EMBEDDING_SIZE)).astype(np.float32)
 

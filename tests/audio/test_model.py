@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -296,3 +298,26 @@ def test_yamnet_windows_score_as_the_whole(yamnet: AudioModel, tmp_path: Path) -
     whole = yamnet.scores(decoded_whole(path))
     assert joined.shape == whole.shape == (expected_rows(samples), 521)
     np.testing.assert_allclose(joined, whole, atol=1e-5, rtol=0)
+
+
+@pytest.mark.corpus
+@needs_yamnet
+def test_yamnet_loads_without_a_word_on_stderr() -> None:
+    """The TFLite runtime's "Created TensorFlow Lite XNNPACK delegate" line, which its
+    C++ writes straight to fd 2 in every worker, goes to the log at DEBUG instead; the
+    process's stderr works as before once the model is loaded."""
+    script = (
+        "import logging, sys\n"
+        "import numpy as np\n"
+        "from pathlib import Path\n"
+        "from gristmill.audio.model import AudioModel\n"
+        "logging.basicConfig(stream=sys.stdout, level=logging.DEBUG, format='%(message)s')\n"
+        f"model = AudioModel.load(Path({str(YAMNET)!r}))\n"
+        "model.scores(np.zeros(40_000, dtype=np.float32))\n"
+        "model.scores(np.zeros(90_000, dtype=np.float32))\n"
+        "print('after', file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "after\n"
+    assert "TFLite: INFO: Created TensorFlow Lite XNNPACK delegate for CPU." in done.stdout

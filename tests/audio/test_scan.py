@@ -197,7 +197,7 @@ def test_clips_are_cut_named_for_their_event_and_replaced(tmp_path: Path,
             clip = Path(event.clip)
             assert clip.parent == clips.absolute() / event.user
             assert clip.name.split("-")[1:] == [sha, f"{round(event.start * 1000)}",
-                                                f"{event.class_index}.wav"]
+                                                f"{event.event.class_index}.wav"]
             length = min(event.end + 0.5, durations[event.source] or 0) - max(
                 event.start - 0.5, 0.0)
             assert probe(clip).duration == pytest.approx(length, abs=0.05)
@@ -223,6 +223,60 @@ def test_clips_are_cut_named_for_their_event_and_replaced(tmp_path: Path,
         assert str(uploads / "alice" / "day1.wav") not in {e.source for e in left}
         assert sorted(clips.rglob("*.wav")) == sorted(Path(e.clip) for e in left if e.clip)
         assert len(left) == 4 and mine.exists()
+
+
+def test_a_new_model_adds_its_events_beside_the_old_ones(tmp_path: Path,
+                                                         model: Path) -> None:
+    """A scan with another model keeps the first model's events (and clips) beside its
+    own; `audio events` lists the configured model's, `--model` another's; going back
+    to the first model scans nothing again; a changed recording drops every older
+    revision and its clips."""
+    uploads = tmp_path / "uploads"
+    expected = make_uploads(uploads)
+    home = tmp_path / "home"
+    # Ten times as sensitive: each burst's event starts or ends a patch (0.48 s) wider.
+    other = build_fixture_model(model.with_name("other.onnx"), sensitivity=10.0)
+    write_class_map(other.with_name("other_class_map.csv"))
+    first, second = model_sha256(model), model_sha256(other)
+    with open_kb(home, model) as kb:
+        kb.scan_audio(uploads, per_user=True, clips=True)
+        by_first = [e.to_dict() for e in kb.audio_events()]
+    assert_bursts_found(by_first, expected)
+    with open_kb(home, other) as kb:
+        report = kb.scan_audio(uploads, per_user=True, clips=True)
+        assert [(u.recordings, u.rescanned) for u in report.users] == [(3, 3), (3, 3)]
+        by_second = [e.to_dict() for e in kb.audio_events()]
+        assert len(by_second) == len(by_first)
+        assert all(b["start"] <= a["start"] and b["end"] >= a["end"]
+                   and (b["start"], b["end"]) != (a["start"], a["end"])
+                   and b["clip"] != a["clip"]
+                   for a, b in zip(by_first, by_second, strict=True))
+        assert [e.to_dict() for e in kb.audio_events(model=first[:8])] == by_first
+        assert rows(home, "SELECT count(*) FROM audio_recordings") == 12
+        assert rows(home, "SELECT count(*) FROM audio_events") == 12
+    env = env_for(home, audio_model=str(model), **DETECTION)
+    assert gristmill_json("audio", "events", env=env) == by_first
+    assert gristmill_json("audio", "events", "--model", second[:10].upper(),
+                          env=env) == by_second
+    clips = sorted(home.rglob("*.wav"))
+    assert clips == sorted(Path(e["clip"]) for e in by_first + by_second)
+    with open_kb(home, model) as kb:
+        back = kb.scan_audio(uploads, per_user=True, clips=True)
+        assert [(u.recordings, u.unchanged) for u in back.users] == [(0, 3), (0, 3)]
+        assert sorted(home.rglob("*.wav")) == clips
+        # bob's evening recording changes: scanned by this model, the other's revision
+        # of the old content (and its clip) goes.
+        evening = uploads / "bob" / "evening.flac"
+        recording(evening, 20.0, 48_000, [(2.0, 4.0), (12.0, 13.0)], "flac")
+        os.utime(evening, ns=(time.time_ns(), time.time_ns() + 10**9))
+        changed = kb.scan_audio(uploads, per_user=True, clips=True)
+        assert [u.recordings for u in changed.users] == [0, 1]
+        assert query(home, "SELECT r.model FROM audio_recordings r JOIN items i ON "
+                     "i.id = r.item_id WHERE i.source = ?", (str(evening),)) == [(first,)]
+        assert [e.start for e in kb.audio_events(model=second) if e.source == str(evening)
+                ] == []
+        left = kb.audio_events() + kb.audio_events(model=second)
+        assert sorted(home.rglob("*.wav")) == sorted({Path(e.clip) for e in left if e.clip})
 
 
 def test_since_looks_only_at_recent_recordings_and_removes_nothing(tmp_path: Path,

@@ -152,11 +152,16 @@ def audio_events(
     user: Text | None = None,
     since: Text | None = None,
     collection: Text | None = None,
+    model: Text | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = 1000,
 ) -> list[dict[str, Any]]:
     """The stored sound events, by user, recording and time, as ``gristmill audio
-    events --json`` lists them: ``{user, source, start, end, label, score, clip}``."""
+    events --json`` lists them: ``{user, source, start, end, label, score, clip}``;
+    ``model`` (the first characters of a model's sha256) as ``--model``."""
     when = _since(since, "query.since")
-    found = state.run(lambda kb: kb.audio_events(user=user, since=when,
-                                                 collection=collection))
+    try:
+        found = state.run(lambda kb: kb.audio_events(user=user, since=when,
+                                                     collection=collection, model=model))
+    except ConfigError as exc:  # a model that is not a sha256 prefix, or names several
+        raise ApiError(422, "query.model: " + str(exc).removeprefix("--model ")) from None
     return [event.to_dict() for event in found[:limit]]

@@ -77,7 +77,8 @@ _HOP_OFFSET = (PATCH_SECONDS - HOP_SECONDS) / 2
 
 @dataclass(frozen=True)
 class Event:
-    """One detected sound: a class, a time span in seconds, its smoothed scores."""
+    """One detected sound: a class, a time span in seconds, its smoothed scores, and
+    the file of its clip once one is cut (the catalog stores events in this shape)."""
 
     label: str
     class_index: int
@@ -85,6 +86,7 @@ class Event:
     end: float
     peak: float
     mean: float
+    clip: str | None = None
 
 
 class EventDetector:

@@ -33,10 +33,15 @@ ai-edge-litert 2.3.0):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import importlib
-from collections.abc import Sequence
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,6 +61,10 @@ _WHERE_FROM = (
     "file to take"
 )
 _TFLITE_MAGIC = b"TFL3"  # the FlatBuffer file identifier, bytes 4-8 of a .tflite file
+# Of what the runtime prints while loading, the part logged (a runaway log stays bounded).
+_MAX_CAPTURED = 64 * 1024
+
+log = logging.getLogger(__name__)
 
 
 class _Runner(Protocol):
@@ -260,26 +269,33 @@ class _TfliteRunner:
             raise ModelError(f"{path} is a TFLite model and ai-edge-litert is not "
                              "installed: pip install 'gristmill[audio]'") from None
         try:
-            self._interpreter: Any = litert.Interpreter(model_path=str(path),
-                                                         num_threads=threads)
+            # The runtime's C++ logs its delegate ("INFO: Created TensorFlow Lite XNNPACK
+            # delegate for CPU.") straight to fd 2, once per process, when the tensors
+            # are first allocated: every worker would print it on the user's terminal.
+            # Allocating here (a free length as one patch) keeps it inside the capture;
+            # a later resize logs nothing more.
+            with _quiet_stderr():
+                self._interpreter: Any = litert.Interpreter(model_path=str(path),
+                                                             num_threads=threads)
+                inputs = self._interpreter.get_input_details()
+                if len(inputs) != 1 or inputs[0]["dtype"] is not np.float32:
+                    raise ModelError(f"{path} does not take one float32 waveform input: "
+                                     f"{_WHERE_FROM}")
+                # The input shape the tensors are allocated for.
+                self._allocated: tuple[int, ...] | None = tuple(
+                    PATCH_SPAN if d < 0 else int(d) for d in inputs[0]["shape_signature"])
+                self._interpreter.resize_tensor_input(
+                    int(inputs[0]["index"]), list(self._allocated), strict=True)
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"cannot load {path} as a TFLite model ({exc}): "
                              f"{_WHERE_FROM}") from None
-        inputs = self._interpreter.get_input_details()
-        if len(inputs) != 1 or inputs[0]["dtype"] is not np.float32:
-            raise ModelError(f"{path} does not take one float32 waveform input: "
-                             f"{_WHERE_FROM}")
         self._input = int(inputs[0]["index"])
         self.input_shape: Shape = _tflite_shape(inputs[0]["shape_signature"])
         outputs = self._interpreter.get_output_details()
         self._outputs = {o["name"]: int(o["index"]) for o in outputs}
         self.output_shapes: dict[str, Shape] = {
             o["name"]: _tflite_shape(o["shape_signature"]) for o in outputs}
-        # The input shape the tensors are allocated for: a fixed input's own, at once.
-        self._allocated: tuple[int, ...] | None = None
-        if None not in self.input_shape:
-            self._interpreter.allocate_tensors()
-            self._allocated = tuple(d or 0 for d in self.input_shape)
 
     def run(self, samples: np.ndarray, output: str) -> np.ndarray:
         """The ``output`` tensor for ``samples`` (a copy)."""
@@ -293,6 +309,36 @@ class _TfliteRunner:
         self._interpreter.set_tensor(self._input, samples)
         self._interpreter.invoke()
         return np.asarray(self._interpreter.get_tensor(self._outputs[output]))
+
+
+#: What the runtime prints on loading a model, logged at DEBUG; anything else it
+#: prints then is logged as a warning.
+_DELEGATE_NOTICE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Send what is written to file descriptor 2 meanwhile (C++ logging, which no
+    environment variable silences) to the log instead of the terminal."""
+    sys.stderr.flush()  # Python's own pending text goes out before, not into the capture
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as capture:
+            os.dup2(capture.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                capture.seek(0)
+                text = capture.read(_MAX_CAPTURED).decode("utf-8", "replace")
+            for line in text.splitlines():
+                if line.strip() == _DELEGATE_NOTICE:
+                    log.debug("TFLite: %s", line.strip())
+                elif line.strip():
+                    log.warning("TFLite: %s", line.rstrip())
+    finally:
+        os.close(saved)
 
 
 def _tflite_shape(signature: Sequence[int]) -> Shape:

@@ -14,7 +14,9 @@ as plain JSON (:meth:`AudioOptions.to_spec`) and rebuilt from there for a resume
 
 Clip files are named for what they hold, ``<item id>-<model sha256[:8]>-<start ms>-<class
 index>.<format>`` in ``<home>/clips/<user>/``: a scan run again (after a crash, or with
-the same events) writes the same names over the old files instead of beside them.
+the same events) writes the same names over the old files instead of beside them, and
+the scans of other models (revisions kept side by side in the catalog) never name the same
+file.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -37,7 +39,7 @@ from gristmill.audio.events import (
     Event,
     EventDetector,
 )
-from gristmill.catalog.audio import EventRow, ScannedRecording
+from gristmill.catalog.audio import ScannedRecording
 from gristmill.errors import ExtractionError, ModelError
 
 if TYPE_CHECKING:  # the settings machinery (pydantic) stays out of worker processes
@@ -47,8 +49,8 @@ if TYPE_CHECKING:  # the settings machinery (pydantic) stays out of worker proce
     from gristmill.runtime.worker import WorkResult
 
 __all__ = ["AUDIO_SUFFIXES", "SCANNER", "SCANNER_VERSION", "AudioOptions", "RecordingScan",
-           "clip_name", "is_clip_name", "loaded_model", "model_sha256", "scan_recording",
-           "stored_recording"]
+           "clip_name", "configured_model_sha256", "is_clip_name", "loaded_model",
+           "model_sha256", "scan_recording", "stored_recording"]
 
 #: The file types an audio scan looks at (a folder of recordings holds other files too).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".webm",
@@ -185,6 +187,17 @@ def model_sha256(path: Path) -> str:
                          "check its permissions") from None
 
 
+def configured_model_sha256(settings: Settings) -> str | None:
+    """The sha256 of the configured model file (the revision ``audio events`` lists
+    first), or None when none is configured or it cannot be read now."""
+    if settings.audio_model is None:
+        return None
+    try:
+        return model_sha256(settings.audio_model.expanduser().absolute())
+    except ModelError:
+        return None
+
+
 # The model this worker process holds, and what it was loaded from.
 _held: tuple[tuple[object, ...], AudioModel] | None = None
 
@@ -269,7 +282,7 @@ def stored_recording(options: AudioOptions, result: WorkResult) -> ScannedRecord
         channels=_whole(facts.get("channels")),
         codec=str(facts["codec"]) if facts.get("codec") else None,
         compute_seconds=round(result.seconds, 3),
-        events=[EventRow(e.label, e.class_index, e.start, e.end, e.peak, e.mean, clip)
+        events=[replace(e, clip=clip)
                 for e, clip in zip(events, paths, strict=True)])
 
 

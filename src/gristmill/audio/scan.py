@@ -9,7 +9,7 @@
 Users are scanned one after another, each as a job of its own (:func:`audio_job_spec`)
 with its own worker pool: the workers hold the model, and the pool ends with the user's
 job, so what the model and the decoders took goes back to the system before the next
-user starts. The memory of the driver and its pool (:func:`~gristmill.runtime.runner.tree_rss`)
+user starts. The memory of the driver and its pool (:func:`~gristmill.runtime.progress.tree_rss`)
 is measured before and after each user, and reported. A user's recordings are scanned
 side by side, ``workers`` at a time; each recording is an item of the collection (default
 ``audio``), so leases, statuses, retries, resume after ``kill -9`` and ``gristmill jobs``
@@ -37,7 +37,7 @@ from gristmill.audio.recording import AUDIO_SUFFIXES, AudioOptions, is_clip_name
 from gristmill.catalog.audio import AudioStore
 from gristmill.catalog.jobs import JobSpec
 from gristmill.errors import ConfigError, ModelError, ScanBusy, SourceError
-from gristmill.runtime.runner import Progress, tree_rss
+from gristmill.runtime.progress import Progress, tree_rss
 from gristmill.sources.roots import check_root, real_roots
 
 if TYPE_CHECKING:

@@ -142,11 +142,16 @@ def audio_events(
         "--user", help="Only this user's recordings.", show_default=False)] = None,
     since: SinceOpt = None,
     collection: CollectionOpt = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", metavar="SHA256_PREFIX", show_default=False,
+        help="The events found by this model (the first characters of its sha256), "
+             "not those of the configured model or the latest scan.")] = None,
     json_out: JsonOpt = False,
     home: Home = None, database: DatabaseOpt = None, embedder: EmbedderOpt = None,
 ) -> None:
-    """The sound events found, by user, recording and time. JSON: a list of {user,
-    source, start, end, label, score, clip} (seconds; score is the event's peak).
+    """The sound events found, by user, recording and time: of each recording, the scan
+    by the configured model if there is one, else the most recent. JSON: a list of
+    {user, source, start, end, label, score, clip} (seconds; score is the event's peak).
 
     Example: gristmill audio events --user alice --since 2024-05-01 --json
     """
@@ -154,7 +159,7 @@ def audio_events(
 
     when = parse_since(since) if since else None
     with _kb(home, embedder, database) as kb:
-        found = kb.audio_events(user=user, since=when, collection=collection)
+        found = kb.audio_events(user=user, since=when, collection=collection, model=model)
         if json_out:
             _print_json([event.to_dict() for event in found])
             return

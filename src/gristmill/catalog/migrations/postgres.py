@@ -244,6 +244,20 @@ def _m006_audio_events(conn: psycopg.Connection[Any]) -> None:
         CREATE INDEX audio_events_item ON audio_events (item_id, start_s);
     """)
 
+
+@migration
+def _m007_audio_revisions(conn: psycopg.Connection[Any]) -> None:
+    # As SQLite's migration 010: one scan per recording and model revision, with the
+    # sha256 of the content it read (each existing row takes its item's).
+    _run(conn, """
+        ALTER TABLE audio_recordings ADD COLUMN sha256 TEXT;
+        UPDATE audio_recordings r SET sha256 = i.sha256 FROM items i WHERE i.id = r.item_id;
+        ALTER TABLE audio_recordings DROP CONSTRAINT audio_recordings_pkey;
+        ALTER TABLE audio_recordings ADD PRIMARY KEY (item_id, model);
+        DROP INDEX audio_events_item;
+        CREATE INDEX audio_events_item ON audio_events (item_id, model, start_s);
+    """)
+
 # -- applying them -----------------------------------------------------------------
 
 

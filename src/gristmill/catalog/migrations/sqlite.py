@@ -246,6 +246,42 @@ def _m009_audio_events(conn: sqlite3.Connection) -> None:
         """)
 
 
+
+@migration
+def _m010_audio_revisions(conn: sqlite3.Connection) -> None:
+    # A recording keeps one scan per model revision: keyed by (item_id, model), with the
+    # sha256 of the content the scan read, so that a changed file's older revisions are
+    # known stale. SQLite cannot change a primary key: the table is rebuilt, its rows
+    # copied, each taking its item's sha256 (the content it was scanned from: a changed
+    # file was scanned again, or is pending and will be). No table refers to this one,
+    # so dropping it breaks no foreign key.
+    _run_script(conn, """
+        CREATE TABLE audio_recordings_new (
+            item_id     INTEGER NOT NULL REFERENCES items (id) ON DELETE CASCADE,
+            model       TEXT NOT NULL,
+            sha256      TEXT,
+            user_name   TEXT NOT NULL,
+            settings    TEXT NOT NULL,
+            duration    REAL,
+            sample_rate INTEGER,
+            channels    INTEGER,
+            codec       TEXT,
+            compute_seconds REAL,
+            scanned_at  REAL NOT NULL,
+            PRIMARY KEY (item_id, model)
+        );
+        INSERT INTO audio_recordings_new (item_id, model, sha256, user_name, settings,
+            duration, sample_rate, channels, codec, compute_seconds, scanned_at)
+        SELECT r.item_id, r.model, i.sha256, r.user_name, r.settings, r.duration,
+            r.sample_rate, r.channels, r.codec, r.compute_seconds, r.scanned_at
+        FROM audio_recordings r JOIN items i ON i.id = r.item_id;
+        DROP TABLE audio_recordings;
+        ALTER TABLE audio_recordings_new RENAME TO audio_recordings;
+        CREATE INDEX audio_recordings_user ON audio_recordings (user_name, model);
+        DROP INDEX audio_events_item;
+        CREATE INDEX audio_events_item ON audio_events (item_id, model, start_s);
+        """)
+
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     # executescript() would COMMIT the migration's transaction first; run the
     # statements one by one instead (complete_statement knows trigger bodies).
