@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -189,3 +194,192 @@ def test_a_bad_database_url_is_refused_without_echoing_it() -> None:
     assert "hunter2" not in str(caught.value)
     assert "postgresql://" in str(caught.value)
     assert "hunter2" not in repr(Settings.load(database_url="postgresql://u:hunter2@db/kb"))
+
+
+# -- config that survives a move: the env file, the home's files, provenance ------------
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_env_file_search_order_and_only_one_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--env-file, then GRISTMILL_ENV_FILE, then ./.env, then the home's .env: the first
+    that exists is the one read, and a setting only a lower file has is not read."""
+    home = tmp_path / "home"
+    write(home / ".env", "GRISTMILL_WORKERS=4\nGRISTMILL_CHUNK_TOKENS=64\n")
+    monkeypatch.setenv("GRISTMILL_HOME", str(home))
+    settings = Settings.load()
+    assert settings.env_file == home / ".env"
+    assert (settings.workers, settings.chunk_tokens) == (4, 64)
+    write_dotenv("GRISTMILL_WORKERS=3\n")
+    settings = Settings.load()
+    assert settings.env_file == tmp_path / ".env"
+    assert (settings.workers, settings.chunk_tokens) == (3, 200)  # home .env unread
+    named = write(tmp_path / "etc" / "gm.env", "GRISTMILL_WORKERS=2\n")
+    monkeypatch.setenv("GRISTMILL_ENV_FILE", str(named))
+    assert (Settings.load().workers, Settings.load().env_file) == (2, named)
+    flag = write(tmp_path / "flag.env", "GRISTMILL_WORKERS=1\n")
+    assert Settings.load(env_file=flag).workers == 1
+    assert Settings.load(env_file=flag).env_file_candidates == (flag,)
+
+
+def test_no_env_file_says_where_it_looked(tmp_path: Path) -> None:
+    """With none, the candidates are ./.env and the home's .env, in that order."""
+    settings = Settings.load(home=tmp_path / "kb")
+    assert settings.env_file is None
+    assert settings.env_file_candidates == (tmp_path / ".env", tmp_path / "kb" / ".env")
+
+
+def test_an_env_file_asked_for_must_exist(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing --env-file or GRISTMILL_ENV_FILE is an error naming it, not ignored (a
+    move that lost the file must not run on defaults)."""
+    with pytest.raises(ConfigError, match=r"--env-file .*gone\.env is not a file"):
+        Settings.load(env_file=tmp_path / "gone.env")
+    monkeypatch.setenv("GRISTMILL_ENV_FILE", str(tmp_path / "lost.env"))
+    with pytest.raises(ConfigError, match=r"GRISTMILL_ENV_FILE names .*lost\.env"):
+        Settings.load()
+
+
+def test_home_toml_is_read_below_the_current_folders(tmp_path: Path) -> None:
+    """HOME/gristmill.toml is read; ./gristmill.toml wins over it; the env file over both."""
+    home = tmp_path / "kb"
+    write(home / "gristmill.toml", "workers = 5\nchunk_tokens = 100\nmax_attempts = 7\n")
+    assert (Settings.load(home=home).workers, Settings.load(home=home).max_attempts) == (5, 7)
+    write_toml("chunk_tokens = 120\n")
+    write_dotenv("GRISTMILL_MAX_ATTEMPTS=2\n")
+    settings = Settings.load(home=home)
+    assert (settings.workers, settings.chunk_tokens, settings.max_attempts) == (5, 120, 2)
+    assert settings.toml_files == (tmp_path / "gristmill.toml", home / "gristmill.toml")
+
+
+def test_the_env_file_can_name_the_home(tmp_path: Path) -> None:
+    """GRISTMILL_HOME in the env file picks the home whose gristmill.toml is read."""
+    home = tmp_path / "elsewhere"
+    write(home / "gristmill.toml", "workers = 6\n")
+    env_file = write(tmp_path / "conf" / "gm.env", f"GRISTMILL_HOME={home}\n")
+    settings = Settings.load(env_file=env_file)
+    assert (settings.home, settings.workers) == (home, 6)
+
+
+def test_a_copied_home_finds_its_files_at_its_new_path(tmp_path: Path) -> None:
+    """Relative paths in the home's gristmill.toml and .env are relative to the home, so
+    a home copied elsewhere (with its model files) works there unchanged."""
+    old = tmp_path / "old"
+    write(old / "models" / "laugh.onnx", "model")
+    write(old / "gristmill.toml", 'audio_model = "models/laugh.onnx"\n'
+          'source_roots = ["docs", "/srv/shared"]\n')
+    write(old / ".env", "GRISTMILL_MODEL_PATH=models/minilm.onnx\n")
+    new = tmp_path / "new" / "place"
+    shutil.copytree(old, new)
+    shutil.rmtree(old)
+    settings = Settings.load(home=new)
+    assert settings.audio_model == new / "models" / "laugh.onnx"
+    assert settings.audio_model.is_file()
+    assert settings.model_path == new / "models" / "minilm.onnx"
+    assert settings.source_roots == [new / "docs", Path("/srv/shared")]
+    assert settings.origin("audio_model") == str(new / "gristmill.toml")
+
+
+def test_relative_paths_elsewhere_stay_relative_to_the_current_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paths from flags, the environment, ./.env and ./gristmill.toml mean what they
+    always meant: relative to where gristmill runs."""
+    write_toml('audio_model = "m/a.onnx"\n')
+    write_dotenv("GRISTMILL_MODEL_PATH=m/b.onnx\n")
+    monkeypatch.setenv("GRISTMILL_AUDIO_CLASS_MAP", "m/c.csv")
+    settings = Settings.load(home=tmp_path / "kb")
+    assert settings.audio_model == Path("m/a.onnx")
+    assert settings.model_path == Path("m/b.onnx")
+    assert settings.audio_class_map == Path("m/c.csv")
+
+
+def test_each_setting_names_its_source(tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """flag, env GRISTMILL_X, env file PATH, the toml's path, default: per setting."""
+    home = tmp_path / "kb"
+    write(home / "gristmill.toml", "max_attempts = 7\n")
+    write_toml("chunk_tokens = 120\n")
+    write_dotenv("GRISTMILL_FLUSH_OPS=50\n")
+    monkeypatch.setenv("GRISTMILL_WORKERS", "2")
+    settings = Settings.load(home=home, embedder="none")
+    assert settings.origin("home") == "flag"
+    assert settings.origin("embedder") == "flag"
+    assert settings.origin("workers") == "env GRISTMILL_WORKERS"
+    assert settings.origin("flush_ops") == f"env file {tmp_path / '.env'}"
+    assert settings.origin("chunk_tokens") == str(tmp_path / "gristmill.toml")
+    assert settings.origin("max_attempts") == str(home / "gristmill.toml")
+    assert settings.origin("ocr_lang") == "default"
+    shown = {o.name: o for o in settings.origins()}
+    assert list(shown) == list(Settings.model_fields)
+    assert shown["flush_ops"].value == 50 and not shown["flush_ops"].is_default
+    assert shown["ocr_lang"].is_default
+
+
+def test_variables_copied_from_the_env_file_are_credited_to_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service's EnvironmentFile= puts the env file's lines in the environment: those
+    still count as the env file's, and its relative paths stay relative to the home."""
+    home = tmp_path / "kb"
+    env_file = write(home / ".env", "GRISTMILL_AUDIO_MODEL=models/a.onnx\n"
+                     "GRISTMILL_WORKERS=3\n")
+    monkeypatch.setenv("GRISTMILL_AUDIO_MODEL", "models/a.onnx")
+    monkeypatch.setenv("GRISTMILL_WORKERS", "5")  # differs: the environment's own
+    settings = Settings.load(home=home)
+    assert settings.audio_model == home / "models" / "a.onnx"
+    assert settings.origin("audio_model") == f"env file {env_file}"
+    assert (settings.workers, settings.origin("workers")) == (5, "env GRISTMILL_WORKERS")
+
+
+def test_secrets_are_masked(tmp_path: Path) -> None:
+    """database_url's password and api_token never show; the rest of the URL does."""
+    settings = Settings.load(database_url="postgresql://ann:hunter2@db:5432/kb",
+                             api_token="s3cret-token")
+    shown = {o.name: o.value for o in settings.origins()}
+    assert shown["database_url"] == "postgresql://ann:***@db:5432/kb"
+    assert shown["api_token"] == "***"
+    assert "hunter2" not in repr(settings.origins())
+    assert "s3cret" not in repr(settings.origins())
+
+
+def test_a_bad_value_says_where_it_came_from(tmp_path: Path) -> None:
+    """The error names the file holding the bad value."""
+    home = tmp_path / "kb"
+    write(home / "gristmill.toml", "max_attempts = 0\n")
+    with pytest.raises(ConfigError, match=r"from .*kb/gristmill\.toml"):
+        Settings.load(home=home)
+
+
+def test_config_show_prints_values_and_sources(tmp_path: Path) -> None:
+    """`gristmill config show --json`: the env file, the toml files, and every setting
+    with its source; secrets masked; `--env-file` chooses the file."""
+    home = tmp_path / "kb"
+    write(home / "gristmill.toml", "max_attempts = 7\n")
+    env_file = write(tmp_path / "gm.env", "GRISTMILL_DATABASE_URL=postgresql://u:pw@db/kb\n"
+                     "GRISTMILL_WORKERS=3\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRISTMILL_")}
+    done = subprocess.run([sys.executable, "-m", "gristmill", "config", "show", "--json",
+                           "--home", str(home), "--env-file", str(env_file)],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["env_file"] == str(env_file)
+    assert shown["toml_files"] == [str(home / "gristmill.toml")]
+    settings = {s["name"]: s for s in shown["settings"]}
+    assert settings["workers"] == {"name": "workers", "value": 3,
+                                   "source": f"env file {env_file}"}
+    assert settings["database_url"]["value"] == "postgresql://u:***@db/kb"
+    assert settings["max_attempts"]["source"] == str(home / "gristmill.toml")
+    assert settings["home"]["source"] == "flag"
+    assert "pw@" not in done.stdout
+    text = subprocess.run([sys.executable, "-m", "gristmill", "config", "show", "--changed",
+                           "--home", str(home), "--env-file", str(env_file)],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert f"# env file: {env_file}" in text.stdout
+    assert re.search(rf"^workers +\= 3  # env file {re.escape(str(env_file))}$", text.stdout,
+                     re.MULTILINE), text.stdout
+    assert "ocr_lang" not in text.stdout  # --changed: defaults left out

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -153,3 +155,204 @@ def test_cli_exits_1_when_the_audio_model_is_broken(tmp_path: Path,
     bad = gristmill("doctor", env={**env, "GRISTMILL_AUDIO_MODEL": str(missing)})
     assert bad.returncode == 1
     assert "error  audio model: no audio model at" in bad.stdout
+
+
+# -- the move checklist ----------------------------------------------------------------
+
+
+def _checks(settings: Settings) -> dict[str, Check]:
+    return {check.name: check for check in run_checks(settings)}
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working folder, no inherited GRISTMILL_* settings but the test's
+    database, and no unit files of this machine's user."""
+    for name in list(os.environ):
+        if name.startswith("GRISTMILL_") and name != "GRISTMILL_DATABASE_URL":
+            monkeypatch.delenv(name)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    return work
+
+
+def test_settings_check_names_the_env_file_and_what_is_not_default(
+        tmp_path: Path, clean_env: Path) -> None:
+    """Which env file was read and each setting that is not a default, with its source;
+    with no env file, where it looked."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".env").write_text("GRISTMILL_WORKERS=3\n", encoding="utf-8")
+    found = _checks(Settings.load(home=home, embedder="none"))["settings"]
+    assert found.level == "ok"
+    assert f"env file {home / '.env'}" in found.detail
+    assert f"workers=3 (env file {home / '.env'})" in found.detail
+    assert found.facts["settings"]["embedder"] == {"value": "none", "source": "flag"}
+    (home / ".env").unlink()
+    bare = _checks(Settings.load(home=home, embedder="none"))["settings"]
+    assert f"no env file (looked for {clean_env / '.env'}, {home / '.env'})" in bare.detail
+    assert bare.facts["env_file"] is None
+
+
+def test_python_and_gristmill_versions_are_reported(tmp_path: Path, clean_env: Path) -> None:
+    """The Python running gristmill, its executable and virtual environment."""
+    found = _checks(Settings.load(home=tmp_path / "home", embedder="none"))["python"]
+    assert found.level == "ok" and found.facts["executable"] == sys.executable
+    assert found.facts["python"] == ".".join(map(str, sys.version_info[:3]))
+
+
+def test_a_copied_home_finds_its_audio_model(tmp_path: Path, clean_env: Path,
+                                             fixture_model: Path) -> None:
+    """A home whose gristmill.toml names its model relative to the home, copied to a
+    new path: doctor finds the model there."""
+    old = tmp_path / "old home"
+    (old / "models").mkdir(parents=True)
+    shutil.copy(fixture_model, old / "models" / "fixture.onnx")
+    shutil.copy(fixture_model.with_name("fixture_class_map.csv"), old / "models")
+    (old / "gristmill.toml").write_text('audio_model = "models/fixture.onnx"\n',
+                                        encoding="utf-8")
+    new = tmp_path / "moved" / "home"
+    shutil.copytree(old, new)
+    shutil.rmtree(old)
+    found = _checks(Settings.load(home=new, embedder="none"))
+    assert found["audio model"].level == "ok", found["audio model"].detail
+    assert found["audio model"].facts["path"] == str(new / "models" / "fixture.onnx")
+
+
+@pytest.mark.sqlite_only("reads the SQLite file's schema version")
+def test_schema_versions_against_this_gristmill(tmp_path: Path, clean_env: Path) -> None:
+    """Current: ok; older: a warning (the next ingest migrates); newer: an error
+    saying to upgrade."""
+    import sqlite3
+
+    from gristmill.catalog.migrations.sqlite import MIGRATIONS
+    from gristmill.knowledge_base import KnowledgeBase
+
+    home = tmp_path / "home"
+    KnowledgeBase.open(home, embedder="none").close()
+    settings = Settings.load(home=home, embedder="none")
+    assert _checks(settings)["sqlite"].level == "ok"
+
+    def schema(version: int) -> Check:
+        with sqlite3.connect(home / "gristmill.db") as conn:
+            conn.execute(f"PRAGMA user_version = {version}")
+        return _checks(settings)["sqlite"]
+
+    newer = schema(len(MIGRATIONS) + 1)
+    assert newer.level == "error" and "pip install -U gristmill" in newer.detail
+    older = schema(len(MIGRATIONS) - 1)
+    assert older.level == "warning" and "migrates it" in older.detail
+
+
+def test_unreadable_source_roots_are_an_error(tmp_path: Path, clean_env: Path) -> None:
+    """A configured source root that is missing: an error (exit 1) naming it."""
+    there = tmp_path / "docs"
+    there.mkdir()
+    settings = Settings.load(home=tmp_path / "home", embedder="none",
+                             source_roots=[there, tmp_path / "gone"])
+    found = _checks(settings)["source roots"]
+    assert found.level == "error"
+    assert f"{tmp_path / 'gone'} (missing)" in found.detail and str(there) not in found.detail
+
+
+def test_folders_the_jobs_read_are_checked(tmp_path: Path, clean_env: Path) -> None:
+    """The folders this knowledge base ingested from: a warning when one is gone (what
+    a move leaves behind), ok while they are all readable."""
+    from gristmill.knowledge_base import KnowledgeBase
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("the weir keeper's log", encoding="utf-8")
+    home = tmp_path / "home"
+    with KnowledgeBase.open(home, embedder="none", workers=1) as kb:
+        kb.ingest([docs])
+    settings = Settings.load(home=home, embedder="none")
+    assert _checks(settings)["sources"].level == "ok"
+    shutil.rmtree(docs)
+    gone = _checks(settings)["sources"]
+    assert gone.level == "warning" and f"{docs} (missing)" in gone.detail
+
+
+def test_little_free_disk_is_a_warning(tmp_path: Path, clean_env: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Free space below FREE_FACTOR times the home's size: a warning with both sizes."""
+    from gristmill.ops import doctor
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "blob").write_bytes(os.urandom(1 << 16))
+    settings = Settings.load(home=home, embedder="none")
+    found = _checks(settings)["disk"]
+    assert found.level == "ok" and found.facts["home_bytes"] >= 1 << 16
+    # Far above free / size, however the free space moves while other work writes.
+    monkeypatch.setattr(doctor, "FREE_FACTOR", 4 * found.facts["free_bytes"]
+                        // found.facts["home_bytes"] + 1)
+    tight = _checks(settings)["disk"]
+    assert tight.level == "warning" and "less than" in tight.detail
+
+
+def test_services_are_found_and_checked(tmp_path: Path, clean_env: Path) -> None:
+    """Units `deploy systemd` installed are listed; one whose program is gone (a copied
+    unit, another venv) is an error naming the fix; one for another home is a warning."""
+    from gristmill.ops.deploy import Deployment, install, render_systemd, unit_folder
+
+    home = tmp_path / "home"
+    settings = Settings.load(home=home, embedder="none")
+    assert "none installed" in _checks(settings)["services"].detail
+    units = render_systemd(settings, Deployment(serve=True))
+    folder = unit_folder(False)
+    assert folder == tmp_path / "xdg" / "systemd" / "user"
+    install(units, folder, system=False, start=False)
+    found = _checks(settings)["services"]
+    assert found.level == "ok" and "gristmill-serve.service" in found.detail
+    other = Settings.load(home=tmp_path / "other", embedder="none")
+    assert _checks(other)["services"].level == "warning"
+    text = (folder / "gristmill-serve.service").read_text(encoding="utf-8")
+    program = text.split("ExecStart=")[1].split()[0]
+    (folder / "gristmill-serve.service").write_text(
+        text.replace(program, str(tmp_path / "old-venv" / "bin" / "gristmill")),
+        encoding="utf-8")
+    broken = _checks(settings)["services"]
+    assert broken.level == "error" and "gristmill deploy systemd --install" in broken.detail
+
+
+@pytest.mark.skipif(not Path("/proc/sys/fs/inotify/max_user_watches").is_file(),
+                    reason="no inotify (not Linux)")
+def test_inotify_room_for_watched_folders(tmp_path: Path, clean_env: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a watch unit installed, its folders are counted against
+    max_user_watches; too few watches is a warning with the sysctl command."""
+    from gristmill.ops import doctor
+    from gristmill.ops.deploy import Deployment, install, render_systemd, unit_folder
+
+    notes = tmp_path / "notes"
+    for n in range(5):
+        (notes / f"d{n}").mkdir(parents=True)
+    settings = Settings.load(home=tmp_path / "home", embedder="none")
+    assert "inotify" not in _checks(settings)  # nothing watched: no check
+    install(render_systemd(settings, Deployment(watch=(notes,))), unit_folder(False),
+            system=False, start=False)
+    found = _checks(settings)["inotify"]
+    assert found.level == "ok" and found.facts["folders"] == 6
+    small = tmp_path / "max_user_watches"
+    small.write_text("8\n")
+    monkeypatch.setattr(doctor, "_INOTIFY", small)
+    tight = _checks(settings)["inotify"]
+    assert tight.level == "warning" and "sudo sysctl fs.inotify.max_user_watches=" in tight.detail
+
+
+def test_cli_env_file_flag_and_json_shape(tmp_path: Path) -> None:
+    """`doctor --env-file F --json`: a list of {name, level, detail[, facts]}, the
+    settings check naming F."""
+    env_file = tmp_path / "gm.env"
+    env_file.write_text("GRISTMILL_CHUNK_TOKENS=64\n", encoding="utf-8")
+    env = {**env_for(tmp_path / "home"), "PATH": str(tmp_path / "none")}
+    done = gristmill("doctor", "--json", "--env-file", str(env_file), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    checks = json.loads(done.stdout)
+    assert all(set(c) <= {"name", "level", "detail", "facts"} for c in checks)
+    settings = next(c for c in checks if c["name"] == "settings")
+    assert settings["facts"]["env_file"] == str(env_file)
+    assert settings["facts"]["settings"]["chunk_tokens"]["value"] == 64

@@ -1,21 +1,41 @@
 """Settings: one documented list, one precedence rule.
 
 Precedence, highest first: CLI flags (or keyword arguments to :meth:`Settings.load`) >
-``GRISTMILL_*`` environment variables > ``.env`` in the current directory >
-``gristmill.toml`` in the current directory > the defaults below.
+``GRISTMILL_*`` environment variables > one env file > ``gristmill.toml`` in the current
+directory > ``gristmill.toml`` in the home > the defaults below.
+
+The env file is the first that exists of: ``--env-file`` (``env_file=`` to
+:meth:`Settings.load`), the file ``GRISTMILL_ENV_FILE`` names, ``./.env``, the home's
+``.env``. Exactly one is read: a second, lower file would make a value's origin a
+guess, and ``config show`` and ``doctor`` name the one in force. The home is found
+first (flag > env > the env file > ``./gristmill.toml`` > ``./.gristmill``), so that
+its ``gristmill.toml`` and ``.env`` can be read; neither of those may move the home.
+The current directory's ``gristmill.toml`` stays above the home's so that a folder
+that configured gristmill before homes had settings keeps working unchanged.
+
+Paths (``model_path``, ``audio_model``, ``audio_class_map``, ``embed_api_key_file``,
+``source_roots``) written relative in the home's ``gristmill.toml`` or ``.env`` are
+relative to the home, so a copied home works at its new path; relative paths from
+flags, the environment or files elsewhere are relative to the current directory.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -23,6 +43,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -39,10 +60,18 @@ from gristmill.audio.events import (
 )
 from gristmill.errors import ConfigError
 
-__all__ = ["ApiToken", "Settings"]
+__all__ = ["ENV_FILE_VARIABLE", "ApiToken", "SettingOrigin", "Settings"]
 
 EmbedderName = Literal["minilm", "openai", "bedrock", "none"]
 _SECRETS = frozenset({"api_token", "database_url"})
+#: The environment variable naming the env file (below ``--env-file``, above ``./.env``).
+ENV_FILE_VARIABLE = "GRISTMILL_ENV_FILE"
+_ENV_FILE_NAME = ".env"
+_TOML_NAME = "gristmill.toml"
+_DEFAULT_HOME = Path(".gristmill")
+# Settings that name files or folders: relative in the home's files = relative to the home.
+_PATH_SETTINGS = frozenset({"model_path", "audio_model", "audio_class_map",
+                            "embed_api_key_file", "source_roots"})
 Scope = Literal["read", "admin"]
 
 
@@ -75,12 +104,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="GRISTMILL_",
-        env_file=".env",
         env_file_encoding="utf-8",
-        toml_file="gristmill.toml",
         extra="ignore",
         validate_default=True,
     )
+    # Where each setting came from and which files were read (set by ``load``).
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+    _files: _Files | None = PrivateAttr(None)
 
     home: Path = Field(Path(".gristmill"), description="Folder holding everything the KB owns.")
     embedder: EmbedderName = Field(
@@ -384,31 +414,89 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, dotenv_settings,
-                TomlConfigSettingsSource(settings_cls))
+        # The files depend on the home, which may come from the flags: found afresh for
+        # each construction (load() passes --env-file through _LOADING).
+        flags = dict(getattr(init_settings, "init_kwargs", {}))
+        loading = _LOADING.get()
+        files = _Files.find(flags, loading.env_file if loading else None)
+        origins = loading.origins if loading else {}
+        if loading is not None:
+            loading.files = files
+        sources: list[PydanticBaseSettingsSource] = [
+            _Traced(init_settings, "flag", origins),
+            _Traced(env_settings, "env GRISTMILL_{NAME}", origins,
+                    hidden=files.echoed_by_env())]
+        if files.env_file is not None:
+            dotenv = DotEnvSettingsSource(settings_cls, env_file=files.env_file)
+            sources.append(_Traced(dotenv, f"env file {files.env_file}", origins,
+                                   files.base_of(files.env_file)))
+        for toml in files.tomls:
+            try:
+                source = TomlConfigSettingsSource(settings_cls, toml_file=toml)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{toml} is not valid TOML: {exc}. Fix the file."
+                                  ) from None
+            sources.append(_Traced(source, str(toml), origins, files.base_of(toml)))
+        return tuple(sources)
 
     @classmethod
-    def load(cls, **overrides: Any) -> Settings:
+    def load(cls, *, env_file: str | Path | None = None, **overrides: Any) -> Settings:
         """Build settings from every source; ``None`` overrides are ignored.
 
+        Args:
+            env_file: the env file to read (``--env-file``); it must exist. Unset: the
+                first of ``GRISTMILL_ENV_FILE``, ``./.env`` and the home's ``.env``.
+            **overrides: settings by name, as CLI flags give them.
+
         Raises:
-            ConfigError: naming the first bad setting and its value.
+            ConfigError: naming the first bad setting, its value and where it came from;
+                or an env file that was asked for and does not exist.
         """
         given = {k: v for k, v in overrides.items() if v is not None}
-        try:
-            return cls(**given)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"gristmill.toml is not valid TOML: {exc}. Fix the file."
-                              ) from None
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            name = ".".join(str(p) for p in err["loc"]) or "settings"
-            # A secret's value is never echoed: a URL may carry a password.
-            value = "***" if name in _SECRETS else repr(err.get("input"))
-            raise ConfigError(
-                f"setting {name!r} has a bad value {value}: {err['msg']}. "
-                f"Fix the flag, GRISTMILL_{name.upper()}, .env or gristmill.toml."
-            ) from None
+        with _loading(env_file) as loading:
+            try:
+                settings = cls(**given)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                name = ".".join(str(p) for p in err["loc"]) or "settings"
+                # A secret's value is never echoed: a URL may carry a password.
+                value = "***" if name in _SECRETS else repr(err.get("input"))
+                origin = loading.origins.get(str(err["loc"][0]) if err["loc"] else "")
+                where = f" (from {origin})" if origin else ""
+                raise ConfigError(
+                    f"setting {name!r} has a bad value {value}{where}: {err['msg']}. "
+                    f"Fix the flag, GRISTMILL_{name.upper()}, the env file or "
+                    "gristmill.toml."
+                ) from None
+        settings._origins = dict(loading.origins)
+        settings._files = loading.files
+        return settings
+
+    @property
+    def env_file(self) -> Path | None:
+        """The env file that was read (absolute), or None."""
+        return self._files.env_file if self._files else None
+
+    @property
+    def env_file_candidates(self) -> tuple[Path, ...]:
+        """Where the env file was looked for, in order, up to the one read."""
+        return self._files.looked if self._files else ()
+
+    @property
+    def toml_files(self) -> tuple[Path, ...]:
+        """The ``gristmill.toml`` files that were read, highest first."""
+        return self._files.tomls if self._files else ()
+
+    def origin(self, name: str) -> str:
+        """Where setting ``name`` came from: ``flag``, ``env GRISTMILL_X``, ``env file
+        PATH``, a ``gristmill.toml``'s path, or ``default``."""
+        return self._origins.get(name, "default")
+
+    def origins(self) -> list[SettingOrigin]:
+        """Every setting with its value (secrets masked) and where it came from, in the
+        order the settings are documented."""
+        return [SettingOrigin(name, _shown(name, getattr(self, name)), self.origin(name))
+                for name in type(self).model_fields]
 
     @property
     def has_api_tokens(self) -> bool:
@@ -424,3 +512,247 @@ class Settings(BaseSettings):
     def log_path(self) -> Path:
         """Where the full log (with tracebacks) goes."""
         return self.home / "logs" / "gristmill.log"
+
+
+@dataclass(frozen=True, slots=True)
+class SettingOrigin:
+    """One setting as ``gristmill config show`` prints it.
+
+    Attributes:
+        name: the setting (``GRISTMILL_`` + its upper name in the environment).
+        value: its value as JSON would hold it, secrets masked (``***``).
+        source: ``flag``, ``env GRISTMILL_X``, ``env file PATH``, a toml file's path, or
+            ``default``.
+    """
+
+    name: str
+    value: Any
+    source: str
+
+    @property
+    def is_default(self) -> bool:
+        """Whether no source set it."""
+        return self.source == "default"
+
+
+def _shown(name: str, value: Any) -> Any:
+    """``value`` fit to print: JSON types, and no secret."""
+    if isinstance(value, SecretStr):
+        secret = value.get_secret_value()
+        return _masked_url(secret) if name == "database_url" else "***"
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if isinstance(value, list):
+        return [_shown(name, v) for v in value]
+    return value
+
+
+def _masked_url(url: str) -> str:
+    # The user, host and database help a reader; the password never shows.
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+# --- which files are read -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Files:
+    """The env file and toml files one load reads, and the home they were found by."""
+
+    home: Path
+    env_file: Path | None
+    looked: tuple[Path, ...]
+    tomls: tuple[Path, ...]
+
+    @classmethod
+    def find(cls, flags: dict[str, Any], explicit: str | Path | None) -> _Files:
+        cwd_toml = _absolute(Path(_TOML_NAME))
+        cwd_values = _read_toml(cwd_toml)
+        env_file, looked = _find_env_file(explicit, flags, cwd_values)
+        home = _home(flags, None, cwd_values)
+        if env_file is not None and not _same(env_file.parent, home):
+            # The home's own .env cannot move the home: it was found through it.
+            home = _home(flags, env_file, cwd_values)
+        home_toml = _absolute(home / _TOML_NAME)
+        tomls = [t for t in (cwd_toml, home_toml) if t.is_file()]
+        if len(tomls) == 2 and _same(*tomls):
+            tomls.pop()  # run from inside the home: one file, read once
+        return cls(home, env_file, looked, tuple(tomls))
+
+    def echoed_by_env(self) -> frozenset[str]:
+        """Settings whose environment variable holds exactly the env file's value: a
+        service's ``EnvironmentFile=`` (or a shell's ``set -a; . .env``) copied it
+        there. They are credited to the env file, and its relative paths stay
+        relative to the home."""
+        if self.env_file is None:
+            return frozenset()
+        from dotenv import dotenv_values
+
+        environ = {k.upper(): v for k, v in os.environ.items()}
+        return frozenset(
+            name.upper().removeprefix("GRISTMILL_").lower()
+            for name, value in dotenv_values(self.env_file).items()
+            if name.upper().startswith("GRISTMILL_") and value is not None
+            and environ.get(name.upper()) == value)
+
+    def base_of(self, path: Path) -> Path | None:
+        """The folder relative paths in ``path`` are relative to: the home for the home's
+        own files, else None (the current directory)."""
+        return self.home if _same(path.parent, self.home) else None
+
+
+def _find_env_file(explicit: str | Path | None, flags: dict[str, Any],
+                   cwd_values: dict[str, Any]) -> tuple[Path | None, tuple[Path, ...]]:
+    if explicit is not None:
+        path = _absolute(Path(explicit))
+        if not path.is_file():
+            raise ConfigError(f"--env-file {path} is not a file: give the path of the "
+                              "env file to read, or leave --env-file out")
+        return path, (path,)
+    named = os.environ.get(ENV_FILE_VARIABLE, "").strip()
+    if named:
+        path = _absolute(Path(named))
+        if not path.is_file():
+            raise ConfigError(f"{ENV_FILE_VARIABLE} names {path}, which is not a file: "
+                              f"correct it, or unset {ENV_FILE_VARIABLE}")
+        return path, (path,)
+    # Without a .env yet, the home comes from the flag, the environment or ./gristmill.toml.
+    home = _home(flags, None, cwd_values)
+    # One entry when run from inside the home.
+    looked = tuple(dict.fromkeys((_absolute(Path(_ENV_FILE_NAME)),
+                                  _absolute(home / _ENV_FILE_NAME))))
+    for path in looked:
+        if path.is_file():
+            return path, looked[:looked.index(path) + 1]
+    return None, looked
+
+
+def _home(flags: dict[str, Any], env_file: Path | None,
+          cwd_values: dict[str, Any]) -> Path:
+    """The home as the settings will have it: flag > env > env file > ./gristmill.toml."""
+    if flags.get("home") is not None:
+        return Path(flags["home"]).expanduser()
+    for name, value in os.environ.items():
+        if name.upper() == "GRISTMILL_HOME" and value.strip():
+            return Path(value).expanduser()
+    if env_file is not None:
+        from dotenv import dotenv_values
+
+        for name, found in dotenv_values(env_file).items():
+            if name.upper() == "GRISTMILL_HOME" and found and found.strip():
+                return Path(found).expanduser()
+    if isinstance(cwd_values.get("home"), str):
+        return Path(cwd_values["home"]).expanduser()
+    return _DEFAULT_HOME
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}. Fix the file.") from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read ({exc.strerror}): fix its permissions"
+                          ) from None
+
+
+def _absolute(path: Path) -> Path:
+    # Without resolving symlinks: the path a person wrote, fit to show and to put in a unit.
+    return Path(os.path.abspath(path.expanduser()))
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+# --- where each value came from -------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Loading:
+    env_file: str | Path | None
+    origins: dict[str, str] = field(default_factory=dict)
+    files: _Files | None = None
+
+
+# Settings.load's arguments that are not settings, handed to settings_customise_sources
+# (which pydantic-settings calls with the sources only).
+_LOADING: ContextVar[_Loading | None] = ContextVar("gristmill_settings_loading", default=None)
+
+
+@contextmanager
+def _loading(env_file: str | Path | None) -> Iterator[_Loading]:
+    loading = _Loading(env_file)
+    token = _LOADING.set(loading)
+    try:
+        yield loading
+    finally:
+        _LOADING.reset(token)
+
+
+class _Traced(PydanticBaseSettingsSource):
+    """A source that records which settings it gave (the first source to give one is
+    the one in force: sources are asked highest first) and, for the home's own files,
+    makes relative paths relative to the home."""
+
+    def __init__(self, inner: PydanticBaseSettingsSource, label: str,
+                 origins: dict[str, str], base: Path | None = None,
+                 hidden: frozenset[str] = frozenset()) -> None:
+        super().__init__(inner.settings_cls)
+        self._inner, self._label, self._origins, self._base = inner, label, origins, base
+        self._hidden = hidden
+
+    def _set_current_state(self, state: dict[str, Any]) -> None:
+        super()._set_current_state(state)
+        self._inner._set_current_state(state)
+
+    def _set_settings_sources_data(self, states: dict[str, dict[str, Any]]) -> None:
+        super()._set_settings_sources_data(states)
+        self._inner._set_settings_sources_data(states)
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        values = {k: v for k, v in self._inner().items() if k not in self._hidden}
+        if self._base is not None:
+            values.pop("home", None)  # the home's own files cannot move it
+            values = {k: _rebased(k, v, self._base) for k, v in values.items()}
+        for name in values:
+            self._origins.setdefault(name, self._label.replace("{NAME}", name.upper()))
+        return values
+
+
+def _rebased(name: str, value: Any, base: Path) -> Any:
+    if name not in _PATH_SETTINGS or value is None:
+        return value
+    if isinstance(value, str) and name == "source_roots":  # as the environment gives it
+        return os.pathsep.join(_under(part, base) for part in value.split(os.pathsep)
+                               if part.strip())
+    if isinstance(value, list):
+        return [_under(part, base) for part in value]
+    return _under(value, base)
+
+
+def _under(value: Any, base: Path) -> Any:
+    if not isinstance(value, (str, Path)) or not str(value).strip():
+        return value
+    path = Path(value)
+    if path.is_absolute() or str(value).startswith("~"):
+        return value
+    return str(base / path)

@@ -114,6 +114,11 @@ DatabaseOpt = Annotated[str | None, typer.Option(
     "--database", help="postgresql://user:password@host/dbname: the catalog in PostgreSQL "
     "[env: GRISTMILL_DATABASE_URL; default: the SQLite file in the home folder].",
     show_default=False)]
+# Typer reads no envvar for it: Settings.load looks at GRISTMILL_ENV_FILE itself, below
+# the flag, so that the library and the CLI find the same file.
+EnvFileOpt = Annotated[Path | None, typer.Option(
+    "--env-file", help="Env file to read GRISTMILL_* settings from [env: "
+    "GRISTMILL_ENV_FILE; default: ./.env, else HOME/.env].", show_default=False)]
 EmbedderOpt = Annotated[str | None, typer.Option(
     "--embedder", help="minilm (default) or none (keyword-only) [env: GRISTMILL_EMBEDDER].",
     show_default=False)]
