@@ -164,3 +164,26 @@ def test_doctor_checks_the_ocr_languages_asked_for(tmp_path: Path) -> None:
     missing = {c["name"]: c for c in gristmill_json("doctor", "--ocr-lang", "zzz", env=env)}
     assert missing["ocr"]["level"] == "warning"
     assert "apt-get install tesseract-ocr-zzz" in missing["ocr"]["detail"]
+
+
+def test_every_command_reads_the_env_file_it_is_given(tmp_path: Path) -> None:
+    """--env-file on ingest, search, status, errors and jobs: the home (and the rest)
+    come from the file, not from the environment or the current directory."""
+    home = tmp_path / "moved-home"
+    env = env_for(home)
+    del env["GRISTMILL_HOME"]  # only the file names the home
+    env_file = tmp_path / "gristmill.env"
+    env_file.write_text(f"GRISTMILL_HOME={home}\nGRISTMILL_EMBEDDER=none\n", encoding="utf-8")
+    src = _pile(tmp_path)
+    flag = ("--env-file", str(env_file))
+    report = gristmill_json("ingest", str(src), *flag, env=env)
+    assert report["discovered"]["new"] == 4
+    assert (home / "logs").is_dir()
+    hits = gristmill_json("search", "lighthouse", *flag, env=env)
+    assert hits[0]["source"].endswith("a.txt")
+    assert gristmill_json("status", *flag, env=env)["items"]["indexed"] == 2
+    assert gristmill_json("errors", *flag, env=env)
+    assert gristmill_json("jobs", "list", *flag, env=env)[0]["state"] == "succeeded"
+    # A named file that is not there is the user's mistake, said in one line.
+    missing = gristmill("status", "--env-file", str(tmp_path / "nope.env"), env=env)
+    assert missing.returncode == 2 and "nope.env" in missing.stderr

@@ -110,6 +110,9 @@ class JobLauncher:
             # in the URL) is visible to every user of the machine.
             env["GRISTMILL_DATABASE_URL"] = self.settings.database_url.get_secret_value()
         env["GRISTMILL_POOL_SIZE"] = str(self.settings.pool_size)
+        if self.settings.env_file is not None:
+            # The server's env file (perhaps given as --env-file): the job reads the same.
+            env["GRISTMILL_ENV_FILE"] = str(self.settings.env_file.resolve())
         # The job reads only inside the server's source roots, whatever the settings it
         # would find on its own: containment is enforced in the job, where files are read.
         env["GRISTMILL_SOURCE_ROOTS"] = os.pathsep.join(map(str, self.settings.source_roots))

@@ -12,6 +12,7 @@ from gristmill.cli._shared import (
     CollectionOpt,
     DatabaseOpt,
     EmbedderOpt,
+    EnvFileOpt,
     Home,
     JsonOpt,
     WorkersOpt,
@@ -70,6 +71,7 @@ def audio_scan(
         "--collection", "-c", help="Collection the recordings are items of.")] = "audio",
     json_out: JsonOpt = False,
     home: Home = None, database: DatabaseOpt = None, embedder: EmbedderOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Scan recordings for sound events, one user after another; store the events (and
     clips), per user, per recording, per model. Re-running scans only new and changed
@@ -88,7 +90,8 @@ def audio_scan(
         who = f"process {holder}" if holder else "another process"
         _say(err, f"Another audio scan ({who}) is running; waiting for it to end.")
 
-    with _kb(home, embedder, database, create=True, workers=workers, audio_model=model,
+    with _kb(home, embedder, database, env_file=env_file,
+             create=True, workers=workers, audio_model=model,
              audio_class_map=class_map, audio_threshold=threshold,
              audio_min_duration=min_duration) as kb:
         with TerminalProgress(err, audio=True) as progress:
@@ -148,6 +151,7 @@ def audio_events(
              "not those of the configured model or the latest scan.")] = None,
     json_out: JsonOpt = False,
     home: Home = None, database: DatabaseOpt = None, embedder: EmbedderOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """The sound events found, by user, recording and time: of each recording, the scan
     by the configured model if there is one, else the most recent. JSON: a list of
@@ -158,7 +162,7 @@ def audio_events(
     from gristmill.audio.scan import parse_since
 
     when = parse_since(since) if since else None
-    with _kb(home, embedder, database) as kb:
+    with _kb(home, embedder, database, env_file=env_file) as kb:
         found = kb.audio_events(user=user, since=when, collection=collection, model=model)
         if json_out:
             _print_json([event.to_dict() for event in found])
@@ -193,6 +197,7 @@ def audio_schedule(
         "--unit", help="Print only this one, bare: service, timer or cron.",
         show_default=False)] = None,
     home: Home = None, database: DatabaseOpt = None, embedder: EmbedderOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Print a systemd service and timer, and the equivalent cron line, that run
     `gristmill audio scan ROOT` every night with this installation, home and settings.
@@ -210,7 +215,8 @@ def audio_schedule(
     if per_user and user is not None:
         _say(err, ("error:", "red"), " give --per-user or --user NAME, not both")
         raise typer.Exit(2)
-    settings = Settings.load(home=home, embedder=embedder, database_url=database)
+    settings = Settings.load(home=home, embedder=embedder, database_url=database,
+                             env_file=env_file)
     units = schedule_units(settings, root, per_user=per_user, at=at, user=user,
                            system=system)
     sys.stdout.write(render(units, unit, system=system))

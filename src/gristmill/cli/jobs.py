@@ -9,6 +9,7 @@ import typer
 from gristmill.cli._shared import (
     DatabaseOpt,
     EmbedderOpt,
+    EnvFileOpt,
     Home,
     JsonOpt,
     _kb,
@@ -37,13 +38,14 @@ def jobs_list(
         show_default=False)] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N jobs.")] = 20,
     json_out: JsonOpt = False, home: Home = None, database: DatabaseOpt = None,
+    env_file: EnvFileOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:
     """The latest jobs, newest first, with their state and progress.
 
     Example: gristmill jobs list --state running
     """
-    with _kb(home, embedder, database) as kb:
+    with _kb(home, embedder, database, env_file=env_file) as kb:
         found = kb.jobs.recent(state, limit)
         if json_out:
             _print_json([job.to_dict() for job in found])
@@ -68,12 +70,13 @@ def jobs_list(
 
 @jobs_app.command("show")
 def jobs_show(job_id: JobId, json_out: JsonOpt = False, home: Home = None,
-              database: DatabaseOpt = None, embedder: EmbedderOpt = None) -> None:
+              env_file: EnvFileOpt = None, database: DatabaseOpt = None,
+              embedder: EmbedderOpt = None) -> None:
     """One job: its spec, state and counters.
 
     Example: gristmill jobs show 7 --json
     """
-    with _kb(home, embedder, database) as kb:
+    with _kb(home, embedder, database, env_file=env_file) as kb:
         job = kb.jobs.get(job_id)
         if json_out:
             _print_json(job.to_dict())
@@ -84,13 +87,14 @@ def jobs_show(job_id: JobId, json_out: JsonOpt = False, home: Home = None,
 
 @jobs_app.command("pause")
 def jobs_pause(job_id: JobId, home: Home = None, database: DatabaseOpt = None,
+               env_file: EnvFileOpt = None,
                embedder: EmbedderOpt = None) -> None:
     """Pause a running job: no new items are started, those in flight finish, its
     driver exits and holds no worker.
 
     Example: gristmill jobs pause 7
     """
-    with _kb(home, embedder, database) as kb:
+    with _kb(home, embedder, database, env_file=env_file) as kb:
         kb.jobs.pause(job_id)
         out.print(f"Job {job_id} is pausing: items in flight finish first. Resume it with "
                   f"`gristmill jobs resume {job_id}`.")
@@ -98,27 +102,29 @@ def jobs_pause(job_id: JobId, home: Home = None, database: DatabaseOpt = None,
 
 @jobs_app.command("cancel")
 def jobs_cancel(job_id: JobId, home: Home = None, database: DatabaseOpt = None,
+                env_file: EnvFileOpt = None,
                 embedder: EmbedderOpt = None) -> None:
     """Cancel a job: a running one stops within seconds (its workers are killed, its
     claims given back); what it finished stays in the knowledge base.
 
     Example: gristmill jobs cancel 7
     """
-    with _kb(home, embedder, database) as kb:
+    with _kb(home, embedder, database, env_file=env_file) as kb:
         job = kb.jobs.cancel(job_id)
         out.print(f"Job {job_id} is {job.state}.")
 
 
 @jobs_app.command("resume")
 def jobs_resume(job_id: JobId, json_out: JsonOpt = False, home: Home = None,
-                database: DatabaseOpt = None, embedder: EmbedderOpt = None) -> None:
+                env_file: EnvFileOpt = None, database: DatabaseOpt = None,
+              embedder: EmbedderOpt = None) -> None:
     """Run a paused, interrupted or failed job again, in this terminal: its sources are
     walked afresh and only what is not finished is done.
 
     Example: gristmill jobs resume 7
     """
     _start_workers_early()
-    with _kb(home, embedder, database) as kb:
+    with _kb(home, embedder, database, env_file=env_file) as kb:
         audio = kb.jobs.get(job_id).spec.kind == "audio"
         with TerminalProgress(err, embedding=kb.settings.embedder != "none",
                               audio=audio) as progress:
@@ -128,6 +134,7 @@ def jobs_resume(job_id: JobId, json_out: JsonOpt = False, home: Home = None,
 
 @jobs_app.command("run", hidden=True)
 def jobs_run(job_id: JobId, home: Home = None, database: DatabaseOpt = None,
+             env_file: EnvFileOpt = None,
              embedder: EmbedderOpt = None) -> None:
     """Claim a queued (or paused, interrupted, failed) job and run it to the end in this
     process, without a progress display: what `gristmill serve` starts for each job.
@@ -135,7 +142,7 @@ def jobs_run(job_id: JobId, home: Home = None, database: DatabaseOpt = None,
     Example: gristmill jobs run 7
     """
     _start_workers_early()
-    with _kb(home, embedder, database) as kb:
+    with _kb(home, embedder, database, env_file=env_file) as kb:
         try:
             report = kb.resume(job_id)
         except GristmillError as exc:

@@ -13,6 +13,7 @@ from gristmill.cli._shared import (
     CollectionOpt,
     DatabaseOpt,
     EmbedderOpt,
+    EnvFileOpt,
     ExcludeOpt,
     Home,
     IncludeOpt,
@@ -51,7 +52,7 @@ def ingest(
         "--include-vendored", help="In git work trees, also read vendored and generated "
         "folders (node_modules, vendor, target, build, dist...).")] = False,
     json_out: JsonOpt = False,
-    home: Home = None, database: DatabaseOpt = None,
+    home: Home = None, env_file: EnvFileOpt = None, database: DatabaseOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:
     """Discover, extract, chunk, embed and index files. Re-running resumes.
@@ -60,7 +61,7 @@ def ingest(
     """
     if not dry_run:
         _start_workers_early()
-    with _kb(home, embedder, database, create=True, workers=workers,
+    with _kb(home, embedder, database, env_file=env_file, create=True, workers=workers,
              ocr_lang=ocr_lang, include_vendored=include_vendored or None) as kb:
         with TerminalProgress(err, embedding=kb.settings.embedder != "none") as progress:
             report = kb.ingest(sources, collection=collection, include=include or (),
@@ -148,7 +149,7 @@ def watch(
         "[env: GRISTMILL_WATCH_DEBOUNCE; default 0.5].", show_default=False)] = None,
     workers: WorkersOpt = None,
     json_out: JsonOpt = False,
-    home: Home = None, database: DatabaseOpt = None,
+    home: Home = None, env_file: EnvFileOpt = None, database: DatabaseOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:
     """Keep a collection in step with folders: catch up with what changed while no
@@ -166,7 +167,7 @@ def watch(
             what = "events were lost, rescanned: " if kind == "rescan" else ""
             _say(err, f"{time.strftime('%H:%M:%S')} {what}{_counts_line(counts)}")
 
-    with _kb(home, embedder, database, create=True, workers=workers,
+    with _kb(home, embedder, database, env_file=env_file, create=True, workers=workers,
              watch_debounce=debounce) as kb:
         report = kb.watch(sources, collection=collection, include=include or (),
                           exclude=exclude or (), on_change=None if json_out else changed)
@@ -200,14 +201,14 @@ def search(
         "--path", help="Files whose path matches this glob ('src/*/billing/*.java').")
     ] = None,
     json_out: JsonOpt = False,
-    home: Home = None, database: DatabaseOpt = None,
+    home: Home = None, env_file: EnvFileOpt = None, database: DatabaseOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:
     """Search the knowledge base: BM25 and vectors fused, exact matches first.
 
     Example: gristmill search "how do leases expire" -k 5 --json
     """
-    with _kb(home, embedder, database) as kb:
+    with _kb(home, embedder, database, env_file=env_file) as kb:
         hits = kb.search(query, collection=collection, k=k, mode=mode,  # type: ignore[arg-type]
                          language=language, kind=kind, path=path)
         if json_out:
@@ -246,13 +247,14 @@ def search(
 
 @app.command()
 def status(json_out: JsonOpt = False, home: Home = None, database: DatabaseOpt = None,
+           env_file: EnvFileOpt = None,
            embedder: EmbedderOpt = None) -> None:
     """Items by status and chunk counts, overall and per collection; running jobs and
     their write batcher (flushes, rows, flush and commit latency).
 
     Example: gristmill status --json
     """
-    with _kb(home, embedder, database) as kb:
+    with _kb(home, embedder, database, env_file=env_file) as kb:
         data = kb.status()
         if json_out:
             _print_json(data)
@@ -295,12 +297,13 @@ def errors(collection: CollectionOpt = None,
            job: Annotated[int | None, typer.Option(
                "--job", help="Only the items this job saw.", show_default=False)] = None,
            json_out: JsonOpt = False, home: Home = None, database: DatabaseOpt = None,
+           env_file: EnvFileOpt = None,
            embedder: EmbedderOpt = None) -> None:
     """Failed and skipped items, grouped by the pattern of their reason.
 
     Example: gristmill errors --job 7 --json
     """
-    with _kb(home, embedder, database) as kb:
+    with _kb(home, embedder, database, env_file=env_file) as kb:
         groups = kb.errors(collection, job)
         if json_out:
             _print_json([g.to_dict() for g in groups])
@@ -320,7 +323,7 @@ def reset(
     skipped: Annotated[bool, typer.Option(
         "--skipped", help="Re-queue skipped files (e.g. after installing LibreOffice).")] = False,
     collection: CollectionOpt = None,
-    home: Home = None, database: DatabaseOpt = None,
+    home: Home = None, env_file: EnvFileOpt = None, database: DatabaseOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:
     """Re-queue items so the next ingest tries them again.
@@ -330,7 +333,7 @@ def reset(
     if not (failed or skipped):
         err.print("Nothing to reset: pass --failed and/or --skipped.")
         raise typer.Exit(2)
-    with _kb(home, embedder, database) as kb:
+    with _kb(home, embedder, database, env_file=env_file) as kb:
         if failed:
             n = kb.reset_failed(collection)
             out.print(f"Re-queued {n} failed item(s); run `gristmill ingest` on their source.")

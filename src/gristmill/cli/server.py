@@ -11,6 +11,7 @@ import typer
 from gristmill.cli._shared import (
     DatabaseOpt,
     EmbedderOpt,
+    EnvFileOpt,
     Home,
     _say,
     app,
@@ -23,7 +24,7 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535,
                                       help="Port to listen on (0: any free one).")] = 8000,
-    home: Home = None, database: DatabaseOpt = None,
+    home: Home = None, env_file: EnvFileOpt = None, database: DatabaseOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:
     """Serve the HTTP API (jobs, live events, search, health) until interrupted.
@@ -37,7 +38,8 @@ def serve(
     from gristmill.api.security import is_loopback
     from gristmill.config import Settings
 
-    settings = Settings.load(home=home, embedder=embedder, database_url=database)
+    settings = Settings.load(home=home, embedder=embedder, database_url=database,
+                             env_file=env_file)
     if not settings.has_api_tokens and not is_loopback(host):
         _say(err, ("error:", "red"), f" refusing to listen on {host} without a token: "
              "anyone who can reach it could read and ingest files. Set GRISTMILL_API_TOKEN "
