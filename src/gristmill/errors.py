@@ -13,8 +13,10 @@
      │    ├── JobNotFound       no job has that id                            404    2
      │    ├── JobStateConflict  the job's state refuses the change (pausing   409    2
      │    │                     a paused job, resuming a running one)
-     │    └── CredentialError   a remote embedder refused its key even after  500    2
-     │                          re-reading it: fix the credential, resume
+     │    ├── CredentialError   a remote embedder refused its key even after  500    2
+     │    │                     re-reading it: fix the credential, resume
+     │    └╌╌ ArchiveRefused    an archive to import is damaged, incomplete   400    2
+     │                          or from a newer gristmill
      ├── EmbedderUnavailable    a remote embedder kept failing (429, 5xx,     503    1
      │                          timeouts) after its retries: run again later
      ├── NoKnowledgeBase        nothing ingested at the home (or database)    500    1
@@ -42,7 +44,8 @@
           └╌╌ WriterClosed      a row was inserted after its BatchWriter was  500    1
                                 closed
 
-A dashed branch (╌╌) is a class of :mod:`gristmill.batching`, not of this module.
+A dashed branch (╌╌) is a class of another module (:mod:`gristmill.batching`,
+:mod:`gristmill.ops.archive`), not of this one.
 
 Each class says how it is answered: :attr:`~GristmillError.http_status` is the status
 the HTTP API answers with (one handler for the whole tree, ``api/problems.py``), and
