@@ -108,6 +108,41 @@ def build_kb(work: Path, files: int, seed: int) -> Path:
     return home
 
 
+def replicate(home: Path, copies: int) -> Path:
+    """A home holding ``copies`` copies of ``home``'s items and chunks, each copy a
+    collection of its own (``copy1``...; the vectors are shared, as the embedding cache
+    shares them for equal texts): a large catalog in seconds instead of hours of
+    embedding. Written with SQL here, a benchmark's fixture, never by the product."""
+    target = home.parent.parent / f"{home.parent.name}-x{copies}" / "home"
+    if (target / "gristmill.db").is_file():
+        return target
+    target.mkdir(parents=True)
+    source = sqlite3.connect(home / "gristmill.db")
+    copy = sqlite3.connect(target / "gristmill.db")
+    source.backup(copy)
+    source.close()
+    item_cols = [r[1] for r in copy.execute("PRAGMA table_info(items)")]
+    chunk_cols = [r[1] for r in copy.execute("PRAGMA table_info(chunks)")]
+    items_span = copy.execute("SELECT max(id) FROM items").fetchone()[0]
+    chunks_span = copy.execute("SELECT max(id) FROM chunks").fetchone()[0]
+    shifted = {"id": "id + :i", "parent_id": "parent_id + :i", "item_id": "item_id + :i",
+               "collection": "'copy' || :k", "source": "source || '#copy' || :k"}
+    with copy:
+        for k in range(1, copies):
+            params = {"i": k * items_span, "k": k}
+            copy.execute(f"INSERT INTO items ({', '.join(item_cols)}) SELECT "
+                         + ", ".join(shifted.get(c, c) for c in item_cols)
+                         + " FROM items WHERE id <= :span", {**params, "span": items_span})
+            chunk_shift = {**shifted, "id": "id + :c"}
+            copy.execute(f"INSERT INTO chunks ({', '.join(chunk_cols)}) SELECT "
+                         + ", ".join(chunk_shift.get(c, c) for c in chunk_cols)
+                         + " FROM chunks WHERE id <= :span",
+                         {**params, "c": k * chunks_span, "span": chunks_span})
+        copy.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild')")
+    copy.close()
+    return target
+
+
 class _Postgres:
     """Fresh databases on the server at ``admin_url``, dropped at the end."""
 
@@ -192,17 +227,23 @@ def main() -> None:
     parser.add_argument("--admin-url", help="PostgreSQL server to make databases on")
     parser.add_argument("--pg-peer", action="store_true",
                         help="also pg_dump -Fc / pg_restore the imported database")
+    parser.add_argument("--replicate", type=int, default=0, metavar="N",
+                        help="also a catalog of N copies of the large one (SQL-made)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     pg = _Postgres(args.admin_url) if args.admin_url else None
     sizes = [args.files, 4 * args.files]
     homes = {size: build_kb(args.work, size, args.seed + size) for size in sizes}
+    if args.replicate > 1:
+        big = args.replicate * sizes[-1]
+        homes[big] = replicate(homes[sizes[-1]], args.replicate)
+        sizes.append(big)
     results: dict[int, dict[str, list[dict[str, Any]]]] = {s: {} for s in sizes}
     for _ in range(args.rounds):
         for size in sizes:
             work = args.work / f"kb-{size}" / "runs"
-            work.mkdir(exist_ok=True)
+            work.mkdir(parents=True, exist_ok=True)
             for name, result in _cases(homes[size], work, pg, args.pg_peer):
                 result.pop("stdout", None)
                 results[size].setdefault(name, []).append(result)

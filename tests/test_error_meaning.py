@@ -44,6 +44,7 @@ from gristmill.errors import (
     StoreUnavailable,
 )
 from gristmill.knowledge_base import KnowledgeBase
+from gristmill.ops.archive import ArchiveRefused  # joins the tree walked here
 from gristmill.runtime.worker import Outcome, WorkResult
 from process_tools import env_for, gristmill
 
@@ -56,6 +57,7 @@ MEANINGS: dict[type[GristmillError], tuple[int, int]] = {
     JobNotFound: (404, 2),
     JobStateConflict: (409, 2),
     CredentialError: (500, 2),
+    ArchiveRefused: (400, 2),
     EmbedderUnavailable: (503, 1),
     NoKnowledgeBase: (500, 1),
     ScanBusy: (409, 75),

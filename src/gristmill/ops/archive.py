@@ -85,6 +85,9 @@ class ArchiveRefused(ConfigError):
     """An archive that cannot be imported as it is: damaged, incomplete, or written by a
     newer gristmill. The message is one line saying what is wrong and what to do."""
 
+    http_status = 400
+    exit_code = 2
+
     def __init__(self, problem: ArchiveProblem,
                  problems: Sequence[ArchiveProblem] = ()) -> None:
         super().__init__(str(problem))
