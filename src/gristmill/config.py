@@ -228,6 +228,10 @@ class Settings(BaseSettings):
         "amazon.titan-embed-text-v2:0", min_length=1, description="`embedder = bedrock`: "
         "a Titan (`amazon.titan-embed-text-v2:0`) or Cohere (`cohere.embed-english-v3`, "
         "`cohere.embed-multilingual-v3`) embedding model id.")
+    s3_endpoint_url: str | None = Field(
+        None, description="`s3://` sources: the S3-compatible endpoint (MinIO, SeaweedFS, "
+        "Ceph, R2); default boto3's, from AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or the "
+        "profile, else AWS.")
     # A secret like the token: a URL may carry a password.
     database_url: SecretStr | None = Field(
         None, description="`postgresql://user:password@host:5432/dbname`: keep the catalog "
@@ -346,6 +350,49 @@ class Settings(BaseSettings):
     audio_threads: int = Field(
         1, ge=1, le=64, description="Model threads per scanning worker (`--workers` "
         "workers scan recordings side by side).")
+    gdrive_credentials_file: Path | None = Field(
+        None, description="Google Drive (`gdrive://` roots): a service-account key or an "
+        "authorized-user (OAuth) JSON file; its token refreshes itself during long jobs.")
+    gdrive_export_format: Literal["office", "pdf"] = Field(
+        "office", description="Google Docs, Sheets and Slides are exported as DOCX, XLSX and "
+        "PPTX (`office`) or all as PDF (`pdf`).")
+    gdrive_page_size: int = Field(
+        1000, ge=1, le=1000, description="Google Drive: files per listing or changes page.")
+    gdrive_max_retries: int = Field(
+        6, ge=0, le=20, description="Google Drive: retries of a request refused for quota "
+        "(429, 403 rate limits) or failing with 5xx, with jittered exponential backoff.")
+    gdrive_retry_backoff: float = Field(
+        1.0, gt=0, le=60, description="Google Drive: the first retry waits up to this many "
+        "seconds (doubling each time, up to a minute, never under Retry-After).")
+    gdrive_chunk_mb: int = Field(
+        10, ge=1, le=1024, description="Google Drive: megabytes per ranged download request.")
+    gdrive_timeout: float = Field(
+        60.0, gt=0, description="Google Drive: seconds one request may take.")
+    gdrive_api_endpoint: str | None = Field(
+        None, description="Google Drive API base URL (ending `/drive/v3/`); default Google's. "
+        "For a private endpoint or a test server.")
+    gdrive_token_uri: str | None = Field(
+        None, description="Google OAuth token endpoint; default Google's (or, for a "
+        "service account, its key file's `token_uri`).")
+    # The OpenAI Vector Store sink (`gristmill sync openai`): gristmill.sinks. Its own
+    # URL and key, not the embedder's: a KB may embed locally (or on Azure) and still
+    # push to api.openai.com.
+    sink_openai_base_url: str = Field(
+        "https://api.openai.com/v1", description="`sync openai`: the base URL of the "
+        "OpenAI-compatible API its `/files` and `/vector_stores` are under.")
+    sink_openai_api_key_env: str = Field(
+        "OPENAI_API_KEY", min_length=1, description="`sync openai`: the environment "
+        "variable holding the API key; read again whenever the server answers 401.")
+    sink_openai_batch_files: int = Field(
+        100, ge=1, le=2000, description="`sync openai`: files attached per file batch; "
+        "each item's state is recorded once its batch completes.")
+    sink_openai_rpm: int = Field(
+        0, ge=0, description="`sync openai`: requests per minute at most (0 = no "
+        "budget); over it, requests wait.")
+    sink_openai_max_retries: int = Field(
+        6, ge=0, le=100, description="`sync openai`: retries of a request after 429, "
+        "5xx, a timeout or a connection error (exponential backoff with jitter, at least "
+        "the server's Retry-After) before the sync stops, resumable.")
 
     @field_validator("source_roots", mode="before")
     @classmethod

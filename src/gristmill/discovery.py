@@ -9,6 +9,11 @@ within milliseconds while most of a large walk still commits in few transactions
 items seen by this run (or by a later one, walking the same files in another process)
 are claimed, so a file that has left the source is never extracted while discovery has
 not yet reached the point of noticing it is gone.
+
+Every root is a :class:`~gristmill.sources.base.Source`: a local folder (walked, or
+listed by git in a work tree), or a remote prefix such as ``s3://bucket/prefix/``,
+listed a page at a time. A remote object is judged by its change token (its ETag) and
+never read here: a worker downloads and hashes what is new or changed.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 from gristmill.catalog import Catalog, CatalogDatabase, DiscoveryCounts, FileFacts
 from gristmill.sources import Matcher, sha256_file, walk
 from gristmill.sources import facts as file_facts
+from gristmill.sources.base import Source, is_remote, open_source, relative_name
 from gristmill.sources.git import GitTree, git_tree, skipped_as_vendored
 from gristmill.sources.roots import check_root, real_roots
 
@@ -49,8 +55,10 @@ class Discovery:
     def __init__(self, open_db: Callable[[], CatalogDatabase], collection: str,
                  roots: Sequence[str], matcher: Matcher, run_id: int, max_files: int | None,
                  skip: Sequence[Path] = (), confine: Sequence[Path] = (), *,
-                 include_vendored: bool = False, modified_since_ns: int | None = None) -> None:
+                 include_vendored: bool = False, modified_since_ns: int | None = None,
+                 s3_endpoint_url: str | None = None) -> None:
         self._open_db = open_db
+        self._s3_endpoint_url = s3_endpoint_url
         self._since = modified_since_ns
         self._include_vendored = include_vendored
         self._confine = list(confine)
@@ -109,10 +117,14 @@ class Discovery:
         allowed = real_roots(self._confine)
         hasher = functools.partial(sha256_file, roots=allowed) if allowed else sha256_file
         for root in self._roots:
-            tree = git_tree(Path(root)) if left is None and self._since is None else None
+            remote = is_remote(root)
+            tree = git_tree(Path(root)) if left is None and self._since is None \
+                and not remote else None
             if tree is not None and self._repository(catalog, root, tree, hasher):
                 continue
-            listing = walk(Path(root), self._matcher, self._skip, self._confine)
+            # A folder's listing is LocalSource.entries, i.e. this walk.
+            listing = self._source(root).entries(self._matcher) if remote else \
+                walk(Path(root), self._matcher, self._skip, self._confine)
             # Removal needs a complete listing: one of recent files only did not look at
             # the older ones, which stay as they are.
             complete = self._since is None
@@ -135,6 +147,10 @@ class Discovery:
                     functools.partial(self._in_scope, root))
             if left is not None and left <= 0:
                 return
+
+    def _source(self, root: str) -> Source:
+        return open_source(root, skip=self._skip, confine=self._confine,
+                           s3_endpoint_url=self._s3_endpoint_url)
 
     def _repository(self, catalog: Catalog, root: str, tree: GitTree,
                     hasher: Callable[[str], str]) -> bool:
@@ -219,13 +235,13 @@ class Discovery:
 
     def _in_scope(self, root: str, source: str) -> bool:
         """Whether the include/exclude patterns select ``source`` (found under ``root``)."""
-        return self._matcher(_relative(source, root))
+        return self._matcher(relative_name(source, root))
 
 
 def dry_run_counts(db: CatalogDatabase, collection: str, roots: Sequence[str], matcher: Matcher,
                    max_files: int | None, skip: Sequence[Path] = (),
-                   confine: Sequence[Path] = (), *, include_vendored: bool = False
-                   ) -> DiscoveryCounts:
+                   confine: Sequence[Path] = (), *, include_vendored: bool = False,
+                   s3_endpoint_url: str | None = None) -> DiscoveryCounts:
     """What a walk would find (new, changed, unchanged, skipped), writing nothing. A git
     work tree is listed as a run lists it (``git ls-files``, vendored folders left out),
     so the counts match what the run will do."""
@@ -233,9 +249,11 @@ def dry_run_counts(db: CatalogDatabase, collection: str, roots: Sequence[str], m
     catalog = Catalog(db)
     left = max_files
     for root in roots:
-        tree = git_tree(Path(root)) if left is None else None
+        tree = git_tree(Path(root)) if left is None and not is_remote(root) else None
         listing = _repository_listing(root, tree, matcher, include_vendored, skip, confine) \
-            if tree is not None else walk(Path(root), matcher, list(skip), confine)
+            if tree is not None else open_source(
+                root, skip=skip, confine=confine,
+                s3_endpoint_url=s3_endpoint_url).entries(matcher)
         for batch in _batches(listing, left):
             known = catalog.known_stats(collection, [facts.source for facts in batch])
             for facts in batch:
@@ -244,7 +262,7 @@ def dry_run_counts(db: CatalogDatabase, collection: str, roots: Sequence[str], m
                     counts.skipped += 1
                 elif stats is None:
                     counts.new += 1
-                elif stats == (facts.size, facts.mtime_ns):
+                elif stats == (facts.size, facts.change_token or facts.mtime_ns):
                     counts.unchanged += 1
                 else:
                     counts.changed += 1
@@ -289,11 +307,6 @@ def _repository_facts(root: str, relative: str, matcher: Matcher, *, tracked: bo
 def _modified_since(facts: Iterator[FileFacts], since_ns: int) -> Iterator[FileFacts]:
     """The regular files of a walk modified at or after ``since_ns``."""
     return (f for f in facts if f.skip_reason is None and f.mtime_ns >= since_ns)
-
-
-def _relative(source: str, root: str) -> str:
-    return os.path.relpath(source, root).replace(os.sep, "/") if source != root else \
-        os.path.basename(source)
 
 
 def _batches(facts: Iterator[FileFacts], limit: int | None) -> Iterator[list[FileFacts]]:

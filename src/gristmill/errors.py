@@ -19,6 +19,8 @@
      │                          or from a newer gristmill
      ├── EmbedderUnavailable    a remote embedder kept failing (429, 5xx,     503    1
      │                          timeouts) after its retries: run again later
+     ├╌╌ SinkUnavailable        a sink's service (an OpenAI vector store)     503    1
+     │                          kept failing after its retries: sync again
      ├── NoKnowledgeBase        nothing ingested at the home (or database)    500    1
      ├── ScanBusy               another audio scan holds the home's scan      409   75
      │                          lock: wait for it (``--wait``) or run later
@@ -45,7 +47,7 @@
                                 closed
 
 A dashed branch (╌╌) is a class of another module (:mod:`gristmill.batching`,
-:mod:`gristmill.ops.archive`), not of this one.
+:mod:`gristmill.ops.archive`, :mod:`gristmill.sinks`), not of this one.
 
 Each class says how it is answered: :attr:`~GristmillError.http_status` is the status
 the HTTP API answers with (one handler for the whole tree, ``api/problems.py``), and

@@ -34,6 +34,7 @@ from gristmill.runtime.job_run import JobRun
 from gristmill.runtime.options import RunOutcome
 from gristmill.runtime.progress import Progress
 from gristmill.sources import Matcher
+from gristmill.sources.base import canonical_root, is_remote
 from gristmill.sources.roots import check_root, real_roots
 
 if TYPE_CHECKING:  # watchdog is imported only by a watch; PyAV only by an audio scan
@@ -160,7 +161,8 @@ class KnowledgeBase:
         embed: bool = True,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> IngestReport:
-        """Discover ``sources``, extract and index what is new or changed.
+        """Discover ``sources`` (folders, files, ``s3://bucket/prefix/`` URLs), extract
+        and index what is new or changed.
 
         Re-running resumes: finished items are not redone, unchanged files are not
         re-read, and files gone from a source have their chunks removed.
@@ -173,9 +175,10 @@ class KnowledgeBase:
         if not collection or not collection.strip():
             raise ConfigError("the collection name must not be empty")
         started = time.monotonic()
-        roots = [os.path.abspath(os.path.expanduser(str(s))) for s in sources]
+        endpoint = self.settings.s3_endpoint_url
+        roots = [canonical_root(s, s3_endpoint_url=endpoint) for s in sources]
         for root in roots:
-            if not os.path.exists(root):
+            if not is_remote(root) and not os.path.exists(root):
                 raise SourceError(f"{root} does not exist; check the path")
             check_root(root, real_roots(self.settings.source_roots))
         self.embedder  # noqa: B018 - fail early on a missing model
@@ -184,7 +187,8 @@ class KnowledgeBase:
         if dry_run:
             counts = dry_run_counts(self.db, collection, roots, matcher, max_files, skip,
                                     self.settings.source_roots,
-                                    include_vendored=self.settings.include_vendored)
+                                    include_vendored=self.settings.include_vendored,
+                                    s3_endpoint_url=endpoint)
             return IngestReport(0, collection, counts, self.catalog.counts(collection), 0, 0, 0,
                                 time.monotonic() - started, None, dry_run=True)
         spec = JobSpec(collection, tuple(roots), tuple(include), tuple(exclude), max_files)
@@ -222,7 +226,7 @@ class KnowledgeBase:
         started = time.monotonic()
         spec = self.jobs.get(job_id).spec
         for root in spec.sources:
-            if not os.path.exists(root):
+            if not is_remote(root) and not os.path.exists(root):
                 raise SourceError(f"{root} does not exist any more; cancel job {job_id} "
                                   "or restore the folder")
             # Checked again at every run, not only when the job was created: a folder
@@ -264,7 +268,8 @@ class KnowledgeBase:
                               [self.settings.home],  # never ingest our own files
                               confine=self.settings.source_roots,
                               include_vendored=self.settings.include_vendored,
-                              modified_since_ns=since)
+                              modified_since_ns=since,
+                              s3_endpoint_url=self.settings.s3_endpoint_url)
         discovery.counts.outdated = run.outdated
         runner = run.runner(embed=embed, discovering=lambda: discovery.running,
                             on_progress=on_progress)
@@ -367,11 +372,15 @@ class KnowledgeBase:
         and call its ``stop()``.
 
         Raises:
-            SourceError: a source does not exist, is deleted while watched, or cannot
-                be watched (inotify limits).
+            SourceError: a source does not exist, is deleted while watched, cannot be
+                watched (inotify limits), or is a URL.
         """
         from gristmill.watching import Watcher
 
+        remote = [str(source) for source in sources if is_remote(source)]
+        if remote:
+            raise SourceError(f"{remote[0]}: watch follows local folders only; ingest a URL "
+                              "again (a re-run downloads only what changed)")
         return Watcher(self, sources, collection=collection, include=include,
                        exclude=exclude, on_change=on_change, on_progress=on_progress).run()
 

@@ -26,12 +26,18 @@ __all__ = ["Catalog", "DiscoveryCounts", "FileFacts"]
 
 @dataclass(frozen=True, slots=True)
 class FileFacts:
-    """What discovery learnt about one path: either stat facts or why it is skipped."""
+    """What discovery learnt about one path: either stat facts or why it is skipped.
+
+    A remote object (an ``s3://`` URL) also has a ``change_token`` (its ETag): equal to
+    the catalog's, with the same size, the object is unchanged and is not downloaded.
+    Its sha256 is learnt only when a worker downloads it.
+    """
 
     source: str
     size: int = 0
     mtime_ns: int = 0
     skip_reason: str | None = None
+    change_token: str | None = None
 
 
 @dataclass(slots=True)
@@ -103,13 +109,14 @@ class Catalog:
         """
         counts = DiscoveryCounts()
         conn = self.db.conn
-        existing: dict[str, tuple[int, int, int, str | None]] = {}
+        existing: dict[str, tuple[int, int, int, str | None, str | None, str, str | None]] = {}
         for start in range(0, len(batch), 500):
             part = [f.source for f in batch[start:start + 500]]
             marks = ",".join("?" * len(part))
             for row in conn.execute(
-                f"SELECT source, id, size, mtime_ns, sha256 FROM items "
-                f"WHERE collection = ? AND source IN ({marks})", [collection, *part]
+                f"SELECT source, id, size, mtime_ns, sha256, change_token, status, "
+                f"error_type FROM items WHERE collection = ? AND source IN ({marks})",
+                [collection, *part]
             ):
                 existing[row[0]] = row[1:]
         now = time.time()
@@ -132,6 +139,9 @@ class Catalog:
                     writes.append((_DROP_CHUNKS, (old[0],)))  # no stale text in search
                     writes.append((_DROP_CHILDREN, (old[0],)))
                     writes += _drop_audio(old[0])
+                continue
+            if facts.change_token is not None:
+                writes += _remote(counts, collection, root, facts, old, run_id, now)
                 continue
             if old is not None and old[1] == facts.size and old[2] == facts.mtime_ns:
                 counts.unchanged += 1
@@ -339,16 +349,17 @@ class Catalog:
         self.transact(write)
 
     def known_stats(self, collection: str, sources: Sequence[str]
-                    ) -> dict[str, tuple[int | None, int | None]]:
+                    ) -> dict[str, tuple[int | None, int | str | None]]:
         """``(size, mtime_ns)`` recorded for each of ``sources`` the catalog holds (what
-        a dry run compares a walk with)."""
-        known: dict[str, tuple[int | None, int | None]] = {}
+        a dry run compares a walk with); ``(size, change_token)`` for a remote object."""
+        known: dict[str, tuple[int | None, int | str | None]] = {}
         for start in range(0, len(sources), 500):
             part = sources[start:start + 500]
-            for source, size, mtime_ns in self.db.conn.execute(
-                    f"SELECT source, size, mtime_ns FROM items WHERE collection = ? "
-                    f"AND source IN ({','.join('?' * len(part))})", (collection, *part)):
-                known[source] = (size, mtime_ns)
+            for source, size, mtime_ns, token in self.db.conn.execute(
+                    f"SELECT source, size, mtime_ns, change_token FROM items "
+                    f"WHERE collection = ? AND source IN ({','.join('?' * len(part))})",
+                    (collection, *part)):
+                known[source] = (size, mtime_ns if token is None else token)
         return known
 
     def top_level_sources(self, collection: str, after: str, below: str,
@@ -731,11 +742,13 @@ class Catalog:
         return self._requeue(Status.SKIPPED, collection)
 
     def _requeue(self, status: Status, collection: str | None) -> int:
-        # Items without a sha256 are what discovery itself skipped (not regular files):
-        # nothing an extractor could read, so never re-queued.
+        # Items without a sha256 (or, for a remote object not downloaded yet, a change
+        # token) are what discovery itself skipped (not regular files): nothing an
+        # extractor could read, so never re-queued.
         sql = ("UPDATE items SET status = 'pending', attempts = 0, crashes = 0, "
                "not_before = NULL, error = NULL, error_type = NULL "
-               "WHERE status = ? AND (sha256 IS NOT NULL OR parent_id IS NOT NULL)")
+               "WHERE status = ? AND (sha256 IS NOT NULL OR parent_id IS NOT NULL "
+               "OR change_token IS NOT NULL)")
         params: tuple[object, ...] = (status.value,)
         if collection is not None:
             sql += " AND collection = ?"
@@ -754,6 +767,23 @@ _INSERT = (
     "error_type, seen_run, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (collection, source) DO UPDATE SET seen_run = "
     "CASE WHEN items.seen_run > ? THEN items.seen_run ELSE ? END"
+)
+_INSERT_REMOTE = (
+    "INSERT INTO items (collection, source, root, size, mtime_ns, change_token, status, "
+    "seen_run, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) "
+    "ON CONFLICT (collection, source) DO UPDATE SET seen_run = "
+    "CASE WHEN items.seen_run > ? THEN items.seen_run ELSE ? END"
+)
+# A changed object's sha256 is unknown until a worker downloads it: NULL until then.
+_CHANGED_REMOTE = (
+    "UPDATE items SET size = ?, mtime_ns = ?, change_token = ?, sha256 = NULL, "
+    "updated_at = ?, status = 'pending', attempts = 0, crashes = 0, not_before = NULL, "
+    "error = NULL, error_type = NULL, lease_owner = NULL, lease_expires = NULL "
+    "WHERE id = ? AND coalesce(change_token, '') != ?"
+)
+_RETRY_REMOTE = (
+    f"UPDATE items SET status = 'pending', attempts = 0, not_before = NULL, "
+    f"seen_run = {_NEWER_RUN}, updated_at = ? WHERE id = ? AND status = 'failed'"
 )
 _SEEN = f"UPDATE items SET seen_run = {_NEWER_RUN} WHERE id = ?"
 _TOUCH = (f"UPDATE items SET size = ?, mtime_ns = ?, seen_run = {_NEWER_RUN}, updated_at = ? "
@@ -776,6 +806,27 @@ _SET_PROBLEM = (
     "sha256 = NULL, size = NULL, mtime_ns = NULL, lease_owner = NULL, lease_expires = NULL "
     "WHERE id = ?"
 )
+
+
+def _remote(counts: DiscoveryCounts, collection: str, root: str, facts: FileFacts,
+            old: tuple[int, int, int, str | None, str | None, str, str | None] | None,
+            run_id: int, now: float) -> list[tuple[str, tuple[object, ...]]]:
+    """The writes for one listed remote object, judged by its change token alone: its
+    bytes are not read here (a worker downloads and hashes a new or changed one)."""
+    if old is None:
+        counts.new += 1
+        return [(_INSERT_REMOTE, (collection, facts.source, root, facts.size, facts.mtime_ns,
+                                  facts.change_token, run_id, now, now, run_id, run_id))]
+    if old[1] == facts.size and old[4] == facts.change_token:
+        counts.unchanged += 1
+        if old[5] == Status.FAILED.value and old[6] == ErrorType.TRANSIENT.value:
+            # The store was away or busy through every attempt: try again now.
+            return [(_RETRY_REMOTE, (run_id, run_id, now, old[0]))]
+        return [(_SEEN, (run_id, run_id, old[0]))]
+    counts.changed += 1
+    return [(_CHANGED_REMOTE, (facts.size, facts.mtime_ns, facts.change_token, now, old[0],
+                               facts.change_token)),
+            (_SEEN, (run_id, run_id, old[0]))]
 
 
 def _drop_audio(item_id: int) -> list[tuple[str, tuple[object, ...]]]:

@@ -34,7 +34,8 @@ from gristmill.progress import TerminalProgress, format_duration
 
 @app.command()
 def ingest(
-    sources: Annotated[list[str], typer.Argument(help="Folders or files to ingest.")],
+    sources: Annotated[list[str], typer.Argument(
+        help="Folders, files or s3://bucket/prefix/ URLs to ingest.")],
     collection: TargetCollection = "default",
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
@@ -57,7 +58,7 @@ def ingest(
 ) -> None:
     """Discover, extract, chunk, embed and index files. Re-running resumes.
 
-    Example: gristmill ingest ~/papers --collection papers --include '*.pdf'
+    Example: gristmill ingest ~/papers s3://bucket/reports/ --include '*.pdf'
     """
     if not dry_run:
         _start_workers_early()

@@ -29,7 +29,7 @@ from tenacity import (
 )
 
 from gristmill.chunking import estimate_tokens
-from gristmill.errors import ConfigError, EmbedderUnavailable
+from gristmill.errors import ConfigError, EmbedderUnavailable, GristmillError
 
 __all__ = ["RateBudget", "RetryPolicy", "Retryable", "normalise", "plan_requests",
            "retry_after_seconds", "run_in_order"]
@@ -96,12 +96,19 @@ class RetryPolicy:
         service: names the service in the error raised when the retries run out.
         backoff: the first retry waits up to this many seconds (doubling each time,
             with full jitter, up to ``max_backoff``).
+        unavailable: the error raised when the retries run out (another service than
+            an embedder raises its own).
+        setting: the environment variable that sets ``max_retries``, named in it.
     """
 
     def __init__(self, max_retries: int, service: str, backoff: float = 0.5,
-                 max_backoff: float = 60.0) -> None:
+                 max_backoff: float = 60.0, *,
+                 unavailable: type[GristmillError] = EmbedderUnavailable,
+                 setting: str = "GRISTMILL_EMBED_MAX_RETRIES") -> None:
         self.max_retries = max_retries
         self.service = service
+        self._unavailable = unavailable
+        self._setting = setting
         self._wait = _AtLeastRetryAfter(wait_random_exponential(multiplier=backoff,
                                                                 max=max_backoff))
 
@@ -109,7 +116,8 @@ class RetryPolicy:
         """``request()``, retried; other exceptions pass through at once.
 
         Raises:
-            EmbedderUnavailable: the last try failed too; says what the service answered.
+            EmbedderUnavailable: (or ``unavailable``) the last try failed too; says what
+                the service answered.
         """
         retrying = Retrying(stop=stop_after_attempt(self.max_retries + 1), wait=self._wait,
                             retry=retry_if_exception_type(Retryable), reraise=False)
@@ -118,10 +126,10 @@ class RetryPolicy:
         except RetryError as exc:
             last = exc.last_attempt.exception()
             answer = last.answer if isinstance(last, Retryable) else str(last)
-            raise EmbedderUnavailable(
+            raise self._unavailable(
                 f"{self.service} still failed after {self.max_retries + 1} tries: {answer}. "
                 "Check the service's status or quota, then resume the job; "
-                "GRISTMILL_EMBED_MAX_RETRIES sets how often it is retried") from None
+                f"{self._setting} sets how often it is retried") from None
 
 
 class RateBudget:

@@ -35,6 +35,7 @@ from gristmill.errors import (
 from gristmill.extract import Extractor, Limits, Segment, extractor_for, sniff
 from gristmill.extract.base import Container, OcrOptions, use_ocr_options
 from gristmill.logfile import QuietFileHandler
+from gristmill.sources.base import is_remote, open_source, sweep_spool
 from gristmill.sources.git import git_tree
 from gristmill.sources.roots import OUTSIDE, OutsideRoots, inside, open_inside, real_roots
 
@@ -83,6 +84,15 @@ class WorkOptions:
     #: An audio scan's options: each item is a recording scanned for sound events
     #: instead of a document extracted (None: extract).
     audio: AudioOptions | None = None
+    #: Where remote objects (``s3://``) are downloaded to, one temporary file each,
+    #: deleted after its extraction (None: the system's temporary folder).
+    spool_dir: str | None = None
+    #: The S3 endpoint (``s3_endpoint_url``; None: boto3's, from the environment).
+    s3_endpoint_url: str | None = None
+    #: The driver's ``AWS_*`` variables when the run reads remote sources: workers fork
+    #: from a long-lived fork server whose environment is that of its start, maybe
+    #: before the caller set its credentials or endpoint. Not shown in a repr.
+    aws_environment: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings,
@@ -100,7 +110,14 @@ class WorkOptions:
                                  chunk_tokens=settings.chunk_tokens), ocr=ocr,
                    roots=real_roots(settings.source_roots),
                    repositories=real_roots([source for source in sources
-                                            if git_tree(Path(source)) is not None]))
+                                            if not is_remote(str(source))
+                                            and git_tree(Path(source)) is not None]),
+                   spool_dir=str(settings.home / "spool"),
+                   s3_endpoint_url=settings.s3_endpoint_url,
+                   aws_environment=tuple(sorted(
+                       (name, value) for name, value in os.environ.items()
+                       if name.startswith("AWS_")))
+                   if any(is_remote(str(source)) for source in sources) else ())
 
 
 class Outcome(enum.StrEnum):
@@ -188,6 +205,10 @@ def process_item(source: str, options: WorkOptions, token: int = 0,
         os._exit(RECYCLE_EXIT_CODE)
     _announce(token)
     started = time.perf_counter()
+    if is_remote(source):
+        result = _extract_remote(source, members, options, expected, item_id)
+        result.seconds = time.perf_counter() - started
+        return result
     try:
         fd = open_inside(source, options.roots)
     except OutsideRoots:
@@ -250,6 +271,61 @@ def _extract_guarded(fd: int, path: Path, members: tuple[str, ...], options: Wor
     result.size, result.sha256 = before.st_size, digest.hexdigest()
     result.mtime_ns = before.st_mtime_ns
     return result
+
+
+def _extract_remote(url: str, members: tuple[str, ...], options: WorkOptions,
+                    expected: tuple[int, int] | None, item_id: int = 0) -> WorkResult:
+    """Download the object ``url`` into a spool file (hashed as it streams), extract it
+    (or ``members`` down inside it) there, and delete the copy. ``expected``: its size
+    (and mtime) as listed; one over ``max_file_mb`` is not even requested.
+
+    The result carries the size and sha256 of the bytes downloaded: discovery never read
+    them. A failure to download is the item's: transient (the store is unreachable or
+    busy: retried), permanent (gone, refused), or the run's (no credentials at all).
+    """
+    # Imported here: boto3 loads only in workers that read remote objects.
+    from gristmill.sources.s3 import ObjectTooLarge, item_error
+
+    _use_aws_environment(options.aws_environment)
+    if expected is not None and not members and expected[0] > options.max_file_bytes:
+        return WorkResult(Outcome.SKIPPED, error_type="too large",
+                          error=str(ObjectTooLarge(expected[0], options.max_file_bytes)))
+    spool_dir = Path(options.spool_dir or tempfile.gettempdir())
+    # Copies left by workers killed mid-download (one listing of a folder that holds a
+    # copy per worker at most: cheap next to a download).
+    sweep_spool(spool_dir)
+    try:
+        source = open_source(url, s3_endpoint_url=options.s3_endpoint_url)
+        with source.local_copy(url, spool_dir, options.max_file_bytes,
+                               on_block=_beat) as copy:
+            result = _extract_unguarded(copy.path, members, options, item_id)
+            if result.error:  # the reason names the object, not its temporary copy
+                result.error = result.error.replace(str(copy.path), url)
+    except ObjectTooLarge as exc:
+        return WorkResult(Outcome.SKIPPED, error=str(exc), error_type="too large")
+    except Exception as exc:
+        error = item_error(exc, url)
+        if isinstance(error, ConfigError):
+            log.error("%s: %s", url, error)
+            return WorkResult(Outcome.MISCONFIGURED, error=str(error))
+        log.info("item %s: %s", url, error.reason, exc_info=not isinstance(exc, ItemError))
+        if isinstance(error, TransientError):
+            return WorkResult(Outcome.RETRY, error=error.reason, error_type="transient")
+        return WorkResult(Outcome.FAILED, error=error.reason,
+                          error_type=type(error).__name__)
+    if not members:
+        result.size, result.sha256 = copy.size, copy.sha256
+    return result
+
+
+def _use_aws_environment(variables: tuple[tuple[str, str], ...]) -> None:
+    """Make this worker's ``AWS_*`` variables the driver's (see
+    :attr:`WorkOptions.aws_environment`)."""
+    wanted = dict(variables)
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        if name not in wanted:
+            del os.environ[name]
+    os.environ.update(wanted)
 
 
 def _changed_since(fd: int, path: Path, before: os.stat_result) -> bool:

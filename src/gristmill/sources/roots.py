@@ -87,6 +87,11 @@ def check_root(root: str, roots: Sequence[str]) -> None:
     """
     if not roots:
         return
+    if "://" in root:
+        # The roots are folders: no URL lies inside one.
+        raise SourceError(f"{root} is a URL, and source_roots (which lists folders only) "
+                          "is set: remote sources are not read under it. Unset "
+                          "source_roots to ingest URLs")
     try:
         os.close(open_inside(root, roots))
     except OutsideRoots:

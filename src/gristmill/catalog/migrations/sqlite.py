@@ -282,6 +282,44 @@ def _m010_audio_revisions(conn: sqlite3.Connection) -> None:
         CREATE INDEX audio_events_item ON audio_events (item_id, model, start_s);
         """)
 
+
+@migration
+def _m011_sink_files(conn: sqlite3.Connection) -> None:
+    # What each sink (an OpenAI vector store) holds of each item: the sha256 of the
+    # content uploaded, the remote file, and the files of an unfinished upload
+    # (`pending_file_id`) or a replaced version (`stale_file_id`) still to remove.
+    # The item reference is SET NULL, not CASCADE: a deleted item's row must outlive it
+    # until the sync has removed its file from the store (a NULL item_id says "gone").
+    _run_script(conn, """
+        CREATE TABLE sink_files (
+            id              INTEGER PRIMARY KEY,
+            sink            TEXT NOT NULL,
+            store_id        TEXT NOT NULL,
+            item_id         INTEGER REFERENCES items (id) ON DELETE SET NULL,
+            collection      TEXT NOT NULL,
+            source          TEXT NOT NULL,
+            sha256          TEXT,
+            file_id         TEXT,
+            state           TEXT NOT NULL,
+            pending_file_id TEXT,
+            pending_sha256  TEXT,
+            stale_file_id   TEXT,
+            error           TEXT,
+            updated_at      REAL NOT NULL,
+            UNIQUE (sink, store_id, item_id)
+        );
+        CREATE INDEX sink_files_item ON sink_files (item_id);
+        """)
+
+
+@migration
+def _m012_change_tokens(conn: sqlite3.Connection) -> None:
+    # A remote object's change token (its S3 ETag): equal to the listing's, with the same
+    # size, the object is unchanged and not downloaded. NULL for local files, whose
+    # size and mtime are their token.
+    conn.execute("ALTER TABLE items ADD COLUMN change_token TEXT")
+
+
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     # executescript() would COMMIT the migration's transaction first; run the
     # statements one by one instead (complete_statement knows trigger bodies).
