@@ -46,6 +46,10 @@ from gristmill.errors import (
 from gristmill.knowledge_base import KnowledgeBase
 from gristmill.ops.archive import ArchiveRefused  # joins the tree walked here
 from gristmill.runtime.worker import Outcome, WorkResult
+from gristmill.sinks.openai_vector_store import (  # and these
+    SinkRejected,
+    SinkUnavailable,
+)
 from process_tools import env_for, gristmill
 
 #: Each class and what it answers with: (HTTP status, CLI exit code). The statuses are
@@ -58,7 +62,9 @@ MEANINGS: dict[type[GristmillError], tuple[int, int]] = {
     JobStateConflict: (409, 2),
     CredentialError: (500, 2),
     ArchiveRefused: (400, 2),
+    SinkRejected: (400, 2),
     EmbedderUnavailable: (503, 1),
+    SinkUnavailable: (503, 1),
     NoKnowledgeBase: (500, 1),
     ScanBusy: (409, 75),
     SourceError: (500, 1),

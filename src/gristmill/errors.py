@@ -15,8 +15,10 @@
      │    │                     a paused job, resuming a running one)
      │    ├── CredentialError   a remote embedder refused its key even after  500    2
      │    │                     re-reading it: fix the credential, resume
-     │    └╌╌ ArchiveRefused    an archive to import is damaged, incomplete   400    2
-     │                          or from a newer gristmill
+     │    ├╌╌ ArchiveRefused    an archive to import is damaged, incomplete   400    2
+     │    │                     or from a newer gristmill
+     │    └╌╌ SinkRejected      a sink's service refused a request (a wrong   400    2
+     │                          store id or base URL, a refused key)
      ├── EmbedderUnavailable    a remote embedder kept failing (429, 5xx,     503    1
      │                          timeouts) after its retries: run again later
      ├╌╌ SinkUnavailable        a sink's service (an OpenAI vector store)     503    1

@@ -40,7 +40,7 @@ from gristmill.embed.credentials import ApiKey
 from gristmill.embed.remote import RateBudget, Retryable, RetryPolicy, retry_after_seconds
 from gristmill.errors import ConfigError, CredentialError, GristmillError
 
-__all__ = ["SinkUnavailable", "SyncReport", "VectorStoreApi", "sync_openai"]
+__all__ = ["SinkRejected", "SinkUnavailable", "SyncReport", "VectorStoreApi", "sync_openai"]
 
 SINK = "openai"
 _REFUSED = (401, 403)
@@ -60,8 +60,12 @@ class SinkUnavailable(GristmillError):
     http_status = 503
 
 
-class _Rejected(ConfigError):
-    """The service refused a request (4xx): for an upload, that item's problem."""
+class SinkRejected(ConfigError):
+    """The service refused a request (4xx): for an upload, that item's problem (the
+    sync goes on); otherwise the settings' (a wrong store id or base URL)."""
+
+    http_status = 400
+    exit_code = 2
 
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
@@ -221,13 +225,13 @@ class VectorStoreApi:
             if response.status_code == 404 and missing_ok:
                 return None
             if response.status_code >= 400:
-                raise _Rejected(f"{method} {url} was refused ({_answer(response)}): check "
+                raise SinkRejected(f"{method} {url} was refused ({_answer(response)}): check "
                                 "the vector store id and sink_openai_base_url",
                                 response.status_code)
             try:
                 return response.json()
             except ValueError:
-                raise _Rejected(f"{url} did not answer JSON ({response.text[:200]!r}): "
+                raise SinkRejected(f"{url} did not answer JSON ({response.text[:200]!r}): "
                                 "check sink_openai_base_url", response.status_code) from None
 
         return self._retries.call(attempt)
@@ -393,7 +397,7 @@ class _Sync:
                 continue
             try:
                 file_id = self.api.upload(name, body)
-            except _Rejected as exc:
+            except SinkRejected as exc:
                 if exc.status not in _FILE_REFUSED:
                     raise
                 self.report._fail(item.source, f"the upload was refused: {exc}")
