@@ -294,11 +294,13 @@ class Settings(BaseSettings):
         "fast vector search (~1.5 MB per 1,000 chunks); 0 or a bigger index: vectors are "
         "read from SQLite at each search.")
     # NoDecode: the environment gives a plain os.pathsep-separated string, not JSON.
-    source_roots: Annotated[list[Path], NoDecode] = Field(
+    # A folder is a Path; a URL prefix stays text (a Path would fold its "//").
+    source_roots: Annotated[list[Path | str], NoDecode] = Field(
         default_factory=list,
-        description="Folders HTTP API jobs may ingest from (os.pathsep-separated); "
-        "none = the API accepts no job source. When set, every run (CLI included) reads "
-        "nothing outside them, symlinks included.")
+        description="Folders and URL prefixes (s3://bucket/ or s3://bucket/prefix/) HTTP "
+        "API jobs may ingest from (os.pathsep-separated); none = the API accepts no job "
+        "source. When set, every run (CLI included) reads nothing outside them, symlinks "
+        "included; a URL is read only under a listed prefix, at a / boundary.")
     # `gristmill watch`: how file-system events become pipeline work.
     watch_debounce: float = Field(
         0.5, gt=0, le=60, description="Seconds a changed file must stay quiet before "
@@ -398,8 +400,18 @@ class Settings(BaseSettings):
     @classmethod
     def _split_roots(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return [part for part in value.split(os.pathsep) if part.strip()]
-        return value
+            value = _split_root_list(value)
+        if not isinstance(value, list):
+            return value
+        from gristmill.sources.roots import url_root  # lazily: gristmill.sources imports config
+
+        roots: list[Any] = []
+        for root in value:
+            if isinstance(root, str) and "://" in root:
+                roots.append(url_root(root))  # a ValueError names the setting and value
+            else:
+                roots.append(Path(root) if isinstance(root, str) else root)
+        return roots
 
     @field_validator("audio_classes", mode="before")
     @classmethod
@@ -785,20 +797,32 @@ class _Traced(PydanticBaseSettingsSource):
         return values
 
 
+def _split_root_list(text: str) -> list[str]:
+    """``source_roots`` as the environment gives it, split at ``os.pathsep``; where that
+    is ``:``, a URL prefix's ``scheme`` and ``//rest`` are joined again."""
+    parts: list[str] = []
+    for part in text.split(os.pathsep):
+        if os.pathsep == ":" and parts and part.startswith("//") \
+                and parts[-1].isascii() and parts[-1].isalnum():
+            parts[-1] += ":" + part
+        else:
+            parts.append(part)
+    return [part for part in parts if part.strip()]
+
+
 def _rebased(name: str, value: Any, base: Path) -> Any:
     if name not in _PATH_SETTINGS or value is None:
         return value
     if isinstance(value, str) and name == "source_roots":  # as the environment gives it
-        return os.pathsep.join(_under(part, base) for part in value.split(os.pathsep)
-                               if part.strip())
+        return os.pathsep.join(_under(part, base) for part in _split_root_list(value))
     if isinstance(value, list):
         return [_under(part, base) for part in value]
     return _under(value, base)
 
 
 def _under(value: Any, base: Path) -> Any:
-    if not isinstance(value, (str, Path)) or not str(value).strip():
-        return value
+    if not isinstance(value, (str, Path)) or not str(value).strip() or "://" in str(value):
+        return value  # a URL (a source_roots prefix) is relative to nothing
     path = Path(value)
     if path.is_absolute() or str(value).startswith("~"):
         return value

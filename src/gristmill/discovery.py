@@ -25,6 +25,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
+from urllib.parse import unquote
 
 from gristmill.catalog import Catalog, CatalogDatabase, DiscoveryCounts, FileFacts
 from gristmill.sources import Matcher, sha256_file, walk
@@ -33,10 +35,15 @@ from gristmill.sources.base import Source, is_remote, open_source, relative_name
 from gristmill.sources.git import GitTree, git_tree, skipped_as_vendored
 from gristmill.sources.roots import check_root, real_roots
 
+if TYPE_CHECKING:
+    from gristmill.config import Settings
+    from gristmill.sources.gdrive_source import GdriveSource
+
 __all__ = ["Discovery", "dry_run_counts"]
 
 log = logging.getLogger(__name__)
 
+_GDRIVE = "gdrive://"
 _FIRST_BATCH = 16
 _MAX_BATCH = 500
 
@@ -54,11 +61,13 @@ class Discovery:
 
     def __init__(self, open_db: Callable[[], CatalogDatabase], collection: str,
                  roots: Sequence[str], matcher: Matcher, run_id: int, max_files: int | None,
-                 skip: Sequence[Path] = (), confine: Sequence[Path] = (), *,
+                 skip: Sequence[Path] = (), confine: Sequence[str | Path] = (), *,
                  include_vendored: bool = False, modified_since_ns: int | None = None,
-                 s3_endpoint_url: str | None = None) -> None:
+                 s3_endpoint_url: str | None = None, settings: Settings | None = None
+                 ) -> None:
         self._open_db = open_db
         self._s3_endpoint_url = s3_endpoint_url
+        self._settings = settings
         self._since = modified_since_ns
         self._include_vendored = include_vendored
         self._confine = list(confine)
@@ -122,6 +131,9 @@ class Discovery:
                 and not remote else None
             if tree is not None and self._repository(catalog, root, tree, hasher):
                 continue
+            if left is None and self._since is None and root.startswith(_GDRIVE):
+                self._drive(catalog, root)
+                continue
             # A folder's listing is LocalSource.entries, i.e. this walk.
             listing = self._source(root).entries(self._matcher) if remote else \
                 walk(Path(root), self._matcher, self._skip, self._confine)
@@ -150,7 +162,66 @@ class Discovery:
 
     def _source(self, root: str) -> Source:
         return open_source(root, skip=self._skip, confine=self._confine,
-                           s3_endpoint_url=self._s3_endpoint_url)
+                           s3_endpoint_url=self._s3_endpoint_url, settings=self._settings)
+
+    def _drive(self, catalog: Catalog, root: str) -> None:
+        """Discover a Google Drive root: what the changes feed reports since the page
+        token the last complete run saved, or, the first time (or when the patterns
+        changed, or a folder left the root), every file."""
+        source = cast("GdriveSource", self._source(root))
+        scope = repr(("gdrive", sorted(self._matcher.include), sorted(self._matcher.exclude)))
+        last = catalog.source_head(self._collection, root)
+        if last is not None and last[1] == scope \
+                and self._drive_changes(catalog, root, source, last[0], scope):
+            return
+        # Taken before the listing: a file changed while it runs is in the feed next time.
+        token = source.start_token()
+        for batch in _batches(source.entries(self._matcher), None):
+            if self._stop.is_set():
+                return  # incomplete: nothing removed, no token saved
+            self.counts += catalog.record_discovered(self._collection, root, batch,
+                                                     self._run_id, sha256_file)
+        self.counts.removed += catalog.remove_unseen(
+            self._collection, root, self._run_id, functools.partial(self._in_scope, root))
+        catalog.set_source_head(self._collection, root, token, scope)
+
+    def _drive_changes(self, catalog: Catalog, root: str, source: GdriveSource,
+                       token: str, scope: str) -> bool:
+        """Apply the Drive changes since ``token``, saving each page's token once its
+        changes are committed. False when a folder left the root: the files it held are
+        not named in the feed, so the caller lists every file instead."""
+        # Imported here: the Google client is an optional extra a folder run never loads.
+        from gristmill.sources.gdrive_source import facts as gdrive_facts
+
+        changed = 0
+        for page in source.changes(token):
+            if self._stop.is_set():
+                return True  # the saved token still covers what was not read
+            found: list[FileFacts] = []
+            gone: list[str] = []
+            for change in page.changes:
+                if change.file is None and change.folder:
+                    log.info("%s: a folder left the root; listing every file", root)
+                    return False
+                keep = None
+                if change.file is not None and self._matcher(unquote(change.file.path)):
+                    found.append(gdrive_facts(change.file))
+                    keep = change.file.url
+                # Renamed, moved, trashed or deleted: its old names go.
+                gone += [name for name in _named_for(catalog, self._collection, change.file_id)
+                         if name != keep]
+            self.counts.removed += catalog.remove_sources(self._collection, gone)
+            for batch in _batches(iter(found), None):
+                self.counts += catalog.record_discovered(self._collection, root, batch,
+                                                         self._run_id, sha256_file)
+            changed += len(found) + len(gone)
+            # Only now that the page's changes are committed: a crash before this line
+            # reads the page again, which records the same facts again (nothing twice).
+            catalog.set_source_head(self._collection, root, page.token, scope)
+        # Everything else under the root is unchanged, and still there.
+        known = catalog.mark_root_seen(self._collection, root, self._run_id)
+        self.counts.unchanged += max(0, known - changed)
+        return True
 
     def _repository(self, catalog: Catalog, root: str, tree: GitTree,
                     hasher: Callable[[str], str]) -> bool:
@@ -240,8 +311,9 @@ class Discovery:
 
 def dry_run_counts(db: CatalogDatabase, collection: str, roots: Sequence[str], matcher: Matcher,
                    max_files: int | None, skip: Sequence[Path] = (),
-                   confine: Sequence[Path] = (), *, include_vendored: bool = False,
-                   s3_endpoint_url: str | None = None) -> DiscoveryCounts:
+                   confine: Sequence[str | Path] = (), *, include_vendored: bool = False,
+                   s3_endpoint_url: str | None = None, settings: Settings | None = None
+                   ) -> DiscoveryCounts:
     """What a walk would find (new, changed, unchanged, skipped), writing nothing. A git
     work tree is listed as a run lists it (``git ls-files``, vendored folders left out),
     so the counts match what the run will do."""
@@ -253,7 +325,7 @@ def dry_run_counts(db: CatalogDatabase, collection: str, roots: Sequence[str], m
         listing = _repository_listing(root, tree, matcher, include_vendored, skip, confine) \
             if tree is not None else open_source(
                 root, skip=skip, confine=confine,
-                s3_endpoint_url=s3_endpoint_url).entries(matcher)
+                s3_endpoint_url=s3_endpoint_url, settings=settings).entries(matcher)
         for batch in _batches(listing, left):
             known = catalog.known_stats(collection, [facts.source for facts in batch])
             for facts in batch:
@@ -274,7 +346,7 @@ def dry_run_counts(db: CatalogDatabase, collection: str, roots: Sequence[str], m
 
 
 def _repository_listing(root: str, tree: GitTree, matcher: Matcher, include_vendored: bool,
-                        skip: Sequence[Path], confine: Sequence[Path]
+                        skip: Sequence[Path], confine: Sequence[str | Path]
                         ) -> Iterator[FileFacts]:
     """The facts of every file git lists in ``tree`` that the run would read."""
     untracked = tree.untracked()
@@ -288,7 +360,7 @@ def _repository_listing(root: str, tree: GitTree, matcher: Matcher, include_vend
 
 def _repository_facts(root: str, relative: str, matcher: Matcher, *, tracked: bool,
                       include_vendored: bool, skip: Sequence[Path],
-                      confine: Sequence[Path]) -> FileFacts | None:
+                      confine: Sequence[str | Path]) -> FileFacts | None:
     """The facts of a path git listed, or None when the patterns leave it out, it lies in
     a vendored folder, in the knowledge base's own home, or (untracked) in a hidden
     folder, as a folder walk would not enter it."""
@@ -302,6 +374,13 @@ def _repository_facts(root: str, relative: str, matcher: Matcher, *, tracked: bo
     if not tracked and any(part.startswith(".") for part in relative.split("/")[:-1]):
         return None
     return file_facts(path, real_roots(confine))
+
+
+def _named_for(catalog: Catalog, collection: str, file_id: str) -> list[str]:
+    """The items named for Drive file ``file_id`` (``gdrive://<file_id>/<path>``)."""
+    # "0" follows "/": every name with the prefix sorts between the two bounds.
+    prefix = f"{_GDRIVE}{file_id}/"
+    return catalog.top_level_sources(collection, prefix, prefix[:-1] + "0", 1000)
 
 
 def _modified_since(facts: Iterator[FileFacts], since_ns: int) -> Iterator[FileFacts]:

@@ -188,7 +188,7 @@ class KnowledgeBase:
             counts = dry_run_counts(self.db, collection, roots, matcher, max_files, skip,
                                     self.settings.source_roots,
                                     include_vendored=self.settings.include_vendored,
-                                    s3_endpoint_url=endpoint)
+                                    s3_endpoint_url=endpoint, settings=self.settings)
             return IngestReport(0, collection, counts, self.catalog.counts(collection), 0, 0, 0,
                                 time.monotonic() - started, None, dry_run=True)
         spec = JobSpec(collection, tuple(roots), tuple(include), tuple(exclude), max_files)
@@ -269,7 +269,8 @@ class KnowledgeBase:
                               confine=self.settings.source_roots,
                               include_vendored=self.settings.include_vendored,
                               modified_since_ns=since,
-                              s3_endpoint_url=self.settings.s3_endpoint_url)
+                              s3_endpoint_url=self.settings.s3_endpoint_url,
+                              settings=self.settings)
         discovery.counts.outdated = run.outdated
         runner = run.runner(embed=embed, discovering=lambda: discovery.running,
                             on_progress=on_progress)

@@ -51,7 +51,8 @@ class JobRequest(BaseModel):
     kind: Literal["ingest"] = "ingest"
     # One path or a list; always a list once read, so an error names `source.0`.
     source: Annotated[list[Text], BeforeValidator(_as_list)] = Field(
-        description="Absolute path(s) inside a source root.")
+        description="Absolute path(s) inside a source root, or URL(s) "
+        "(s3://bucket/prefix/) under a URL prefix among the source roots.")
     collection: Text = Field("default", min_length=1)
     include: list[Text] = Field(default_factory=list)
     exclude: list[Text] = Field(default_factory=list)
@@ -116,7 +117,9 @@ def _create_ingest_job(request: JobRequest, response: Response, state: State
         raise ApiError(422, "source: give at least one path")
     if not request.collection.strip():
         raise ApiError(422, "collection: must not be blank")
-    sources = [resolve_source(source, state.settings.source_roots) for source in given]
+    sources = [resolve_source(source, state.settings.source_roots, remote=True,
+                              s3_endpoint_url=state.settings.s3_endpoint_url)
+               for source in given]
     spec = JobSpec(request.collection, tuple(sources), tuple(request.include),
                    tuple(request.exclude), request.max_files)
 

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from gristmill.api.problems import ApiError
 from gristmill.config import Scope, Settings
+from gristmill.errors import SourceError
+from gristmill.sources.base import canonical_root
+from gristmill.sources.roots import inside_url, is_url
 
 __all__ = ["Caller", "Tokens", "is_loopback", "new_token", "require_admin", "resolve_source"]
 
@@ -84,23 +87,32 @@ def new_token() -> tuple[str, str]:
     return token, hashlib.sha256(token.encode()).hexdigest()
 
 
-def resolve_source(source: str, roots: Sequence[Path]) -> str:
-    """``source`` as the real path to ingest, if it lies inside one of ``roots``.
+def resolve_source(source: str, roots: Sequence[str | Path], *, remote: bool = False,
+                   s3_endpoint_url: str | None = None) -> str:
+    """``source`` as the real path (or canonical URL) to ingest, if it lies inside one
+    of ``roots``.
 
     Symlinks and ``..`` are resolved first (``os.path.realpath``), so neither a link
-    inside a root nor a relative climb can reach a folder outside it.
+    inside a root nor a relative climb can reach a folder outside it. A URL (allowed
+    where ``remote``) must lie under a URL prefix among ``roots`` at a ``/`` boundary.
 
     Raises:
         ApiError: 403 outside every root (or no roots configured); 400 when the
-            source is inside a root but does not exist.
+            source is inside a root but does not exist, or is a URL where only
+            folders are read.
     """
     if not roots:
         raise ApiError(403, "this server accepts no job sources: set GRISTMILL_SOURCE_ROOTS "
-                            "to the folders jobs may read (os.pathsep-separated)")
+                            "to the folders (and URL prefixes) jobs may read "
+                            "(os.pathsep-separated)")
+    if is_url(source):
+        return _resolve_url(source, roots, remote=remote, s3_endpoint_url=s3_endpoint_url)
     if not os.path.isabs(source):
         raise ApiError(400, f"source {source!r} must be an absolute path")
     real = os.path.realpath(source)
     for root in roots:
+        if is_url(root):
+            continue  # a URL prefix admits no path (its realpath would be a folder!)
         real_root = os.path.realpath(root)
         if os.path.commonpath([real, real_root]) == real_root:
             break
@@ -111,6 +123,28 @@ def resolve_source(source: str, roots: Sequence[Path]) -> str:
     if not os.path.exists(real):
         raise ApiError(400, f"source {source!r} does not exist")
     return real
+
+
+def _resolve_url(source: str, roots: Sequence[str | Path], *, remote: bool,
+                 s3_endpoint_url: str | None) -> str:
+    if not remote:
+        raise ApiError(400, f"source {source!r}: this kind of job reads folders only; give "
+                            "an absolute path")
+    outside = ApiError(403, f"source {source!r} is not under a URL prefix among the "
+                            "configured source roots (GRISTMILL_SOURCE_ROOTS), such as "
+                            "s3://bucket/prefix/ (mind the trailing /)")
+    # Checked before the store is asked anything, so the API tells nothing about
+    # buckets outside the roots.
+    if not inside_url(source, roots):
+        raise outside
+    try:
+        canonical = canonical_root(source, s3_endpoint_url=s3_endpoint_url)
+    except SourceError as error:
+        raise ApiError(400, str(error)) from None
+    # The catalog's spelling is what the job reads: it must be inside as well.
+    if not inside_url(canonical, roots):
+        raise outside
+    return canonical
 
 
 def is_loopback(host: str) -> bool:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from gristmill.errors import GristmillError, HomeUnwritable
+from gristmill.sources.roots import is_url
 
 if TYPE_CHECKING:
     from gristmill.config import Settings
@@ -417,7 +418,9 @@ def _sources(settings: Settings) -> list[Check]:
     catalog's jobs read (a warning: they are what a move most often leaves behind)."""
     checks: list[Check] = []
     user = _user()
-    roots = [Path(root).expanduser().absolute() for root in settings.source_roots]
+    # A URL prefix is no folder to read here: the store says what it holds at ingest.
+    roots = [Path(root).expanduser().absolute() for root in settings.source_roots
+             if not is_url(root)]
     bad = [f"{root} ({_why_unreadable(root)})" for root in roots if _why_unreadable(root)]
     if bad:
         checks.append(Check("source roots", "error", f"{user} cannot read "

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # the settings machinery (pydantic) stays out of worker proce
     from gristmill.audio.events import Event
     from gristmill.audio.recording import AudioOptions
     from gristmill.config import Settings
+    from gristmill.sources.gdrive import DriveOptions
 
 __all__ = ["RECYCLE_EXIT_CODE", "Outcome", "WorkOptions", "WorkResult", "init_worker",
            "process_item"]
@@ -93,6 +94,8 @@ class WorkOptions:
     #: from a long-lived fork server whose environment is that of its start, maybe
     #: before the caller set its credentials or endpoint. Not shown in a repr.
     aws_environment: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    #: The ``gdrive_*`` settings when the run reads Google Drive (None: it does not).
+    gdrive: DriveOptions | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings,
@@ -117,7 +120,8 @@ class WorkOptions:
                    aws_environment=tuple(sorted(
                        (name, value) for name, value in os.environ.items()
                        if name.startswith("AWS_")))
-                   if any(is_remote(str(source)) for source in sources) else ())
+                   if any(is_remote(str(source)) for source in sources) else (),
+                   gdrive=_drive_options(settings, sources))
 
 
 class Outcome(enum.StrEnum):
@@ -295,7 +299,8 @@ def _extract_remote(url: str, members: tuple[str, ...], options: WorkOptions,
     # copy per worker at most: cheap next to a download).
     sweep_spool(spool_dir)
     try:
-        source = open_source(url, s3_endpoint_url=options.s3_endpoint_url)
+        source = open_source(url, s3_endpoint_url=options.s3_endpoint_url,
+                             settings=options.gdrive)
         with source.local_copy(url, spool_dir, options.max_file_bytes,
                                on_block=_beat) as copy:
             result = _extract_unguarded(copy.path, members, options, item_id)
@@ -316,6 +321,16 @@ def _extract_remote(url: str, members: tuple[str, ...], options: WorkOptions,
     if not members:
         result.size, result.sha256 = copy.size, copy.sha256
     return result
+
+
+def _drive_options(settings: Settings, sources: Sequence[str | Path]) -> DriveOptions | None:
+    """The Drive client's settings, for a run that reads Google Drive."""
+    if not any(str(source).startswith("gdrive://") for source in sources):
+        return None
+    # Imported here: the Google client is an optional extra a folder run never loads.
+    from gristmill.sources.gdrive import DriveOptions
+
+    return DriveOptions.of(settings)
 
 
 def _use_aws_environment(variables: tuple[tuple[str, str], ...]) -> None:

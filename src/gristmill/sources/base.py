@@ -27,20 +27,26 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+from urllib.parse import unquote
 
 import psutil
 
 from gristmill.catalog import FileFacts
 from gristmill.errors import LimitExceeded
 from gristmill.sources.local import Matcher, walk
-from gristmill.sources.roots import open_inside
+from gristmill.sources.roots import open_inside, real_roots
+
+if TYPE_CHECKING:
+    from gristmill.config import Settings
+    from gristmill.sources.gdrive import DriveOptions
 
 __all__ = ["LocalSource", "Source", "Spooled", "canonical_root", "is_remote", "open_source",
            "relative_name", "spool", "sweep_spool"]
 
 # A URL scheme (two letters at least, so a Windows drive letter is not one).
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]+://", re.IGNORECASE)
+_GDRIVE = "gdrive://"
 
 
 class Source(Protocol):
@@ -87,9 +93,12 @@ def is_remote(source: str | os.PathLike[str]) -> bool:
     return isinstance(source, str) and _SCHEME.match(source) is not None
 
 
-def open_source(root: str, *, skip: Sequence[Path] = (), confine: Sequence[Path] = (),
-                s3_endpoint_url: str | None = None) -> Source:
-    """The source ``root`` names: an S3 prefix for ``s3://``, else a local folder.
+def open_source(root: str, *, skip: Sequence[Path] = (), confine: Sequence[str | Path] = (),
+                s3_endpoint_url: str | None = None,
+                settings: Settings | DriveOptions | None = None) -> Source:
+    """The source ``root`` names: an S3 prefix for ``s3://``, a Google Drive folder for
+    ``gdrive://`` (configured by the ``gdrive_*`` of ``settings``; by default the
+    process's settings), else a local folder.
 
     Raises:
         SourceError: the URL scheme is not one gristmill reads, or the URL is malformed.
@@ -101,7 +110,7 @@ def open_source(root: str, *, skip: Sequence[Path] = (), confine: Sequence[Path]
     if scheme == "gdrive":
         from gristmill.sources.gdrive_source import GdriveSource
 
-        return GdriveSource(root)
+        return GdriveSource(root, settings=settings)
     from gristmill.sources.s3 import S3Source
 
     return S3Source.for_root(root, endpoint_url=s3_endpoint_url)  # refuses other schemes
@@ -117,12 +126,21 @@ def canonical_root(root: str | os.PathLike[str], *,
     """
     if not is_remote(root):
         return os.path.abspath(os.path.expanduser(str(root)))
+    if str(root).lower().startswith(_GDRIVE):
+        # Only the id is checked: naming a Drive root needs no credentials or network.
+        from gristmill.sources.gdrive import parse_root
+
+        return f"{_GDRIVE}{parse_root(str(root))}"
     return open_source(str(root), s3_endpoint_url=s3_endpoint_url).canonical_root()
 
 
 def relative_name(source: str, root: str) -> str:
     """``source``'s name below ``root``, with ``/`` separators (what include and exclude
     patterns are matched against); a root that is the entry itself gives its base name."""
+    if source.startswith(_GDRIVE):
+        # gdrive://<fileId>/<path>: the file's id stands before the path under the
+        # root, and patterns see Drive's names, as the listing matched them.
+        return unquote(source[len(_GDRIVE):].partition("/")[2])
     if is_remote(root):
         if source == root.rstrip("/"):
             return source.rsplit("/", 1)[-1]
@@ -137,7 +155,7 @@ class LocalSource:
     :mod:`gristmill.sources.local`, confined to the source roots when they are set."""
 
     def __init__(self, root: str, *, skip: Sequence[Path] = (),
-                 confine: Sequence[Path] = ()) -> None:
+                 confine: Sequence[str | Path] = ()) -> None:
         self.root = root
         self._skip = list(skip)
         self._confine = list(confine)
@@ -152,7 +170,7 @@ class LocalSource:
 
     def open(self, name: str) -> BinaryIO:
         """The file, opened as a confined walk would open it."""
-        roots = tuple(os.path.realpath(p) for p in self._confine)
+        roots = real_roots(self._confine)
         return os.fdopen(open_inside(name, roots), "rb")
 
     @contextlib.contextmanager

@@ -52,8 +52,8 @@ from gristmill.errors import (
 if TYPE_CHECKING:
     from gristmill.config import Settings
 
-__all__ = ["DriveChange", "DriveChanges", "DriveClient", "DriveFile", "ExportFormat",
-           "load_credentials", "parse_root"]
+__all__ = ["DriveChange", "DriveChanges", "DriveClient", "DriveFile", "DriveOptions",
+           "ExportFormat", "load_credentials", "parse_root"]
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,34 @@ class DriveChanges:
     changes: list[DriveChange]
     token: str
     complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DriveOptions:
+    """The ``gdrive_*`` settings a client is built from, named as in
+    :class:`~gristmill.config.Settings`: small, hashable and picklable, so a worker
+    process gets them with its task (its environment may predate the caller's)."""
+
+    gdrive_credentials_file: Path | None
+    gdrive_token_uri: str | None
+    gdrive_api_endpoint: str | None
+    gdrive_export_format: ExportFormat
+    gdrive_page_size: int
+    gdrive_max_retries: int
+    gdrive_retry_backoff: float
+    gdrive_chunk_mb: int
+    gdrive_timeout: float
+
+    @classmethod
+    def of(cls, settings: Settings | DriveOptions) -> DriveOptions:
+        """The options ``settings`` hold."""
+        if isinstance(settings, DriveOptions):
+            return settings
+        return cls(settings.gdrive_credentials_file, settings.gdrive_token_uri,
+                   settings.gdrive_api_endpoint, settings.gdrive_export_format,
+                   settings.gdrive_page_size, settings.gdrive_max_retries,
+                   settings.gdrive_retry_backoff, settings.gdrive_chunk_mb,
+                   settings.gdrive_timeout)
 
 
 def parse_root(url: str) -> str:
@@ -324,7 +352,7 @@ class DriveClient:
         self.close()
 
     @classmethod
-    def from_settings(cls, settings: Settings, root_url: str) -> DriveClient:
+    def from_settings(cls, settings: Settings | DriveOptions, root_url: str) -> DriveClient:
         """A client for ``root_url`` configured by the ``gdrive_*`` settings."""
         if settings.gdrive_credentials_file is None:
             raise ConfigError("no Google credentials: set gdrive_credentials_file "

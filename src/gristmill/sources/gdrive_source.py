@@ -22,30 +22,41 @@ from urllib.parse import unquote
 
 from gristmill.catalog import FileFacts
 from gristmill.sources.base import Spooled, spool
-from gristmill.sources.gdrive import MY_DRIVE, SCHEME, DriveClient, parse_root
+from gristmill.sources.gdrive import (
+    MY_DRIVE,
+    SCHEME,
+    DriveChanges,
+    DriveClient,
+    DriveFile,
+    DriveOptions,
+    parse_root,
+)
 from gristmill.sources.local import Matcher
 
 if TYPE_CHECKING:
     from gristmill.config import Settings
 
-__all__ = ["GdriveSource"]
+__all__ = ["GdriveSource", "facts"]
 
-_clients: dict[tuple[Any, ...], DriveClient] = {}
+_clients: dict[tuple[str, DriveOptions], DriveClient] = {}
 
 
-def _client(settings: Settings | None, root: str) -> DriveClient:
+def _client(settings: Settings | DriveOptions | None, root: str) -> DriveClient:
     if settings is None:
         from gristmill.config import Settings
 
         settings = Settings.load()
-    key = (root, settings.gdrive_credentials_file, settings.gdrive_token_uri,
-           settings.gdrive_api_endpoint, settings.gdrive_export_format,
-           settings.gdrive_page_size, settings.gdrive_max_retries,
-           settings.gdrive_retry_backoff, settings.gdrive_chunk_mb, settings.gdrive_timeout)
+    key = (root, DriveOptions.of(settings))
     client = _clients.get(key)
     if client is None:
-        client = _clients[key] = DriveClient.from_settings(settings, f"{SCHEME}{root}")
+        client = _clients[key] = DriveClient.from_settings(key[1], f"{SCHEME}{root}")
     return client
+
+
+def facts(file: DriveFile) -> FileFacts:
+    """What discovery records of ``file``: its URL, size, mtime and change token."""
+    return FileFacts(source=file.url, size=file.size or 0, mtime_ns=_mtime_ns(file.modified),
+                     change_token=file.change_token)
 
 
 def _mtime_ns(modified: str | None) -> int:
@@ -67,14 +78,21 @@ class GdriveSource:
     """
 
     def __init__(self, root: str, *, client: DriveClient | None = None,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | DriveOptions | None = None) -> None:
         self._ident = root.removeprefix(SCHEME).strip("/").split("/", 1)[0] or MY_DRIVE
         self.root = f"{SCHEME}{self._ident}"
         self._settings = settings
-        # Items are read by id, whatever the root: one reading client per process (and
-        # so one token), not one per item a worker is handed.
-        self._client = client or _client(settings, MY_DRIVE)
+        self._reader = client
         self._lister = client
+
+    @property
+    def _client(self) -> DriveClient:
+        # Items are read by id, whatever the root: one reading client per process (and
+        # so one token), not one per item a worker is handed. Built on first use, so
+        # naming a root needs no credentials.
+        if self._reader is None:
+            self._reader = _client(self._settings, MY_DRIVE)
+        return self._reader
 
     def canonical_root(self) -> str:
         """``gdrive://<id>``, one spelling with or without a trailing ``/``.
@@ -92,13 +110,25 @@ class GdriveSource:
             SourceError: the listing failed after the retries.
             CredentialError: Google refused the credentials.
         """
+        for file in self._listing.walk():
+            if matcher(unquote(file.path)):
+                yield facts(file)
+
+    def start_token(self) -> str:
+        """Where the changes feed starts: take it before a full listing, so what changes
+        while the listing runs is read again from the feed."""
+        return self._listing.start_token()
+
+    def changes(self, token: str) -> Iterator[DriveChanges]:
+        """The changes under the root since ``token``, a page at a time (see
+        :meth:`DriveClient.changes`)."""
+        return self._listing.changes(token)
+
+    @property
+    def _listing(self) -> DriveClient:
         if self._lister is None:
             self._lister = _client(self._settings, self._ident)
-        for file in self._lister.walk():
-            if matcher(unquote(file.path)):
-                yield FileFacts(source=file.url, size=file.size or 0,
-                                mtime_ns=_mtime_ns(file.modified),
-                                change_token=file.change_token)
+        return self._lister
 
     def open(self, name: str) -> BinaryIO:
         """Item ``name``'s bytes as a stream, fetched a chunk at a time as it is read."""

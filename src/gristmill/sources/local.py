@@ -77,7 +77,7 @@ def sha256_file(path: str, roots: Sequence[str] = ()) -> str:
 
 
 def walk(root: Path, matcher: Matcher, skip_dirs: Sequence[Path] = (),
-         confine: Sequence[Path] = ()) -> Iterator[FileFacts]:
+         confine: Sequence[str | Path] = ()) -> Iterator[FileFacts]:
     """Yield facts for every file under ``root`` that ``matcher`` admits.
 
     Hidden directories (``.git``, ``.venv``) and ``skip_dirs`` (the KB's own home) are

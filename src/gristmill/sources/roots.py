@@ -10,21 +10,31 @@ file, a folder, the root itself).
 
 Without configured roots (a CLI user's own files) nothing is confined, but files are
 still opened without blocking, so a FIFO swapped in for a file cannot hang a reader.
+
+Roots may also be URL prefixes (``s3://bucket/`` or ``s3://bucket/prefix/``): a remote
+source is allowed when it starts with one at a ``/`` boundary, compared as text, since
+an object store has no symlinks to swap. The prefixes are kept, unresolved, among the
+real roots: no real path ever starts with ``scheme://``, so a URL prefix never admits a
+local file, and a list of URL prefixes alone still confines local reads (to nothing).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from gristmill.errors import SourceError
 
-__all__ = ["OUTSIDE", "OutsideRoots", "check_root", "inside", "open_inside", "real_roots"]
+__all__ = ["OUTSIDE", "OutsideRoots", "check_root", "inside", "inside_url", "is_url",
+           "open_inside", "real_roots", "url_root"]
 
 #: The reason given for whatever is refused.
 OUTSIDE = "outside the source roots (source_roots): not read"
+
+_URL = re.compile(r"^([a-z][a-z0-9+.-]+)://([^/?#]+)(/[^?#]*)?$", re.IGNORECASE)
 
 
 class OutsideRoots(OSError):
@@ -38,9 +48,52 @@ class OutsideRoots(OSError):
         super().__init__(errno.EACCES, OUTSIDE, path)
 
 
+def is_url(root: str | Path) -> bool:
+    """Whether ``root`` is spelt as a URL (``scheme://...``) rather than a path."""
+    return isinstance(root, str) and "://" in root
+
+
+def url_root(url: str) -> str:
+    """``url`` as a URL prefix root: scheme in lower case, ending in ``/``.
+
+    Raises:
+        ValueError: not ``scheme://bucket[/prefix]``, or a path with ``.``, ``..`` or
+            empty segments (whose meaning a store may not share with the comparison).
+    """
+    match = _URL.match(url.strip())
+    if match is None:
+        raise ValueError(f"{url!r} is not a URL prefix such as s3://bucket/ or "
+                         "s3://bucket/prefix/ (no query, no fragment)")
+    scheme, bucket, path = match.group(1).lower(), match.group(2), match.group(3) or "/"
+    segments = path.strip("/").split("/") if path.strip("/") else []
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise ValueError(f"{url!r}: a URL prefix may not hold empty, '.' or '..' segments")
+    return f"{scheme}://{bucket}{path.rstrip('/')}/"
+
+
 def real_roots(roots: Sequence[str | Path]) -> tuple[str, ...]:
-    """The configured roots with symlinks and ``..`` resolved, as containment compares them."""
-    return tuple(os.path.realpath(root) for root in roots)
+    """The configured roots with symlinks and ``..`` resolved, as containment compares
+    them; URL prefixes are kept as they are (see the module's docstring)."""
+    return tuple(url_root(str(root)) if is_url(root) else os.path.realpath(root)
+                 for root in roots)
+
+
+def inside_url(url: str, roots: Sequence[str | Path]) -> bool:
+    """Whether the remote source ``url`` lies under a URL prefix among ``roots``.
+
+    The comparison is at a ``/`` boundary (``s3://bucket-evil/`` is not under
+    ``s3://bucket/``); a URL that is not in normal form (``..``, empty segments, a
+    query) is never inside, whatever its text starts with.
+    """
+    try:
+        given = url_root(url)
+    except ValueError:
+        return False
+    match = _URL.match(url.strip())
+    if match and match.group(3) and not url.endswith("/"):
+        # An object key keeps its spelling: the object "docs" is not under "docs/".
+        given = given[:-1]
+    return any(given.startswith(url_root(str(root))) for root in roots if is_url(root))
 
 
 def inside(path: str, roots: Sequence[str]) -> bool:
@@ -88,10 +141,11 @@ def check_root(root: str, roots: Sequence[str]) -> None:
     if not roots:
         return
     if "://" in root:
-        # The roots are folders: no URL lies inside one.
-        raise SourceError(f"{root} is a URL, and source_roots (which lists folders only) "
-                          "is set: remote sources are not read under it. Unset "
-                          "source_roots to ingest URLs")
+        if not inside_url(root, roots):
+            raise SourceError(f"{root} is not under a URL prefix listed in source_roots: "
+                              "it is not read. Add its prefix (such as "
+                              "s3://bucket/prefix/) to source_roots")
+        return
     try:
         os.close(open_inside(root, roots))
     except OutsideRoots:

@@ -39,7 +39,7 @@ class Sync:
 
     def __init__(self, db: CatalogDatabase, collection: str, scope: Scope, run_id: int, *,
                  batch: int = 500, skip: Sequence[Path] = (),
-                 confine: Sequence[Path] = ()) -> None:
+                 confine: Sequence[str | Path] = ()) -> None:
         self.db = db
         self.catalog = Catalog(db)
         self.collection = collection
