@@ -19,7 +19,7 @@ from gristmill.errors import HomeUnwritable, NoKnowledgeBase
 if TYPE_CHECKING:
     from gristmill.config import Settings
 
-__all__ = ["make_home", "require_knowledge_base", "unwritable_reason"]
+__all__ = ["make_home", "nearest_existing", "require_knowledge_base", "unwritable_reason"]
 
 
 def make_home(settings: Settings) -> None:
@@ -45,12 +45,13 @@ def make_home(settings: Settings) -> None:
 def unwritable_reason(home: Path) -> str | None:
     """Why ``home`` cannot be created or written, or None when it can; changes nothing."""
     home = home.absolute()
-    existing = next((p for p in (home, *home.parents) if p.exists()), None)
-    if existing is None:  # pragma: no cover - "/" always exists
-        return "no folder above it exists"
+    existing = nearest_existing(home)
     if not existing.is_dir():
         return f"{existing} is a file, not a folder"
-    if os.access(existing, os.W_OK | os.X_OK):
+    # Effective ids: what opening a file there would be judged by.
+    if not os.access(existing, os.X_OK, effective_ids=True):
+        return f"{existing} cannot be entered (permission denied)"
+    if os.access(existing, os.W_OK | os.X_OK, effective_ids=True):
         return None
     try:
         if os.statvfs(existing).f_flag & os.ST_RDONLY:
@@ -58,6 +59,18 @@ def unwritable_reason(home: Path) -> str | None:
     except OSError:
         pass
     return f"{existing} is not writable"
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or the nearest folder above it that exists as far as this user can
+    tell: inside a folder it cannot enter nothing does, and that folder is the answer."""
+    for candidate in (path, *path.parents):
+        try:
+            if candidate.exists():
+                return candidate
+        except PermissionError:
+            continue
+    return Path(path.anchor or "/")
 
 
 def require_knowledge_base(settings: Settings) -> None:

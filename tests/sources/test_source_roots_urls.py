@@ -123,8 +123,9 @@ def test_a_malformed_url_prefix_is_a_config_error_naming_the_setting(
 
 
 def test_doctor_checks_the_folders_and_passes_over_url_prefixes(tmp_path: Path) -> None:
-    """``gristmill doctor`` checks the folder roots only: a URL prefix is no folder of
-    this machine to be found missing."""
+    """The "source roots" line of ``gristmill doctor`` is about folders: a URL prefix is
+    no folder of this machine to be found missing (its own "s3" line checks the store:
+    tests/ops/test_doctor_remote.py)."""
     from gristmill.ops.doctor import run_checks
 
     docs = tmp_path / "docs"

@@ -35,8 +35,9 @@ def doctor(
 ) -> None:
     """Check this machine, and what a move breaks: the settings in force and where each
     came from, Python, the home's permissions and free disk, the database and its
-    schema, the model, OCR, LibreOffice, audio, the source folders, inotify room, and
-    the installed services.
+    schema, the model, OCR, LibreOffice, audio, the source folders and remote sources
+    (S3 credentials and bucket, Drive credentials), inotify room, and the installed
+    services.
 
     Exits 1 when something a configured feature needs is missing; a missing optional
     part (OCR, LibreOffice) is a warning naming the package to install.

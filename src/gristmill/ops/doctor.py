@@ -6,15 +6,20 @@ fixes it. Optional parts (OCR, LibreOffice, pgvector) only cost the formats or t
 that need them, so a missing one is a warning; a broken required part (the home folder,
 the embedding model the settings name, SQLite without FTS5, an unreachable PostgreSQL, a
 schema newer than this gristmill, a configured source root that cannot be read, an
-installed service whose program is gone) is an error. Audio is checked only where an
+installed service whose program is gone) is an error. Remote sources are checked as
+far as can be without reading them: an ``s3://`` root's credentials, endpoint and
+bucket (one listing of at most one key, with short timeouts and no retries, so doctor
+answers in seconds when the store is down); a ``gdrive://`` root's credentials file,
+loaded as ingest loads it but offline (no call to Google). Audio is checked only where an
 audio model is configured (``audio_model``); then the model and the packages a scan
 needs are required.
 
 The move checklist, in the order a person fixes things after copying a home: which env
 file and toml files were read and every setting that is not a default (with where it
 came from); Python; the home's permissions and free disk against its size; the
-database and its schema; the folders the catalog's jobs read; inotify room for watched
-folders; the services ``gristmill deploy`` installs (systemd units, crontab lines).
+database and its schema; the folders and remote sources the configured roots and the
+catalog's jobs name; inotify room for watched folders; the services ``gristmill
+deploy`` installs (systemd units, crontab lines).
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ import platform
 import shlex
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -73,27 +79,40 @@ class Check:
 def run_checks(settings: Settings) -> list[Check]:
     """Every check: first the five every version printed, in the same places (scripts
     read them by position), then the audio checks, then the move checklist."""
-    database = _sqlite(settings) if settings.database_url is None else _postgres(settings)
-    checks: list[Check | None] = [_home(settings), database, _embedder(settings),
-                                  _ocr(settings), _libreoffice()]
+    database = _checked("database", _sqlite if settings.database_url is None
+                        else _postgres, settings)
+    checks: list[Check | None] = [_checked("home", _home, settings), database,
+                                  _embedder(settings), _ocr(settings), _libreoffice()]
     if settings.audio_model is not None:
         model = settings.audio_model.expanduser()  # as the scan reads it
         checks += [_audio_packages(model), _audio_model(settings, model)]
-    checks += [_settings(settings), _python(), _disk(settings), *_sources(settings)]
+    checks += [_settings(settings), _python(), _checked("disk", _disk, settings),
+               *_sources(settings)]
     units = list(_installed_units())
     checks += [_inotify(units), _services(settings, units)]
     return [check for check in checks if check is not None]
 
 
+def _checked(name: str, check: Callable[[Settings], Check | None],
+             settings: Settings) -> Check | None:
+    """``check(settings)``, or an error line where the home's file system refuses it
+    (a folder above the home this user cannot enter): a checklist reports, never crashes."""
+    try:
+        return check(settings)
+    except OSError as exc:
+        where = exc.filename or settings.home
+        return Check(name, "error", f"{where}: {exc.strerror or exc}. Check the owner and "
+                     "permissions of it and the folders above it (ls -ld)")
+
+
 def _home(settings: Settings) -> Check:
-    from gristmill.home import unwritable_reason
+    from gristmill.home import nearest_existing, unwritable_reason
 
     home = settings.home.absolute()
     reason = unwritable_reason(home)
     if reason is not None:  # the very sentence every other command says
         return Check("home", "error", str(HomeUnwritable(home, reason)))
-    existing = next(p for p in (home, *home.parents) if p.exists())
-    free = shutil.disk_usage(existing).free
+    free = shutil.disk_usage(nearest_existing(home)).free
     state = "exists" if home.exists() else "will be created"
     # A home copied as another user (rsync as root, a restored backup) is writable as a
     # folder while its database and logs are not: each is named.
@@ -132,7 +151,12 @@ def _sqlite(settings: Settings) -> Check:
                      "Python built with a standard SQLite (python.org, Debian, conda)")
     where = f"SQLite {sqlite3.sqlite_version} with FTS5"
     path = settings.database_path.absolute()
-    if not path.is_file():
+    try:
+        exists = path.is_file()
+    except OSError as exc:  # a folder above it the user cannot enter
+        return Check("sqlite", "error", f"{path} cannot be looked at: {exc.strerror}. Check "
+                     "the owner and permissions of the folders above it (ls -ld)")
+    if not exists:
         return Check("sqlite", "ok", f"{where}; no knowledge base at {path} yet (the first "
                      "ingest or import creates it)", {"schema": 0, "current": len(MIGRATIONS)})
     try:
@@ -414,11 +438,11 @@ def _folder_size(folder: Path) -> int:
 
 
 def _sources(settings: Settings) -> list[Check]:
-    """The configured source roots (required where set) and the local folders the
-    catalog's jobs read (a warning: they are what a move most often leaves behind)."""
+    """The configured source roots (required where set) and the sources the catalog's
+    jobs read (a warning: they are what a move most often leaves behind): folders
+    first, then the remote ones."""
     checks: list[Check] = []
     user = _user()
-    # A URL prefix is no folder to read here: the store says what it holds at ingest.
     roots = [Path(root).expanduser().absolute() for root in settings.source_roots
              if not is_url(root)]
     bad = [f"{root} ({_why_unreadable(root)})" for root in roots if _why_unreadable(root)]
@@ -429,7 +453,8 @@ def _sources(settings: Settings) -> list[Check]:
     elif roots:
         checks.append(Check("source roots", "ok", f"{user} can read "
                             f"{', '.join(map(str, roots))}"))
-    known = _job_folders(settings)
+    read = _job_sources(settings)
+    known = [Path(source) for source in read if not is_url(source)]
     if known:
         bad = [f"{folder} ({_why_unreadable(folder)})" for folder in known
                if _why_unreadable(folder)]
@@ -442,6 +467,11 @@ def _sources(settings: Settings) -> list[Check]:
         else:
             checks.append(Check("sources", "ok", f"{user} can read the {len(known)} "
                                 "folders this knowledge base's jobs read"))
+    required = [str(root) for root in settings.source_roots if is_url(root)]
+    remote = dict.fromkeys([*required, *(source for source in read if is_url(source))])
+    drive = [url for url in remote if _scheme(url) == "gdrive"]
+    checks += _s3(settings, [url for url in remote if url not in drive], set(required))
+    checks += _gdrive(settings, drive, set(required))
     return checks
 
 
@@ -452,9 +482,8 @@ def _why_unreadable(path: Path) -> str | None:
     return None if os.access(path, mode) else "permission denied"
 
 
-def _job_folders(settings: Settings) -> list[Path]:
-    # Local sources only (s3://, gdrive:// are checked by their own credentials), read
-    # from the catalog without creating or migrating it.
+def _job_sources(settings: Settings) -> list[str]:
+    # Folders and URLs, read from the catalog without creating or migrating it.
     from gristmill.catalog import catalog_exists
     from gristmill.catalog.backend import open_database
     from gristmill.catalog.jobs import JobStore
@@ -463,7 +492,7 @@ def _job_folders(settings: Settings) -> list[Path]:
         if not catalog_exists(settings):
             return []
         db = open_database(settings, readonly=True)
-    except GristmillError:
+    except (GristmillError, OSError):
         return []  # the database check says why
     try:
         jobs = JobStore(db).recent(limit=_JOBS_READ)
@@ -471,9 +500,178 @@ def _job_folders(settings: Settings) -> list[Path]:
         return []
     finally:
         db.close()
-    folders = dict.fromkeys(source for job in jobs for source in job.spec.sources
-                            if "://" not in source)
-    return [Path(folder) for folder in folders]
+    return list(dict.fromkeys(source for job in jobs for source in job.spec.sources))
+
+
+def _scheme(url: str) -> str:
+    return url.partition("://")[0].lower()
+
+
+def _level(required: bool) -> Level:
+    # A configured root that cannot be read fails every job under it; a job's source
+    # that is gone only fails a re-run of that job.
+    return "error" if required else "warning"
+
+
+# One listing of one key answers in milliseconds; a store that takes longer than this is
+# as good as down for a check. No retries: doctor reports, the next ingest retries.
+_S3_TIMEOUTS = {"connect_timeout": 3, "read_timeout": 5}
+_S3_EXTRA = "pip install 'gristmill[s3]'"
+
+
+def _s3(settings: Settings, urls: list[str], required: set[str]) -> list[Check]:
+    """The S3 (and any other non-Drive URL) sources: credentials, endpoint, bucket.
+
+    A line for each root that fails and one ``ok`` line for those that list. What all
+    roots share (boto3, the credentials, the client) is checked once and, failing, is
+    one line for all; an endpoint found down is not asked again for the next root.
+    """
+    from gristmill.sources.s3 import parse_url  # boto3 is imported by its functions
+
+    checks: list[Check] = []
+    valid: list[str] = []
+    for url in urls:
+        try:
+            parse_url(url)
+        except GristmillError as exc:  # a scheme gristmill does not read, a bad bucket
+            checks.append(Check("s3", _level(url in required), str(exc), {"root": url}))
+        else:
+            valid.append(url)
+    urls = valid
+    if not urls:
+        return checks
+    worst = _level(any(url in required for url in urls))
+    named = ", ".join(urls)
+    try:
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, NoCredentialsError
+        from botocore.exceptions import ConnectionError as Unreachable
+        from botocore.exceptions import ReadTimeoutError as SlowAnswer
+
+        from gristmill.sources.s3 import item_error, listing_error
+    except ImportError:
+        return [*checks, Check("s3", worst, f"boto3 is not installed, which reading "
+                               f"{named} needs: {_S3_EXTRA}")]
+    try:
+        session = boto3.session.Session()  # reads AWS_PROFILE's section: it may be missing
+        credentials = session.get_credentials()
+        # Loaded now, not at the first request: an expired SSO login or a role that
+        # cannot be assumed is a credentials problem, not an unreachable store.
+        if credentials is not None:
+            credentials.get_frozen_credentials()
+    except BotoCoreError as exc:
+        return [*checks, Check("s3", worst, f"the AWS credentials for {named} cannot be "
+                               f"loaded: {exc}. Fix AWS_PROFILE or ~/.aws/config, log in "
+                               "again (aws sso login), or set AWS_ACCESS_KEY_ID and "
+                               "AWS_SECRET_ACCESS_KEY")]
+    if credentials is None:
+        return [*checks, Check("s3", worst, str(item_error(NoCredentialsError(), named)))]
+    # Built here rather than taken from the s3 source: that client waits a minute for an
+    # answer and retries, which is right for an ingest and too long for a checklist.
+    try:
+        client = session.client("s3", endpoint_url=settings.s3_endpoint_url or None,
+                                config=Config(**_S3_TIMEOUTS,
+                                              retries={"total_max_attempts": 1}))
+    except (BotoCoreError, ValueError) as exc:  # an endpoint that is no URL
+        return [*checks, Check("s3", worst, f"no S3 client for {named}: {exc}; correct "
+                               "s3_endpoint_url, AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL")]
+    endpoint = str(client.meta.endpoint_url)
+    facts: dict[str, Any] = {"endpoint": endpoint, "credentials": credentials.method}
+    readable: list[str] = []
+    down: str | None = None
+    for url in urls:
+        # Once the endpoint is found down, the other roots there are not tried again.
+        problem = f"cannot list {url}: {down}" if down else None
+        if problem is None:
+            bucket, prefix = parse_url(url)
+            try:
+                client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+            except (Unreachable, SlowAnswer) as exc:
+                down = (f"the S3 endpoint {endpoint} is unreachable ({_why_down(exc)}): "
+                        "start it, or correct s3_endpoint_url, AWS_ENDPOINT_URL_S3 or "
+                        "AWS_ENDPOINT_URL")
+                problem = f"cannot list {url}: {down}"
+            except Exception as exc:  # refused, no such bucket: listing_error says which
+                problem = str(listing_error(exc, url))
+        if problem is None:
+            readable.append(url)
+        else:
+            checks.append(Check("s3", _level(url in required), problem,
+                                {**facts, "root": url}))
+    if readable:
+        checks.append(Check("s3", "ok", f"{', '.join(readable)}: listed at {endpoint} "
+                            f"(credentials: {credentials.method})",
+                            {**facts, "roots": readable}))
+    return checks
+
+
+def _why_down(exc: BaseException) -> str:
+    """The reason the OS gave ("Connection refused", "Name or service not known"), from
+    under botocore's and urllib3's wrappers (whose text repeats the request's URL)."""
+    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+    if isinstance(exc, ConnectTimeoutError):
+        return f"no connection within {_S3_TIMEOUTS['connect_timeout']} s"
+    if isinstance(exc, ReadTimeoutError):
+        return f"connected, but no answer within {_S3_TIMEOUTS['read_timeout']} s"
+    cause: BaseException = exc
+    while (inner := cause.__cause__ or cause.__context__) is not None:
+        cause = inner
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return str(cause)
+
+
+_GDRIVE_EXTRA = "pip install 'gristmill[gdrive]'"
+_GDRIVE_FILE = ("set gdrive_credentials_file (GRISTMILL_GDRIVE_CREDENTIALS_FILE) to a "
+                "service-account key or an authorized-user JSON file")
+
+
+def _gdrive(settings: Settings, urls: list[str], required: set[str]) -> list[Check]:
+    """The Drive sources: the client installed, each root an id, the credentials file
+    there, private, and loadable as ingest loads it. Nothing is sent to Google: a
+    checklist must work offline, and a revoked token shows at the first listing."""
+    if not urls:
+        return []
+    worst = _level(any(url in required for url in urls))
+    named = ", ".join(urls)
+    try:
+        from gristmill.sources.gdrive import load_credentials, parse_root
+    except ImportError as exc:  # the module imports the Drive client at its top
+        return [Check("gdrive", worst, f"the Google Drive client is not installed "
+                      f"({exc.name or exc}), which reading {named} needs: {_GDRIVE_EXTRA}")]
+    checks: list[Check] = []
+    for url in urls:
+        try:
+            parse_root(url)
+        except GristmillError as exc:
+            checks.append(Check("gdrive", _level(url in required), str(exc), {"root": url}))
+    given = settings.gdrive_credentials_file
+    if given is None:
+        return [*checks, Check("gdrive", worst, f"no Google credentials to read {named}: "
+                               f"{_GDRIVE_FILE}")]
+    path = given.expanduser().absolute()
+    facts: dict[str, Any] = {"credentials_file": str(path)}
+    if path.exists() and not path.is_file():  # a folder, or a FIFO that would hang a read
+        return [*checks, Check("gdrive", worst, f"Google credentials {path} is not a file: "
+                               f"{_GDRIVE_FILE}", facts)]
+    try:
+        loaded = load_credentials(path, settings.gdrive_token_uri)
+    except GristmillError as exc:  # missing, unreadable, not JSON, another kind, a bad key
+        return [*checks, Check("gdrive", worst, str(exc), facts)]
+    who = getattr(loaded, "service_account_email", None)
+    kind = (f"service account {who}" if who else
+            f"authorized user (OAuth client {getattr(loaded, 'client_id', None)})")
+    facts["kind"] = "service_account" if who else "authorized_user"
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        # As .pgpass and ssh keys: a key others can read lets them read the Drive.
+        return [*checks, Check("gdrive", "warning", f"Google credentials {path} ({kind}) "
+                               f"can be read by other users (mode {mode:04o}): chmod 600 "
+                               f"{shlex.quote(str(path))}", facts)]
+    return [*checks, Check("gdrive", "ok", f"{named}: credentials {path} load ({kind}; "
+                           "not tried against Google: the first listing does that)", facts)]
 
 
 @dataclass(frozen=True, slots=True)
