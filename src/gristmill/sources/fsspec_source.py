@@ -202,8 +202,9 @@ class FsspecSource:
             top = self._path.rstrip("/") or "/"
             info = fs.info(top)
             if info.get("type") != "directory":
-                yield self._facts(info, top.rsplit("/", 1)[-1])
+                yield self._facts(info, self.root.rstrip("/"))
                 return
+            prefix = self.root.rstrip("/") + "/"
             # on_error="raise": a folder that cannot be listed must fail the walk, not
             # vanish from it (its items would be removed as deleted).
             for folder, dirs, files in fs.walk(top, detail=True, on_error="raise"):
@@ -214,7 +215,7 @@ class FsspecSource:
                     relative = f"{below}/{name}" if below else name
                     if name.startswith(".") or not name or not matcher(relative):
                         continue
-                    yield self._facts(facts, relative)
+                    yield self._facts(facts, prefix + relative)
                 fs.invalidate_cache(folder)  # a listing is not kept once it was read
         except FileNotFoundError:
             raise SourceError(f"cannot list {self.root}: it does not exist (any more); "
@@ -225,11 +226,11 @@ class FsspecSource:
             _forget(self._class, self._base)
             raise _listing_error(exc, self.root, self._base) from exc
 
-    def _facts(self, info: dict[str, Any], relative: str) -> FileFacts:
-        root = self.root if self.root.endswith("/") else self.root.rsplit("/", 1)[0] + "/"
+    @staticmethod
+    def _facts(info: dict[str, Any], name: str) -> FileFacts:
         size = int(info.get("size") or 0)
         mtime = _mtime_ns(info)
-        return FileFacts(root + relative, size=size, mtime_ns=mtime,
+        return FileFacts(name, size=size, mtime_ns=mtime,
                          change_token=change_token(info, size, mtime))
 
     def open(self, name: str) -> BinaryIO:
@@ -282,19 +283,21 @@ def _blocks(stream: BinaryIO) -> Iterator[bytes]:
 _local = threading.local()
 
 
-def _filesystems() -> dict[tuple[str, str], Any]:
+def _filesystems() -> dict[tuple[str, str, object], Any]:
     if not hasattr(_local, "filesystems"):
         _local.filesystems = {}
-    return cast(dict[tuple[str, str], Any], _local.filesystems)
+    return cast(dict[tuple[str, str, object], Any], _local.filesystems)
 
 
 def _filesystem(cls: Any, base: str) -> Any:
-    key = (cls.__name__, base)
+    with _lock:
+        login = _credentials.get(base)
+    # The login is part of the key: a URL with another user or password is another
+    # connection, never one logged in with earlier credentials.
+    key = (cls.__name__, base, login)
     fs = _filesystems().get(key)
     if fs is None:
         options = dict(cls._get_kwargs_from_urls(f"{base}/"))
-        with _lock:
-            login = _credentials.get(base)
         if login is not None:
             options["username"] = login[0]
             if login[1] is not None:
@@ -304,7 +307,8 @@ def _filesystem(cls: Any, base: str) -> Any:
 
 
 def _forget(cls: Any, base: str) -> None:
-    _filesystems().pop((cls.__name__, base), None)
+    for key in [key for key in _filesystems() if key[:2] == (cls.__name__, base)]:
+        del _filesystems()[key]
 
 
 def change_token(info: dict[str, Any], size: int, mtime_ns: int) -> str:
@@ -370,8 +374,9 @@ def item_error(exc: BaseException, url: str) -> ItemError | ConfigError:
                                "and FSSPEC_FTP_PASSWORD")
         return ExtractionError(f"the FTP server refused it: {text}"[:300], path=url)
     if _is_network(exc):
-        return TransientError(f"cannot reach {_split(url)[0]}://{_split(url)[1]}: "
-                              f"{type(exc).__name__}: {exc}"[:300], path=url)
+        scheme, host, _ = _split(url)
+        return TransientError(f"cannot reach {scheme}://{host}: {type(exc).__name__}: "
+                              f"{exc or 'the connection closed'}"[:300], path=url)
     return ExtractionError(f"{type(exc).__name__}: {exc}"[:300], path=url)
 
 
