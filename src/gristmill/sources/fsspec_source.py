@@ -31,7 +31,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 from urllib.parse import unquote
 
 from gristmill.catalog import FileFacts
@@ -42,6 +42,7 @@ from gristmill.sources.local import Matcher
 __all__ = ["FsspecSource", "change_token", "credentials", "item_error", "strip_userinfo",
            "use_credentials", "use_environment"]
 
+_T = TypeVar("_T")
 _BLOCK = 1 << 20
 # Protocols fsspec knows that are not sources: local ones (a path is given as a path,
 # so the source roots confine it) and wrappers that need another filesystem inside.
@@ -172,6 +173,20 @@ class FsspecSource:
     def _fs(self) -> Any:
         return _filesystem(self._class, self._base)
 
+    def _using(self, use: Callable[[Any], _T]) -> _T:
+        """``use(fs)`` with this thread's connection; one kept from earlier that turns
+        out broken (the server restarted, or closed it as idle) is replaced, once."""
+        kept = _kept(self._class, self._base)
+        try:
+            return use(self._fs)
+        except (FileNotFoundError, PermissionError):
+            raise
+        except (OSError, EOFError, ftplib.Error):
+            _forget(self._class, self._base)
+            if not kept:
+                raise
+        return use(self._fs)
+
     def canonical_root(self) -> str:
         """``scheme://host/path/`` for a folder, ``scheme://host/path`` for a file, no
         user or password in either.
@@ -179,15 +194,17 @@ class FsspecSource:
         Raises:
             SourceError: the URL cannot be read (no such path, refused, unreachable).
         """
-        try:
-            fs = self._fs
+        def kind(fs: Any) -> Any:
             fs.invalidate_cache()
-            kind = fs.info(self._path).get("type")
+            return fs.info(self._path).get("type")
+
+        try:
+            found = self._using(kind)
         except FileNotFoundError:
             raise SourceError(f"{self.root} does not exist; check the URL") from None
         except Exception as exc:
             raise _listing_error(exc, self.root, self._base) from exc
-        return self.root.rstrip("/") + ("/" if kind == "directory" else "")
+        return self.root.rstrip("/") + ("/" if found == "directory" else "")
 
     def entries(self, matcher: Matcher) -> Iterator[FileFacts]:
         """The files under the root that ``matcher`` admits (matched on the path below
@@ -196,11 +213,15 @@ class FsspecSource:
         Raises:
             SourceError: a listing failed (a folder left out would lose its items).
         """
-        try:
-            fs = self._fs
+        top = self._path.rstrip("/") or "/"
+
+        def look(fs: Any) -> dict[str, Any]:
             fs.invalidate_cache()  # a long-lived process (serve) lists afresh each run
-            top = self._path.rstrip("/") or "/"
-            info = fs.info(top)
+            return cast(dict[str, Any], fs.info(top))
+
+        try:
+            info = self._using(look)
+            fs = self._fs
             if info.get("type") != "directory":
                 yield self._facts(info, self.root.rstrip("/"))
                 return
@@ -235,7 +256,8 @@ class FsspecSource:
 
     def open(self, name: str) -> BinaryIO:
         """The file's bytes as a stream, read as it is consumed."""
-        return cast(BinaryIO, self._fs.open(self._fs_path(name), "rb", block_size=_BLOCK))
+        path = self._fs_path(name)
+        return cast(BinaryIO, self._using(lambda fs: fs.open(path, "rb", block_size=_BLOCK)))
 
     @contextlib.contextmanager
     def local_copy(self, name: str, directory: Path, max_bytes: int, *,
@@ -248,15 +270,14 @@ class FsspecSource:
             Exception: the filesystem's own (see :func:`item_error`).
         """
         path = self._fs_path(name)
-        try:
-            fs = self._fs
+
+        def opened(fs: Any) -> Any:
             # A fresh look: a worker's filesystem outlives runs, and the size it opens
             # the file with must be today's (the listing is its parent's, for FTP).
             fs.invalidate_cache(fs._parent(path))
-            stream = fs.open(path, "rb", block_size=_BLOCK)
-        except BaseException:
-            _forget(self._class, self._base)
-            raise
+            return fs.open(path, "rb", block_size=_BLOCK)
+
+        stream = self._using(opened)
         with contextlib.closing(stream):
             size = getattr(stream, "size", None)
             if isinstance(size, int) and size > max_bytes:
@@ -304,6 +325,11 @@ def _filesystem(cls: Any, base: str) -> Any:
                 options["password"] = login[1]
         fs = _filesystems()[key] = cls(skip_instance_cache=True, **options)
     return fs
+
+
+def _kept(cls: Any, base: str) -> bool:
+    """Whether this thread holds a connection to ``base`` made earlier."""
+    return any(key[:2] == (cls.__name__, base) for key in _filesystems())
 
 
 def _forget(cls: Any, base: str) -> None:
