@@ -184,6 +184,18 @@ def test_failures_are_transient_or_permanent_by_what_they_mean() -> None:
         assert not isinstance(error, TransientError)
     assert isinstance(item_error(ftplib.error_perm("530 login incorrect"), url), ConfigError)
 
+    # Errors of the network libraries implementations use, judged by their module (the
+    # classes are stand-ins: paramiko is not installed here).
+    class SSHException(Exception):
+        __module__ = "paramiko.ssh_exception"
+
+    class AuthenticationException(SSHException):
+        pass
+
+    assert isinstance(item_error(SSHException("connection reset"), url), TransientError)
+    assert isinstance(item_error(AuthenticationException("bad key"), url), ConfigError)
+    assert type(item_error(ValueError("odd"), url)) is ExtractionError
+
 
 def test_change_tokens_use_what_each_filesystem_reports() -> None:
     """An ETag, MD5 or generation wins over size and mtime, whatever the field is called;

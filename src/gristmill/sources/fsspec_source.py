@@ -48,7 +48,7 @@ _BLOCK = 1 << 20
 # so the source roots confine it) and wrappers that need another filesystem inside.
 _NOT_SOURCES = frozenset({"file", "local", "memory", "dir", "reference", "blockcache",
                           "filecache", "simplecache", "cached", "zip", "tar", "libarchive",
-                          "jlab", "jupyter", "generic", "data", "arrow_hdfs"})
+                          "jlab", "jupyter", "generic", "data"})
 _INSTALL = ("pip install 'gristmill[fsspec]' and the filesystem's own package (sshfs for "
             "sftp://, gcsfs for gcs://, adlfs for abfs://)")
 # Listing fields that identify an object's content or version, strongest first, as
@@ -399,11 +399,23 @@ def item_error(exc: BaseException, url: str) -> ItemError | ConfigError:
                                "the user and password in the URL or FSSPEC_FTP_USERNAME "
                                "and FSSPEC_FTP_PASSWORD")
         return ExtractionError(f"the FTP server refused it: {text}"[:300], path=url)
+    if _is_login(exc):
+        return ConfigError(f"the server refused the credentials for {url}: "
+                           f"{type(exc).__name__}: {exc}"[:300])
     if _is_network(exc):
         scheme, host, _ = _split(url)
         return TransientError(f"cannot reach {scheme}://{host}: {type(exc).__name__}: "
                               f"{exc or 'the connection closed'}"[:300], path=url)
     return ExtractionError(f"{type(exc).__name__}: {exc}"[:300], path=url)
+
+
+def _is_login(exc: BaseException) -> bool:
+    """Whether ``exc`` is a network library's refusal of the credentials (paramiko's
+    ``AuthenticationException``, asyncssh's ``PermissionDenied``...): the run's
+    configuration, not a passing failure."""
+    name = type(exc).__name__
+    return _is_network(exc) and not isinstance(exc, OSError | EOFError | ftplib.Error) \
+        and any(word in name for word in ("Auth", "Credential", "PermissionDenied"))
 
 
 def _is_network(exc: BaseException) -> bool:
@@ -414,8 +426,7 @@ def _is_network(exc: BaseException) -> bool:
         return True
     module = type(exc).__module__.split(".", 1)[0]
     return module in {"aiohttp", "paramiko", "asyncssh", "requests", "httpx", "httpcore",
-                      "urllib3", "smbprotocol", "azure", "google"} and not \
-        isinstance(exc, ValueError | TypeError)
+                      "urllib3", "smbprotocol"} and not isinstance(exc, ValueError | TypeError)
 
 
 def _listing_error(exc: BaseException, root: str, base: str) -> SourceError:
