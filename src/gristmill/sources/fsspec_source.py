@@ -55,6 +55,10 @@ _INSTALL = ("pip install 'gristmill[fsspec]' and the filesystem's own package (s
 # fsspec implementations spell them (s3fs, gcsfs, adlfs, webdav4, gdrivefs, HTTP).
 _TOKEN_FIELDS = ("ETag", "etag", "e_tag", "md5Checksum", "md5Hash", "md5", "content_md5",
                  "crc32c", "VersionId", "version_id", "generation", "version")
+# Where the network errors of fsspec implementations come from (sshfs, sftp, gcsfs,
+# adlfs, webdav4, smb): a failure of theirs that is no refusal is a passing one.
+_NETWORK_LIBRARIES = frozenset({"aiohttp", "paramiko", "asyncssh", "requests", "httpx",
+                                "httpcore", "urllib3", "smbprotocol"})
 _MTIME_FIELDS = ("mtime", "modify", "LastModified", "last_modified", "updated", "modified",
                  "modificationTime", "time", "created")
 
@@ -424,9 +428,8 @@ def _is_network(exc: BaseException) -> bool:
     network libraries fsspec implementations use."""
     if isinstance(exc, OSError | EOFError | TimeoutError | ftplib.Error):
         return True
-    module = type(exc).__module__.split(".", 1)[0]
-    return module in {"aiohttp", "paramiko", "asyncssh", "requests", "httpx", "httpcore",
-                      "urllib3", "smbprotocol"} and not isinstance(exc, ValueError | TypeError)
+    modules = {kind.__module__.split(".", 1)[0] for kind in type(exc).__mro__}
+    return bool(modules & _NETWORK_LIBRARIES) and not isinstance(exc, ValueError | TypeError)
 
 
 def _listing_error(exc: BaseException, root: str, base: str) -> SourceError:
