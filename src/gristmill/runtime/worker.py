@@ -105,10 +105,12 @@ class WorkOptions:
     #: For other filesystems' URLs (``sftp://``, ``ftp://``...): the users and passwords
     #: given in URLs to the driver (``(scheme://host, user, password)``, see
     #: :mod:`gristmill.sources.fsspec_source`) and its ``FSSPEC_*`` variables, which
-    #: fsspec reads when it is imported. Not shown in a repr.
+    #: fsspec reads when it is imported (None: the run reads no such URL). Not shown in
+    #: a repr.
     fsspec_credentials: tuple[tuple[str, str, str | None], ...] = field(default=(),
                                                                       repr=False)
-    fsspec_environment: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    fsspec_environment: tuple[tuple[str, str], ...] | None = field(default=None,
+                                                                   repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings,
@@ -361,7 +363,7 @@ def _fsspec_options(sources: Sequence[str | Path]) -> dict[str, Any]:
 
 def _use_fsspec_options(options: WorkOptions) -> None:
     """Make the driver's fsspec credentials and configuration this worker's."""
-    if not options.fsspec_credentials and not options.fsspec_environment:
+    if options.fsspec_environment is None:
         return
     from gristmill.sources.fsspec_source import use_credentials, use_environment
 
