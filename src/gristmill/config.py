@@ -22,6 +22,7 @@ flags, the environment or files elsewhere are relative to the current directory.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -797,17 +798,30 @@ class _Traced(PydanticBaseSettingsSource):
         return values
 
 
+# A URL cut after its host ("ftp://host"), and the port that followed it ("2121/docs/").
+_AUTHORITY_ONLY = re.compile(r"^[a-z][a-z0-9+.-]*://[^/]+$", re.IGNORECASE)
+_PORT = re.compile(r"^[0-9]+(/|$)")
+
+
 def _split_root_list(text: str) -> list[str]:
     """``source_roots`` as the environment gives it, split at ``os.pathsep``; where that
-    is ``:``, a URL prefix's ``scheme`` and ``//rest`` are joined again."""
+    is ``:``, a URL prefix's ``scheme`` and ``//rest`` are joined again, and so are its
+    host and port (``ftp://host:2121/docs/``)."""
     parts: list[str] = []
     for part in text.split(os.pathsep):
-        if os.pathsep == ":" and parts and part.startswith("//") \
-                and parts[-1].isascii() and parts[-1].isalnum():
+        if os.pathsep == ":" and parts and _continues_url(parts[-1], part):
             parts[-1] += ":" + part
         else:
             parts.append(part)
     return [part for part in parts if part.strip()]
+
+
+def _continues_url(before: str, part: str) -> bool:
+    """Whether ``part`` is the rest of a URL cut at one of its own colons: after its
+    scheme (``//host/...``), or after its host (a port)."""
+    if part.startswith("//"):
+        return before.isascii() and before.isalnum()
+    return _PORT.match(part) is not None and _AUTHORITY_ONLY.match(before) is not None
 
 
 def _rebased(name: str, value: Any, base: Path) -> Any:

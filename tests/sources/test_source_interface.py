@@ -44,7 +44,7 @@ def test_roots_have_one_spelling_and_a_bad_url_is_a_source_error(
     with pytest.raises(SourceError, match="not a valid bucket name"):
         parse_url("s3://ab/prefix/")
     with pytest.raises(SourceError, match="not a source gristmill reads"):
-        open_source("ftp://host/path")
+        open_source("nosuch://host/path")
 
 
 def test_names_below_a_root_are_what_patterns_match() -> None:

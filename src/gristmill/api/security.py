@@ -130,6 +130,15 @@ def _resolve_url(source: str, roots: Sequence[str | Path], *, remote: bool,
     if not remote:
         raise ApiError(400, f"source {source!r}: this kind of job reads folders only; give "
                             "an absolute path")
+    if "@" in source.partition("://")[2].partition("/")[0]:
+        # The job runs in another process, which would not have the password, and a
+        # password must not be stored with the job: the server's configuration has it.
+        shown = f"{source.partition('://')[0]}://{source.partition('@')[2]}"
+        raise ApiError(400, f"source {shown!r}: a user or password in a job's URL is not "
+                            "accepted; configure them on the server in fsspec's "
+                            "configuration (FSSPEC_<PROTOCOL>_USERNAME and "
+                            "FSSPEC_<PROTOCOL>_PASSWORD, or an fsspec config file) and "
+                            "give the URL without them")
     outside = ApiError(403, f"source {source!r} is not under a URL prefix among the "
                             "configured source roots (GRISTMILL_SOURCE_ROOTS), such as "
                             "s3://bucket/prefix/ (mind the trailing /)")

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -35,7 +35,13 @@ from gristmill.errors import (
 from gristmill.extract import Extractor, Limits, Segment, extractor_for, sniff
 from gristmill.extract.base import Container, OcrOptions, use_ocr_options
 from gristmill.logfile import QuietFileHandler
-from gristmill.sources.base import is_remote, open_source, sweep_spool
+from gristmill.sources.base import (
+    ObjectTooLarge,
+    is_remote,
+    item_error,
+    open_source,
+    sweep_spool,
+)
 from gristmill.sources.git import git_tree
 from gristmill.sources.roots import OUTSIDE, OutsideRoots, inside, open_inside, real_roots
 
@@ -96,6 +102,15 @@ class WorkOptions:
     aws_environment: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     #: The ``gdrive_*`` settings when the run reads Google Drive (None: it does not).
     gdrive: DriveOptions | None = None
+    #: For other filesystems' URLs (``sftp://``, ``ftp://``...): the users and passwords
+    #: given in URLs to the driver (``(scheme://host, user, password)``, see
+    #: :mod:`gristmill.sources.fsspec_source`) and its ``FSSPEC_*`` variables, which
+    #: fsspec reads when it is imported (None: the run reads no such URL). Not shown in
+    #: a repr.
+    fsspec_credentials: tuple[tuple[str, str, str | None], ...] = field(default=(),
+                                                                      repr=False)
+    fsspec_environment: tuple[tuple[str, str], ...] | None = field(default=None,
+                                                                   repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings,
@@ -121,7 +136,8 @@ class WorkOptions:
                        (name, value) for name, value in os.environ.items()
                        if name.startswith("AWS_")))
                    if any(is_remote(str(source)) for source in sources) else (),
-                   gdrive=_drive_options(settings, sources))
+                   gdrive=_drive_options(settings, sources),
+                   **_fsspec_options(sources))
 
 
 class Outcome(enum.StrEnum):
@@ -287,10 +303,8 @@ def _extract_remote(url: str, members: tuple[str, ...], options: WorkOptions,
     them. A failure to download is the item's: transient (the store is unreachable or
     busy: retried), permanent (gone, refused), or the run's (no credentials at all).
     """
-    # Imported here: boto3 loads only in workers that read remote objects.
-    from gristmill.sources.s3 import ObjectTooLarge, item_error
-
     _use_aws_environment(options.aws_environment)
+    _use_fsspec_options(options)
     if expected is not None and not members and expected[0] > options.max_file_bytes:
         return WorkResult(Outcome.SKIPPED, error_type="too large",
                           error=str(ObjectTooLarge(expected[0], options.max_file_bytes)))
@@ -331,6 +345,30 @@ def _drive_options(settings: Settings, sources: Sequence[str | Path]) -> DriveOp
     from gristmill.sources.gdrive import DriveOptions
 
     return DriveOptions.of(settings)
+
+
+def _fsspec_options(sources: Sequence[str | Path]) -> dict[str, Any]:
+    """The credentials and ``FSSPEC_*`` variables for a run that reads URLs of other
+    filesystems than S3 and Drive (none for any other run)."""
+    if not any(is_remote(str(source)) and str(source).split("://", 1)[0].lower()
+               not in ("s3", "gdrive") for source in sources):
+        return {}
+    from gristmill.sources.fsspec_source import credentials
+
+    return {"fsspec_credentials": credentials(),
+            "fsspec_environment": tuple(sorted(
+                (name, value) for name, value in os.environ.items()
+                if name.startswith("FSSPEC_")))}
+
+
+def _use_fsspec_options(options: WorkOptions) -> None:
+    """Make the driver's fsspec credentials and configuration this worker's."""
+    if options.fsspec_environment is None:
+        return
+    from gristmill.sources.fsspec_source import use_credentials, use_environment
+
+    use_credentials(options.fsspec_credentials)
+    use_environment(options.fsspec_environment)
 
 
 def _use_aws_environment(variables: tuple[tuple[str, str], ...]) -> None:

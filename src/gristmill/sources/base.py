@@ -33,7 +33,7 @@ from urllib.parse import unquote
 import psutil
 
 from gristmill.catalog import FileFacts
-from gristmill.errors import LimitExceeded
+from gristmill.errors import ConfigError, ItemError, LimitExceeded
 from gristmill.sources.local import Matcher, walk
 from gristmill.sources.roots import open_inside, real_roots
 
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from gristmill.config import Settings
     from gristmill.sources.gdrive import DriveOptions
 
-__all__ = ["LocalSource", "Source", "Spooled", "canonical_root", "is_remote", "open_source",
-           "relative_name", "spool", "sweep_spool"]
+__all__ = ["LocalSource", "ObjectTooLarge", "Source", "Spooled", "canonical_root",
+           "is_remote", "item_error", "open_source", "relative_name", "spool", "sweep_spool"]
 
 # A URL scheme (two letters at least, so a Windows drive letter is not one).
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]+://", re.IGNORECASE)
@@ -78,6 +78,16 @@ class Source(Protocol):
         ...
 
 
+class ObjectTooLarge(Exception):
+    """A remote object is larger than ``max_file_mb``: it is skipped without being
+    downloaded."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"object is {size / 2**20:.0f} MB, over the {limit / 2**20:.0f} MB "
+                         "limit (max_file_mb)")
+        self.size = size
+
+
 @dataclass(frozen=True, slots=True)
 class Spooled:
     """A local file holding one entry's bytes, with their size and sha256 (None for a
@@ -98,10 +108,12 @@ def open_source(root: str, *, skip: Sequence[Path] = (), confine: Sequence[str |
                 settings: Settings | DriveOptions | None = None) -> Source:
     """The source ``root`` names: an S3 prefix for ``s3://``, a Google Drive folder for
     ``gdrive://`` (configured by the ``gdrive_*`` of ``settings``; by default the
-    process's settings), else a local folder.
+    process's settings), a path of any other filesystem fsspec knows for another URL
+    (``sftp://``, ``ftp://``, ``gcs://``...), else a local folder.
 
     Raises:
-        SourceError: the URL scheme is not one gristmill reads, or the URL is malformed.
+        SourceError: the URL scheme is not one gristmill reads (or its package is not
+            installed), or the URL is malformed.
     """
     if not is_remote(root):
         return LocalSource(root, skip=skip, confine=confine)
@@ -111,9 +123,31 @@ def open_source(root: str, *, skip: Sequence[Path] = (), confine: Sequence[str |
         from gristmill.sources.gdrive_source import GdriveSource
 
         return GdriveSource(root, settings=settings)
-    from gristmill.sources.s3 import S3Source
+    if scheme == "s3":
+        from gristmill.sources.s3 import S3Source
 
-    return S3Source.for_root(root, endpoint_url=s3_endpoint_url)  # refuses other schemes
+        return S3Source.for_root(root, endpoint_url=s3_endpoint_url)
+    from gristmill.sources.fsspec_source import FsspecSource
+
+    return FsspecSource(root)  # refuses schemes fsspec does not know
+
+
+def item_error(exc: BaseException, url: str) -> ItemError | ConfigError:
+    """What a failure to read the remote object ``url`` means for its item, in the
+    terms of its own source: transient (retried, and again on the next run), permanent
+    (gone, refused), or the run's configuration (no credentials)."""
+    if isinstance(exc, ItemError):
+        return exc
+    # Imported here, as in open_source: each source's client is an optional extra.
+    if url.lower().startswith("s3://"):
+        from gristmill.sources.s3 import item_error as s3_error
+
+        return s3_error(exc, url)
+    # Drive's client raises ItemErrors itself; what escapes it (a socket error) is
+    # judged as for any network filesystem.
+    from gristmill.sources.fsspec_source import item_error as fsspec_error
+
+    return fsspec_error(exc, url)
 
 
 def canonical_root(root: str | os.PathLike[str], *,
@@ -131,6 +165,8 @@ def canonical_root(root: str | os.PathLike[str], *,
         from gristmill.sources.gdrive import parse_root
 
         return f"{_GDRIVE}{parse_root(str(root))}"
+    # Another filesystem's URL loses any user:password@ here (its source keeps them
+    # in memory only): the catalog and every name shown never hold a password.
     return open_source(str(root), s3_endpoint_url=s3_endpoint_url).canonical_root()
 
 

@@ -37,7 +37,7 @@ from gristmill.errors import (
     SourceError,
     TransientError,
 )
-from gristmill.sources.base import Spooled, spool
+from gristmill.sources.base import ObjectTooLarge, Spooled, spool
 from gristmill.sources.local import Matcher
 
 __all__ = ["ObjectTooLarge", "S3Source", "item_error", "parse_url"]
@@ -58,15 +58,6 @@ _DENIED = frozenset({"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoes
                      "AllAccessDisabled", "InvalidToken"})
 
 
-class ObjectTooLarge(Exception):
-    """An object is larger than ``max_file_mb``: it is skipped without downloading it."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"object is {size / 2**20:.0f} MB, over the {limit / 2**20:.0f} MB "
-                         "limit (max_file_mb)")
-        self.size = size
-
-
 def parse_url(url: str) -> tuple[str, str]:
     """``(bucket, key or prefix)`` of an ``s3://`` URL.
 
@@ -75,8 +66,7 @@ def parse_url(url: str) -> tuple[str, str]:
     """
     scheme, _, rest = url.partition("://")
     if scheme.lower() != "s3" or not rest:
-        raise SourceError(f"{url} is not a source gristmill reads: give a folder, an "
-                          "s3://bucket/prefix/ or a gdrive:// URL")
+        raise SourceError(f"{url} is not an s3:// URL (s3://bucket/prefix/)")
     bucket, _, key = rest.partition("/")
     if not 3 <= len(bucket) <= 63 or not bucket.replace("-", "").replace(".", "").isalnum():
         raise SourceError(f"{url}: {bucket!r} is not a valid bucket name (3 to 63 letters, "
