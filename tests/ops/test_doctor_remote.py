@@ -187,9 +187,27 @@ def test_an_endpoint_that_never_answers_is_unreachable(tmp_path: Path, aws: Seaw
 
 
 def test_a_url_gristmill_does_not_read_is_an_error(tmp_path: Path, clean_env: Path) -> None:
-    """A source root of another scheme: an error naming the sources gristmill reads."""
-    [found] = _found(tmp_path, "s3", source_roots=["ftp://files.example/docs/"])
+    """A source root of a scheme no filesystem reads: an error naming the sources
+    gristmill reads."""
+    [found] = _found(tmp_path, "fsspec", source_roots=["nosuch://files.example/docs/"])
     assert found.level == "error" and "not a source gristmill reads" in found.detail
+
+
+def test_an_ftp_root_is_looked_up(tmp_path: Path, clean_env: Path) -> None:
+    """An ftp:// root (fsspec) is ok while its server answers, and an error once the
+    server is gone; the password is never shown."""
+    from sources.ftp_server import PASSWORD, running_ftp
+
+    docs = tmp_path / "served" / "docs"
+    docs.mkdir(parents=True)
+    (docs / "a.txt").write_text("hello")
+    with running_ftp(tmp_path / "served") as server:
+        url = f"{server.url}/docs/"
+        [found] = _found(tmp_path, "fsspec", source_roots=[url])
+        assert found.level == "ok", found.detail
+        assert PASSWORD not in found.detail
+    [found] = _found(tmp_path, "fsspec", source_roots=[url])
+    assert found.level == "error" and PASSWORD not in found.detail
 
 
 def test_without_boto3_the_extra_is_named(tmp_path: Path, clean_env: Path,

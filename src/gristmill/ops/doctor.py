@@ -470,8 +470,11 @@ def _sources(settings: Settings) -> list[Check]:
     required = [str(root) for root in settings.source_roots if is_url(root)]
     remote = dict.fromkeys([*required, *(source for source in read if is_url(source))])
     drive = [url for url in remote if _scheme(url) == "gdrive"]
-    checks += _s3(settings, [url for url in remote if url not in drive], set(required))
+    s3 = [url for url in remote if _scheme(url) == "s3"]
+    checks += _s3(settings, s3, set(required))
     checks += _gdrive(settings, drive, set(required))
+    checks += _fsspec([url for url in remote if url not in drive and url not in s3],
+                      set(required))
     return checks
 
 
@@ -621,6 +624,49 @@ def _why_down(exc: BaseException) -> str:
     if isinstance(cause, OSError) and cause.strerror:
         return cause.strerror
     return str(cause)
+
+
+# A filesystem that takes longer than this to say whether a root exists is reported as
+# not answering; its listing goes on in a daemon thread, abandoned.
+_FSSPEC_TIMEOUT = 10.0
+
+
+def _fsspec(urls: list[str], required: set[str]) -> list[Check]:
+    """The roots of other filesystems (ftp://, sftp://, gcs://... through fsspec): the
+    scheme known and its package installed, then the root looked up once (the lookup an
+    ingest starts with), in a thread given ``_FSSPEC_TIMEOUT`` seconds."""
+    import threading
+
+    from gristmill.sources.base import open_source
+
+    checks: list[Check] = []
+    for url in urls:
+        answer: list[BaseException | str] = []
+
+        def look(url: str = url, answer: list[BaseException | str] = answer) -> None:
+            try:
+                answer.append(open_source(url).canonical_root())
+            except BaseException as exc:  # reported below, in the checklist's thread
+                answer.append(exc)
+
+        try:
+            open_source(url)  # the scheme and its package: no network
+        except GristmillError as exc:
+            checks.append(Check("fsspec", _level(url in required), str(exc), {"root": url}))
+            continue
+        looking = threading.Thread(target=look, name="gristmill-doctor-fsspec", daemon=True)
+        looking.start()
+        looking.join(_FSSPEC_TIMEOUT)
+        if not answer:
+            checks.append(Check("fsspec", _level(url in required), f"{url}: no answer "
+                                f"within {_FSSPEC_TIMEOUT:.0f} s: check the server and "
+                                "the network", {"root": url}))
+        elif isinstance(answer[0], BaseException):
+            checks.append(Check("fsspec", _level(url in required), str(answer[0]),
+                                {"root": url}))
+        else:
+            checks.append(Check("fsspec", "ok", f"{answer[0]} can be read", {"root": url}))
+    return checks
 
 
 _GDRIVE_EXTRA = "pip install 'gristmill[gdrive]'"
