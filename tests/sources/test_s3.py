@@ -345,3 +345,24 @@ def test_an_object_replaced_before_the_resume_fails_as_transient_never_mixed(
 
         with source.local_copy(url, spool, 2**30) as copy:  # the retry
             assert copy.sha256 == hashlib.sha256(new).hexdigest()
+
+
+def test_a_url_outside_the_source_roots_reaches_no_server(tmp_path: Path, seaweed: SeaweedFS,
+                                                          bucket: str) -> None:
+    """KnowledgeBase.ingest refuses an s3://bucket/key outside source_roots before it asks
+    the store anything (naming an object root takes a HEAD request): no request reaches
+    the server, whose answer would tell what lies outside the roots. One inside is read."""
+    seaweed.client().put_object(Bucket=bucket, Key="docs/a.txt", Body=b"barley\n")
+    seaweed.client().put_object(Bucket=bucket, Key="secret/key.txt", Body=b"rye\n")
+    with CuttingProxy(("127.0.0.1", seaweed.ports["s3.port"])) as proxy, \
+            _kb(tmp_path / "home", s3_endpoint_url=proxy.endpoint,
+                source_roots=[f"s3://{bucket}/docs/"]) as kb:
+        for url in (f"s3://{bucket}/secret/key.txt", f"s3://{bucket}/docs",
+                    f"s3://{bucket}-other/docs/a.txt"):
+            for dry_run in (True, False):
+                with pytest.raises(SourceError, match="not under a URL prefix"):
+                    kb.ingest([url], dry_run=dry_run)
+        assert proxy.requests == []
+        report = kb.ingest([f"s3://{bucket}/docs/a.txt"])
+        assert report.items["indexed"] == 1
+        assert proxy.requests  # the check let it through to the store
