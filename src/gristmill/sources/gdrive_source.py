@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["GdriveSource", "facts"]
 
 
-
 class _ThreadClients(threading.local):
     """This thread's clients, by root and options."""
 
