@@ -176,11 +176,18 @@ class KnowledgeBase:
             raise ConfigError("the collection name must not be empty")
         started = time.monotonic()
         endpoint = self.settings.s3_endpoint_url
+        allowed = real_roots(self.settings.source_roots)
+        for source in sources:
+            if is_remote(source):
+                # Before the store is asked anything (the spelling of s3://bucket/key
+                # takes a request), as the API does: a URL outside the roots reaches no
+                # server, and its answer tells nothing about buckets outside them.
+                check_root(str(source), allowed)
         roots = [canonical_root(s, s3_endpoint_url=endpoint) for s in sources]
         for root in roots:
             if not is_remote(root) and not os.path.exists(root):
                 raise SourceError(f"{root} does not exist; check the path")
-            check_root(root, real_roots(self.settings.source_roots))
+            check_root(root, allowed)  # the spelling the run reads is inside as well
         self.embedder  # noqa: B018 - fail early on a missing model
         matcher = Matcher(tuple(include), tuple(exclude))
         skip = [self.settings.home]  # never ingest our own database and logs

@@ -17,7 +17,9 @@ one thread), and the real ``google-api-python-client`` talks to it:
 - the OAuth token endpoint: ``refresh_token`` grants (authorized-user credentials) and
   ``jwt-bearer`` grants (service accounts; the assertion's signature is checked);
 - injected failures: the next requests answer 429, 403 ``rateLimitExceeded`` /
-  ``userRateLimitExceeded`` or 5xx with Drive's error body.
+  ``userRateLimitExceeded`` or 5xx with Drive's error body;
+- held requests: those a test picks wait, unanswered, until it lets them go (a client
+  caught mid-request, to be killed there).
 
 Access tokens can be made to run out after N requests (``token_uses``): the API then
 answers 401, as Google does for an expired token.
@@ -29,6 +31,7 @@ import base64
 import hashlib
 import json
 import re
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -100,9 +103,10 @@ class FakeDrive:
         self._driveof: dict[str, str | None] = {}
         self._tokens: dict[str, int | None] = {}
         self._failures: deque[_Failure] = deque()
+        self._holds: list[tuple[Callable[[Seen], bool], threading.Event]] = []
         self.root = self._add({"name": "My Drive", "mimeType": FOLDER, "parents": []},
                               record=False)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = _Server(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -113,6 +117,8 @@ class FakeDrive:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for _, release in self._holds:
+            release.set()  # a held handler thread would keep shutdown() waiting
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
@@ -227,6 +233,24 @@ class FakeDrive:
         for _ in range(times):
             self._failures.append(_Failure(status, reason, retry_after, when))
 
+    def hold(self, when: Callable[[Seen], bool]) -> threading.Event:
+        """API requests ``when`` accepts wait, unanswered, until the returned event is set
+        (or the fake closes); ``when`` is asked once per request, as it arrives."""
+        release = threading.Event()
+        with self._lock:
+            self._holds.append((when, release))
+        return release
+
+    @property
+    def start_page_token(self) -> str:
+        """What ``changes.getStartPageToken`` answers now (and the feed's last page's
+        ``newStartPageToken``)."""
+        with self._lock:
+            return self._start_page_token()
+
+    def _start_page_token(self) -> str:
+        return str(len(self._changes) + 1)
+
     def calls(self, path: str, **params: str) -> list[Seen]:
         """The API requests made to ``path`` (under /drive/v3/) with these parameters."""
         return [s for s in self.seen if s.path == f"/drive/v3/{path}"
@@ -246,6 +270,9 @@ class FakeDrive:
             failure = next((f for f in self._failures if f.when is None or f.when(seen)), None)
             if failure is not None:
                 self._failures.remove(failure)
+            held = [release for when, release in self._holds if when(seen)]
+        for release in held:
+            release.wait()
         if failure is not None:
             extra = {"Retry-After": failure.retry_after} if failure.retry_after else {}
             messages = {429: "Rate Limit Exceeded", 403: "Rate Limit Exceeded"}
@@ -261,7 +288,7 @@ class FakeDrive:
                     return _json(self._list(params))
                 if route == "changes/startPageToken":
                     return _json(_select({"kind": "drive#startPageToken",
-                                          "startPageToken": str(len(self._changes) + 1)},
+                                          "startPageToken": self._start_page_token()},
                                          params.get("fields")))
                 if route == "changes":
                     return _json(self._changes_list(params))
@@ -419,9 +446,16 @@ class FakeDrive:
         if len(ordered) > size:
             page["nextPageToken"] = str(ordered[size][0])
         else:
-            page["newStartPageToken"] = str(len(self._changes) + 1)
+            page["newStartPageToken"] = self._start_page_token()
         return _select(page, params.get("fields") or "kind,nextPageToken,newStartPageToken,"
                        "changes(kind,changeType,fileId,removed,time,file(kind,id,name,mimeType))")
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client killed mid-request (the kill -9 tests) is no error of the fake's.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Refused(Exception):

@@ -117,13 +117,14 @@ class SeaweedFS:
                     raise
                 time.sleep(0.2)
 
-    def client(self) -> Any:
-        """A boto3 client of this server (with fast failures: no retries)."""
+    def client(self, endpoint: str | None = None) -> Any:
+        """A boto3 client of this server (with fast failures: no retries), or of
+        ``endpoint``, a proxy in front of it."""
         import boto3
         from botocore.config import Config
 
         return boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
+            "s3", endpoint_url=endpoint or self.endpoint, aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
             config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10))
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docx
@@ -12,7 +14,7 @@ import pytest
 from gdrive_fake import DOCX, FakeDrive
 
 from gristmill.errors import ExtractionError, LimitExceeded
-from gristmill.sources.gdrive import DriveClient, load_credentials
+from gristmill.sources.gdrive import DriveClient, DriveOptions, load_credentials
 from gristmill.sources.gdrive_source import GdriveSource
 from gristmill.sources.local import Matcher
 
@@ -95,3 +97,39 @@ def test_open_streams_the_bytes(drive: FakeDrive, connect: DriveClient) -> None:
     with GdriveSource("gdrive://my-drive", client=connect).open(f"gdrive://{ident}/x") as f:
         first = f.read(10)
         assert first + f.read() == data
+
+
+def test_two_threads_list_one_root_at_once(tmp_path: Path, drive: FakeDrive) -> None:
+    """Two threads of one process listing the same root with the same settings (two
+    runs a library user started, say) each get a whole listing, their requests in flight
+    at once: each thread has a client of its own (httplib2, under it, is not
+    thread-safe)."""
+    folder = drive.folder("Team")
+    files = {drive.file(f"note-{i:02d}.txt", f"note {i}".encode(), folder) for i in range(10)}
+    path = tmp_path / "user.json"
+    path.write_text(json.dumps({"type": "authorized_user", "client_id": "c",
+                                "client_secret": "s", "refresh_token": "refresh-1"}))
+    options = DriveOptions(path, drive.token_uri, drive.endpoint, "office", gdrive_page_size=3,
+                           gdrive_max_retries=0, gdrive_retry_backoff=0.01, gdrive_chunk_mb=1,
+                           gdrive_timeout=20)
+
+    def list_all() -> set[str]:
+        source = GdriveSource(f"gdrive://{folder}", settings=options)
+        return {facts.source.split("/")[2] for facts in source.entries(Matcher())}
+
+    assert list_all() == files  # a listing done first, in this thread, as a run would
+    before = len(drive.calls("files"))
+    # Each thread's first page is held until the other's has come too (or 5 s have
+    # passed: one client shared by both would not send the second while the first
+    # waits).
+    release = drive.hold(lambda seen: seen.path.endswith("/files")
+                         and "pageToken" not in seen.params)
+    with ThreadPoolExecutor(2) as pool:
+        listings = [pool.submit(list_all) for _ in range(2)]
+        deadline = time.monotonic() + 5
+        while len(drive.calls("files")) < before + 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        both_at_once = len(drive.calls("files")) == before + 2
+        release.set()
+        assert [listing.result(timeout=30) for listing in listings] == [files, files]
+    assert both_at_once

@@ -1,8 +1,10 @@
 """Ingest from S3, against a real SeaweedFS on loopback (not a mock): the same knowledge
-base as from a folder, nothing downloaded twice, changes and deletions, outages."""
+base as from a folder, nothing downloaded twice, changes and deletions, outages, and
+downloads cut off mid-body (by a real TCP proxy) resumed, never mixing two versions."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -10,20 +12,22 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS, running_seaweed
+from tcp_proxy import CuttingProxy, Request
 
 from backends import query
 from corpus import build
 from crashes import crash_by_progress
 from docs import make_docx, make_pdf
 from gate import Gate
-from gristmill.errors import SourceError
+from gristmill.errors import SourceError, TransientError
 from gristmill.knowledge_base import KnowledgeBase
+from gristmill.sources.s3 import S3Source, item_error
 from process_tools import env_for, gristmill
 
 
@@ -275,3 +279,90 @@ def test_kill_9_mid_run_then_resume_ends_as_an_uninterrupted_run(
     assert state(tmp_path / "crash") == state(tmp_path / "ref")
     assert len(state(tmp_path / "ref")[0]) == 40
     assert list((tmp_path / "crash" / "spool").iterdir()) == []
+
+
+def _gets_of(proxy: CuttingProxy, bucket: str, key: str) -> list[Request]:
+    return [r for r in proxy.requests
+            if r.method == "GET" and r.path.split("?")[0] == f"/{bucket}/{key}"]
+
+
+def _first_get(bucket: str, key: str) -> Callable[[Request], bool]:
+    return lambda r: r.method == "GET" and r.path.split("?")[0] == f"/{bucket}/{key}" \
+        and "range" not in r.headers
+
+
+_CUT_AT = 5 * 2**19  # response bytes passed on before the cut: two 1 MiB blocks and more
+
+
+def test_a_download_cut_off_resumes_with_a_ranged_get(tmp_path: Path, seaweed: SeaweedFS,
+                                                      bucket: str) -> None:
+    """A connection dropped mid-download (by a real TCP proxy between boto3 and the
+    store) is resumed with a ranged GET of the rest, pinned to the ETag: the copy is
+    whole, its sha256 right, and the first bytes were not fetched twice."""
+    data = os.urandom(6 * 2**20)
+    etag = seaweed.client().put_object(Bucket=bucket, Key="big.bin", Body=data)["ETag"]
+    with CuttingProxy(("127.0.0.1", seaweed.ports["s3.port"])) as proxy:
+        cut = proxy.cut(_first_get(bucket, "big.bin"), after=_CUT_AT)
+        source = S3Source(f"s3://{bucket}/", seaweed.client(proxy.endpoint))
+        with source.local_copy(f"s3://{bucket}/big.bin", tmp_path / "spool", 2**30) as copy:
+            assert copy.size == len(data)
+            assert copy.sha256 == hashlib.sha256(data).hexdigest()
+            assert copy.path.read_bytes() == data
+    assert cut.is_set()
+    first, resumed = _gets_of(proxy, bucket, "big.bin")
+    assert "if-match" not in first.headers
+    start = int(resumed.headers["range"].removeprefix("bytes=").removesuffix("-"))
+    assert 2**20 <= start < _CUT_AT  # what had come was kept
+    assert resumed.headers["if-match"] == etag
+    assert list((tmp_path / "spool").iterdir()) == []
+
+
+@pytest.mark.parametrize("store", ["honours If-Match", "ignores If-Match"])
+def test_an_object_replaced_before_the_resume_fails_as_transient_never_mixed(
+        tmp_path: Path, seaweed: SeaweedFS, bucket: str, store: str) -> None:
+    """An object replaced (same size, other bytes) between the cut and the resume: the
+    ranged GET pinned to the first ETag is refused (or, from a store that ignores
+    If-Match, answered with another ETag and not used), the item fails as transient (it
+    is retried) and no copy of mixed bytes is left; the next try reads the new version."""
+    old, new = os.urandom(6 * 2**20), os.urandom(6 * 2**20)
+    writer = seaweed.client()
+    writer.put_object(Bucket=bucket, Key="big.bin", Body=old)
+    url = f"s3://{bucket}/big.bin"
+    spool = tmp_path / "spool"
+    drop = "If-Match" if store == "ignores If-Match" else None
+    with CuttingProxy(("127.0.0.1", seaweed.ports["s3.port"]), drop_header=drop) as proxy:
+        cut = proxy.cut(_first_get(bucket, "big.bin"), after=_CUT_AT, before_cut=lambda:
+                        writer.put_object(Bucket=bucket, Key="big.bin", Body=new))
+        source = S3Source(f"s3://{bucket}/", seaweed.client(proxy.endpoint))
+        with pytest.raises(Exception) as raised, source.local_copy(url, spool, 2**30):
+            pytest.fail("a copy was handed out")
+        assert cut.is_set()
+        error = item_error(raised.value, url)
+        assert isinstance(error, TransientError), error
+        assert "changed while it was downloaded" in error.reason
+        assert list(spool.iterdir()) == []
+        assert len(_gets_of(proxy, bucket, "big.bin")) == 2  # the first, the refused resume
+
+        with source.local_copy(url, spool, 2**30) as copy:  # the retry
+            assert copy.sha256 == hashlib.sha256(new).hexdigest()
+
+
+def test_a_url_outside_the_source_roots_reaches_no_server(tmp_path: Path, seaweed: SeaweedFS,
+                                                          bucket: str) -> None:
+    """KnowledgeBase.ingest refuses an s3://bucket/key outside source_roots before it asks
+    the store anything (naming an object root takes a HEAD request): no request reaches
+    the server, whose answer would tell what lies outside the roots. One inside is read."""
+    seaweed.client().put_object(Bucket=bucket, Key="docs/a.txt", Body=b"barley\n")
+    seaweed.client().put_object(Bucket=bucket, Key="secret/key.txt", Body=b"rye\n")
+    with CuttingProxy(("127.0.0.1", seaweed.ports["s3.port"])) as proxy, \
+            _kb(tmp_path / "home", s3_endpoint_url=proxy.endpoint,
+                source_roots=[f"s3://{bucket}/docs/"]) as kb:
+        for url in (f"s3://{bucket}/secret/key.txt", f"s3://{bucket}/docs",
+                    f"s3://{bucket}-other/docs/a.txt"):
+            for dry_run in (True, False):
+                with pytest.raises(SourceError, match="not under a URL prefix"):
+                    kb.ingest([url], dry_run=dry_run)
+        assert proxy.requests == []
+        report = kb.ingest([f"s3://{bucket}/docs/a.txt"])
+        assert report.items["indexed"] == 1
+        assert proxy.requests  # the check let it through to the store

@@ -6,14 +6,19 @@ change token from the MD5 or version), and an item's bytes spooled to a local fi
 extractors read. Items are recorded under their root (the catalog's ``root`` column), not
 found by name prefix, so a file named by its own id still belongs to the folder listed.
 
-One client (and so one access token) per process and configuration: a worker reading
-hundreds of items refreshes its token once an hour, not once an item.
+One client (and so one access token) per thread and configuration: a worker reading
+hundreds of items refreshes its token once an hour, not once an item. Per thread, not
+per process: the client's HTTP layer (httplib2) is not thread-safe, and a process can
+list one root from two threads at once (two runs a library user started side by side,
+each walking in its own discovery thread). A client is closed when its thread is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -38,18 +43,26 @@ if TYPE_CHECKING:
 
 __all__ = ["GdriveSource", "facts"]
 
-_clients: dict[tuple[str, DriveOptions], DriveClient] = {}
+
+class _ThreadClients(threading.local):
+    """This thread's clients, by root and options."""
+
+    def __init__(self) -> None:
+        self.clients: dict[tuple[str, DriveOptions], DriveClient] = {}
 
 
-def _client(settings: Settings | DriveOptions | None, root: str) -> DriveClient:
-    if settings is None:
-        from gristmill.config import Settings
+_per_thread = _ThreadClients()
 
-        settings = Settings.load()
-    key = (root, DriveOptions.of(settings))
-    client = _clients.get(key)
+
+def _client(options: DriveOptions, root: str) -> DriveClient:
+    clients = _per_thread.clients
+    client = clients.get((root, options))
     if client is None:
-        client = _clients[key] = DriveClient.from_settings(key[1], f"{SCHEME}{root}")
+        client = clients[root, options] = DriveClient.from_settings(options,
+                                                                    f"{SCHEME}{root}")
+        # Its kept-alive connections are closed with the thread (a discovery thread ends
+        # with its run), not left to the garbage collector.
+        weakref.finalize(threading.current_thread(), client.close)
     return client
 
 
@@ -72,7 +85,7 @@ class GdriveSource:
         root: ``gdrive://<folderId>``, ``gdrive://<sharedDriveId>`` or ``gdrive://my-drive``;
             for reading single items (a worker), any ``gdrive://`` URL.
         client: the client to use (its root is the one listed); by default the
-            process's ones for ``settings``.
+            calling thread's ones for ``settings``.
         settings: the ``gdrive_*`` settings; by default the process's (environment,
             ``.env``, ``gristmill.toml``).
     """
@@ -82,17 +95,27 @@ class GdriveSource:
         self._ident = root.removeprefix(SCHEME).strip("/").split("/", 1)[0] or MY_DRIVE
         self.root = f"{SCHEME}{self._ident}"
         self._settings = settings
-        self._reader = client
-        self._lister = client
+        self._given = client
+
+    def _client_for(self, root: str) -> DriveClient:
+        # The calling thread's client, looked up on each use rather than kept: a source
+        # handed to another thread must not take its first thread's client along. Built
+        # on first use, so naming a root needs no credentials.
+        if self._given is not None:
+            return self._given
+        if not isinstance(self._settings, DriveOptions):
+            if self._settings is None:
+                from gristmill.config import Settings
+
+                self._settings = Settings.load()
+            self._settings = DriveOptions.of(self._settings)
+        return _client(self._settings, root)
 
     @property
     def _client(self) -> DriveClient:
-        # Items are read by id, whatever the root: one reading client per process (and
-        # so one token), not one per item a worker is handed. Built on first use, so
-        # naming a root needs no credentials.
-        if self._reader is None:
-            self._reader = _client(self._settings, MY_DRIVE)
-        return self._reader
+        # Items are read by id, whatever the root: one reading client per thread (and so
+        # one token), not one per item a worker is handed.
+        return self._client_for(MY_DRIVE)
 
     def canonical_root(self) -> str:
         """``gdrive://<id>``, one spelling with or without a trailing ``/``.
@@ -126,9 +149,7 @@ class GdriveSource:
 
     @property
     def _listing(self) -> DriveClient:
-        if self._lister is None:
-            self._lister = _client(self._settings, self._ident)
-        return self._lister
+        return self._client_for(self._ident)
 
     def open(self, name: str) -> BinaryIO:
         """Item ``name``'s bytes as a stream, fetched a chunk at a time as it is read."""

@@ -144,7 +144,8 @@ def check_root(root: str, roots: Sequence[str]) -> None:
         if not inside_url(root, roots):
             raise SourceError(f"{root} is not under a URL prefix listed in source_roots: "
                               "it is not read. Add its prefix (such as "
-                              "s3://bucket/prefix/) to source_roots")
+                              "s3://bucket/prefix/) to source_roots, or end a prefix "
+                              "you meant with /")
         return
     try:
         os.close(open_inside(root, roots))

@@ -8,7 +8,8 @@ its ETag: an object listed with the ETag and size the catalog holds is unchanged
 never downloaded; a new or changed one is downloaded by a worker, into a spool file in
 the home hashed as it streams (see :func:`gristmill.sources.base.spool`), then extracted.
 A dropped connection mid-download resumes with a ranged GET of the rest, pinned to the
-ETag first read, so a large object is not fetched twice and never mixes two versions.
+ETag first read (``If-Match``, and the answer's ETag and range checked, for stores that
+ignore either), so a large object is not fetched twice and never mixes two versions.
 
 Credentials come from boto3's default chain (environment, shared config and profile,
 SSO, container or instance role), which refreshes temporary credentials itself, so a
@@ -228,8 +229,28 @@ class S3Source:
                 log.info("s3://%s/%s: download cut off at byte %d (%s); resuming", bucket,
                          key, offset, exc)
                 extra = {"IfMatch": etag} if etag else {}
-                body = self._client.get_object(Bucket=bucket, Key=key,
-                                               Range=f"bytes={offset}-", **extra)["Body"]
+                resumed = self._client.get_object(Bucket=bucket, Key=key,
+                                                  Range=f"bytes={offset}-", **extra)
+                body = resumed["Body"]
+                _check_resumed(resumed, bucket, key, etag, offset)
+
+
+def _check_resumed(response: dict[str, Any], bucket: str, key: str, etag: str | None,
+                   offset: int) -> None:
+    """Refuse a resumed response that is not the rest of the version first read.
+
+    A store that ignores ``If-Match`` answers another version's bytes, and one that
+    ignores ``Range`` the whole object: either, stitched onto what is spooled, would be
+    a copy that never existed. The item then fails as transient and is read again whole.
+    """
+    url = f"s3://{bucket}/{key}"
+    if etag and response.get("ETag") != etag:
+        response["Body"].close()
+        raise TransientError("the object changed while it was downloaded", path=url)
+    if not str(response.get("ContentRange", "")).startswith(f"bytes {offset}-"):
+        response["Body"].close()
+        raise TransientError(f"the S3 store did not resume the download at byte {offset} "
+                             "(it ignored the ranged GET)", path=url)
 
 
 def item_error(exc: BaseException, url: str) -> ItemError | ConfigError:
