@@ -309,13 +309,14 @@ def store_error(exc: BaseException, store: str) -> TransientError | ConfigError:
     if isinstance(meaning, ConfigError):  # no credentials at all
         return ConfigError(f"cannot write originals to the store {store}: {meaning}")
     # What item_error calls permanent for one object is the whole store's trouble here:
-    # a missing bucket or refused credentials fail every item alike.
+    # a missing bucket or refused credentials fail every item alike. (A HEAD in a
+    # bucket that does not exist answers 403 on some servers, SeaweedFS among them.)
     if error_code(exc) == "NoSuchBucket":
         return ConfigError(f"the store {store} names a bucket that does not exist at this "
                            "endpoint: create it, or fix `store` (and s3_endpoint_url)")
-    return ConfigError(f"cannot write originals to the store {store}: {meaning.reason}; "
-                       "check the credentials may read and write there (s3:GetObject, "
-                       "s3:PutObject), or fix `store`")
+    return ConfigError(f"the store {store} refused the request ({meaning.reason}): check "
+                       "that its bucket exists and that the credentials may read and write "
+                       "there (s3:GetObject, s3:PutObject), or fix `store`")
 
 
 def _folder_error(exc: OSError, store: str) -> TransientError | ConfigError:
