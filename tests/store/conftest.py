@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "sources"))
 
-from seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS, running_seaweed  # noqa: E402
+from seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS, running_seaweed
 
 
 @pytest.fixture(scope="session")

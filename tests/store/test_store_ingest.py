@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -205,7 +204,7 @@ def _kill_when(process: Any, ready: Any, timeout: float = 120) -> None:
         assert time.monotonic() < deadline, "the upload never started"
         time.sleep(0.005)
     os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    process.communicate()  # waits, and closes its pipes
 
 
 @pytest.mark.slow
@@ -230,7 +229,8 @@ def test_an_ingest_killed_mid_copy_to_a_folder_store_leaves_no_wrong_object(
     assert big not in folder_objects(store)
     done = gristmill("ingest", str(source), "--json", env=env)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["failed"] == 0
+    # (big.txt is over max_text_chars, so its item fails: a failed original is kept.)
+    assert json.loads(done.stdout)["progress"]["originals_stored"] >= 1
     assert sorted(folder_objects(store)) == sorted([small, big])
     assert file_sha256(store / object_key(big)) == big
     assert list((store / ".incoming").iterdir()) == []
