@@ -17,7 +17,7 @@ import pytest
 from seaweed import SeaweedFS
 from store_helpers import file_sha256, folder_objects, puts, sha256_of
 
-from backends import query
+from backends import ON_POSTGRES, query, url_for
 from docs import make_docx, make_pdf
 from gristmill.knowledge_base import KnowledgeBase
 from gristmill.store import object_key
@@ -25,8 +25,12 @@ from process_tools import env_for, gristmill, start
 
 
 def _kb(home: Path, **settings: object) -> KnowledgeBase:
+    """The knowledge base at ``home``: a catalog of its own on either backend (two homes
+    of one test are two knowledge bases, as on two machines)."""
     settings.setdefault("embedder", "none")
     settings.setdefault("workers", 2)
+    if ON_POSTGRES:
+        settings.setdefault("database_url", url_for(home / "gristmill.db"))
     return KnowledgeBase.open(home, **settings)
 
 
