@@ -311,7 +311,11 @@ def store_error(exc: BaseException, store: str) -> TransientError | ConfigError:
     # What item_error calls permanent for one object is the whole store's trouble here:
     # a missing bucket or refused credentials fail every item alike. (A HEAD in a
     # bucket that does not exist answers 403 on some servers, SeaweedFS among them.)
-    if error_code(exc) == "NoSuchBucket":
+    code = error_code(exc)
+    if code is None:  # not the server's answer: an error of this process, shown as is
+        return ConfigError(f"cannot write originals to the store {store}: "
+                           f"{type(exc).__name__}: {exc}"[:400])
+    if code == "NoSuchBucket":
         return ConfigError(f"the store {store} names a bucket that does not exist at this "
                            "endpoint: create it, or fix `store` (and s3_endpoint_url)")
     return ConfigError(f"the store {store} refused the request ({meaning.reason}): check "
