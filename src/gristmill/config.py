@@ -14,8 +14,8 @@ The current directory's ``gristmill.toml`` stays above the home's so that a fold
 that configured gristmill before homes had settings keeps working unchanged.
 
 Paths (``model_path``, ``audio_model``, ``audio_class_map``, ``embed_api_key_file``,
-``source_roots``) written relative in the home's ``gristmill.toml`` or ``.env`` are
-relative to the home, so a copied home works at its new path; relative paths from
+``source_roots``, a folder ``store``) written relative in the home's ``gristmill.toml``
+or ``.env`` are relative to the home, so a copied home works at its new path; relative paths from
 flags, the environment or files elsewhere are relative to the current directory.
 """
 
@@ -72,7 +72,7 @@ _TOML_NAME = "gristmill.toml"
 _DEFAULT_HOME = Path(".gristmill")
 # Settings that name files or folders: relative in the home's files = relative to the home.
 _PATH_SETTINGS = frozenset({"model_path", "audio_model", "audio_class_map",
-                            "embed_api_key_file", "source_roots"})
+                            "embed_api_key_file", "source_roots", "store"})
 Scope = Literal["read", "admin"]
 
 
@@ -233,6 +233,11 @@ class Settings(BaseSettings):
         None, description="`s3://` sources: the S3-compatible endpoint (MinIO, SeaweedFS, "
         "Ceph, R2); default boto3's, from AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or the "
         "profile, else AWS.")
+    store: str | None = Field(
+        None, description="Keep each ingested original once, named by its sha256 "
+        "(`ab/cd/<sha256>`), in an `s3://bucket/prefix/` or a folder (which must exist), "
+        "so the knowledge base can be rebuilt or moved without its sources; unset: "
+        "originals are not kept.")
     # A secret like the token: a URL may carry a password.
     database_url: SecretStr | None = Field(
         None, description="`postgresql://user:password@host:5432/dbname`: keep the catalog "
@@ -413,6 +418,25 @@ class Settings(BaseSettings):
             else:
                 roots.append(Path(root) if isinstance(root, str) else root)
         return roots
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _check_store(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str | Path) and not str(value).strip()):
+            return None
+        text = str(value).strip()
+        if "://" in text:
+            if not text.lower().startswith("s3://"):
+                raise ValueError("give an s3://bucket/prefix/ URL or a folder")
+            from gristmill.sources.s3 import parse_url  # lazily: sources import config
+
+            try:
+                parse_url(text)
+            except Exception as exc:
+                raise ValueError(str(exc)) from None
+            return text
+        # Absolute now: workers may run from another current directory.
+        return os.path.abspath(os.path.expanduser(text))
 
     @field_validator("audio_classes", mode="before")
     @classmethod

@@ -28,7 +28,8 @@ import pytest
 
 _PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
           "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port",
-          "admin.port.grpc", "webdav.port", "s3.port.iceberg", "metricsPort")
+          "admin.port.grpc", "webdav.port", "s3.port.iceberg", "s3.port.lance",
+          "metricsPort")
 ACCESS_KEY = "gristmill-test"
 SECRET_KEY = "gristmill-test-secret"
 

@@ -145,7 +145,7 @@ class Catalog:
                 continue
             if old is not None and old[1] == facts.size and old[2] == facts.mtime_ns:
                 counts.unchanged += 1
-                writes.append((_SEEN, (run_id, run_id, old[0])))
+                writes.append(_seen_or_retried(old, run_id, now))
                 continue
             try:
                 digest = hasher(facts.source)
@@ -176,6 +176,8 @@ class Catalog:
                 counts.unchanged += 1  # touched, same bytes: keep the work already done
                 writes.append((_TOUCH, (facts.size, facts.mtime_ns, run_id, run_id, now,
                                         old[0])))
+                if _failed_transient(old):
+                    writes.append((_RETRY, (run_id, run_id, now, old[0])))
             else:
                 counts.changed += 1
                 writes.append((_CHANGED, (facts.size, facts.mtime_ns, digest, now, old[0],
@@ -781,7 +783,7 @@ _CHANGED_REMOTE = (
     "error = NULL, error_type = NULL, lease_owner = NULL, lease_expires = NULL "
     "WHERE id = ? AND coalesce(change_token, '') != ?"
 )
-_RETRY_REMOTE = (
+_RETRY = (
     f"UPDATE items SET status = 'pending', attempts = 0, not_before = NULL, "
     f"seen_run = {_NEWER_RUN}, updated_at = ? WHERE id = ? AND status = 'failed'"
 )
@@ -819,14 +821,26 @@ def _remote(counts: DiscoveryCounts, collection: str, root: str, facts: FileFact
                                   facts.change_token, run_id, now, now, run_id, run_id))]
     if old[1] == facts.size and old[4] == facts.change_token:
         counts.unchanged += 1
-        if old[5] == Status.FAILED.value and old[6] == ErrorType.TRANSIENT.value:
-            # The store was away or busy through every attempt: try again now.
-            return [(_RETRY_REMOTE, (run_id, run_id, now, old[0]))]
-        return [(_SEEN, (run_id, run_id, old[0]))]
+        return [_seen_or_retried(old, run_id, now)]
     counts.changed += 1
     return [(_CHANGED_REMOTE, (facts.size, facts.mtime_ns, facts.change_token, now, old[0],
                                facts.change_token)),
             (_SEEN, (run_id, run_id, old[0]))]
+
+
+def _seen_or_retried(old: Sequence[Any], run_id: int,
+                     now: float) -> tuple[str, tuple[object, ...]]:
+    """The write for an unchanged item: seen by this run; pending again if it failed as
+    transient (its source, or the store of originals, was away or busy through every
+    attempt: try again now)."""
+    if _failed_transient(old):
+        return (_RETRY, (run_id, run_id, now, old[0]))
+    return (_SEEN, (run_id, run_id, old[0]))
+
+
+def _failed_transient(old: Sequence[Any]) -> bool:
+    """Whether an item's row (as discovery reads it) failed through all its attempts."""
+    return bool(old[5] == Status.FAILED.value and old[6] == ErrorType.TRANSIENT.value)
 
 
 def _drop_audio(item_id: int) -> list[tuple[str, tuple[object, ...]]]:

@@ -70,6 +70,12 @@ class Progress:
     audio: bool = False
     audio_seconds: float = 0.0  # of the recordings this run scanned
     events: int = 0  # found by this run
+    #: Whether originals are kept in a store (the ``store`` setting): then these count
+    #: the originals this run wrote there, and those it found there already (the same
+    #: bytes from another file or run: nothing written).
+    keeps_originals: bool = False
+    originals_stored: int = 0
+    originals_present: int = 0
     rss_bytes: int = 0
     elapsed: float = 0.0
     searchable_at: float | None = None
@@ -138,6 +144,9 @@ class Progress:
             if self.embedding else None,
             "keyword_searchable_after": seconds(self.searchable_at),
             "eta": seconds(self.eta),
+            **({"originals_stored": self.originals_stored,
+                "originals_already_stored": self.originals_present}
+               if self.keeps_originals else {}),
             **({"audio": {"recordings": self.done, "total": self.total,
                           "audio_seconds": round(self.audio_seconds, 3),
                           "events": self.events,

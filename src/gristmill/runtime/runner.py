@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pebble import ProcessExpired
 
@@ -114,7 +114,8 @@ class Runner:
         self.on_progress = on_progress
         self._make_executor = executor
         self.audio = options.audio
-        self.progress = Progress(embedding=self.embed, audio=options.audio is not None)
+        self.progress = Progress(embedding=self.embed, audio=options.audio is not None,
+                                 keeps_originals=settings.store is not None)
         # Each phase's pace over the recent past (see gristmill.runtime.rates).
         self._extract_pace = RecentRate()
         self._embed_pace = RecentRate()
@@ -366,9 +367,14 @@ class Runner:
             # the bytes it read are another version (see worker._extract_guarded).
             expected = None if item.parent_id is not None or item.mtime_ns is None \
                 else (item.size, item.mtime_ns)
-            future = (executor.submit(item.disk_path, item.members, expected)
-                      if self.audio is None else
-                      executor.submit(item.disk_path, item.members, expected, item_id=item.id))
+            # Passed only where they are used (an audio scan's clips; the store checks
+            # the original it keeps against its sha256).
+            extra: dict[str, Any] = {}
+            if self.audio is not None:
+                extra["item_id"] = item.id
+            if self.settings.store is not None and item.parent_id is None:
+                extra["sha256"] = item.sha256
+            future = executor.submit(item.disk_path, item.members, expected, **extra)
             self._in_flight[future] = item
         self.progress.in_flight = len(self._in_flight)
         return len(items)
@@ -402,6 +408,9 @@ class Runner:
             if result.sha256 else {}
         if result.mtime_ns is not None:
             learnt["mtime_ns"] = result.mtime_ns  # the version read, not the one hashed
+        if result.stored is not None:
+            self.progress.originals_stored += result.stored
+            self.progress.originals_present += not result.stored
         if result.outcome == Outcome.EXTRACTED and self.audio is not None:
             self._settle_recording(item, result, learnt)
         elif result.outcome == Outcome.MISCONFIGURED:

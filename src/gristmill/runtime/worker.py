@@ -8,6 +8,7 @@ commits it, so a worker killed at any instant leaves nothing half-written.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import logging
 import os
@@ -19,7 +20,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import psutil
 
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # the settings machinery (pydantic) stays out of worker proce
     from gristmill.audio.recording import AudioOptions
     from gristmill.config import Settings
     from gristmill.sources.gdrive import DriveOptions
+    from gristmill.store import ObjectStore
 
 __all__ = ["RECYCLE_EXIT_CODE", "Outcome", "WorkOptions", "WorkResult", "init_worker",
            "process_item"]
@@ -111,6 +113,9 @@ class WorkOptions:
                                                                       repr=False)
     fsspec_environment: tuple[tuple[str, str], ...] | None = field(default=None,
                                                                    repr=False)
+    #: The store of originals (the ``store`` setting: a folder or an ``s3://`` prefix):
+    #: each top-level item's bytes are kept there by sha256 (None: not kept).
+    store: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings,
@@ -135,8 +140,9 @@ class WorkOptions:
                    aws_environment=tuple(sorted(
                        (name, value) for name, value in os.environ.items()
                        if name.startswith("AWS_")))
-                   if any(is_remote(str(source)) for source in sources) else (),
-                   gdrive=_drive_options(settings, sources),
+                   if any(is_remote(str(source)) for source in sources)
+                   or is_remote(settings.store or "") else (),
+                   gdrive=_drive_options(settings, sources), store=settings.store,
                    **_fsspec_options(sources))
 
 
@@ -179,6 +185,9 @@ class WorkResult:
     #: An audio scan's recording facts: ``duration`` (s), ``sample_rate``, ``channels``,
     #: ``codec``, ``model_seconds``, ``clips`` (one path or None per event), ``note``.
     audio: dict[str, object] | None = None
+    #: The original in the store (:attr:`WorkOptions.store`): True when this attempt
+    #: wrote it, False when it was there already, None when it was not kept.
+    stored: bool | None = None
 
 
 def init_worker(log_path: str, max_rss_mb: int, memory_limit_mb: int,
@@ -208,7 +217,8 @@ def init_worker(log_path: str, max_rss_mb: int, memory_limit_mb: int,
 
 def process_item(source: str, options: WorkOptions, token: int = 0,
                  members: tuple[str, ...] = (),
-                 expected: tuple[int, int] | None = None, item_id: int = 0) -> WorkResult:
+                 expected: tuple[int, int] | None = None, item_id: int = 0,
+                 sha256: str | None = None) -> WorkResult:
     """Extract and chunk one file (scan it, in an audio scan). Never raises for a
     problem with the file itself.
 
@@ -216,8 +226,9 @@ def process_item(source: str, options: WorkOptions, token: int = 0,
     ``source`` is the file on disk that holds it and ``members`` the names leading to
     it (an attachment, then a member of that attachment...): each is unpacked in turn
     into a temporary folder, removed afterwards. ``expected`` is the file's size and
-    mtime as discovery recorded them with its sha256. ``item_id`` names a recording's
-    clip files.
+    mtime as discovery recorded them with its sha256, which is ``sha256`` (given when
+    the original is kept in a store; otherwise hashed again if needed). ``item_id``
+    names a recording's clip files.
     """
     if _max_rss_bytes and _self is not None and _self.memory_info().rss > _max_rss_bytes:
         # Retire before starting: memory left behind by earlier items (fragmentation,
@@ -237,7 +248,8 @@ def process_item(source: str, options: WorkOptions, token: int = 0,
         result = _extract_unguarded(Path(source), members, options, item_id)
     else:
         try:
-            result = _extract_guarded(fd, Path(source), members, options, expected, item_id)
+            result = _extract_guarded(fd, Path(source), members, options, expected,
+                                      item_id, sha256)
         finally:
             os.close(fd)
     result.seconds = time.perf_counter() - started
@@ -255,7 +267,8 @@ def _extract_unguarded(path: Path, members: tuple[str, ...], options: WorkOption
 
 
 def _extract_guarded(fd: int, path: Path, members: tuple[str, ...], options: WorkOptions,
-                     expected: tuple[int, int] | None, item_id: int = 0) -> WorkResult:
+                     expected: tuple[int, int] | None, item_id: int = 0,
+                     sha256: str | None = None) -> WorkResult:
     """Extract the file open as ``fd`` (checked inside the source roots), and make sure
     the bytes extracted are one version of it, and the version the result is recorded
     with.
@@ -268,6 +281,9 @@ def _extract_guarded(fd: int, path: Path, members: tuple[str, ...], options: Wor
     result carries the facts and sha256 of the bytes actually read. (Extractors open
     the file by name again: a name swapped for another file and back within one
     extraction is the one case the identity check cannot see.)
+
+    With a store, a top-level file's original is then kept from the same open file
+    (see :func:`_keep_original`).
     """
     before = os.fstat(fd)
     if not stat.S_ISREG(before.st_mode):
@@ -278,19 +294,86 @@ def _extract_guarded(fd: int, path: Path, members: tuple[str, ...], options: Wor
         return WorkResult(Outcome.CHANGED,
                           error="the file changed while it was being read",
                           error_type="changed")
-    if members or expected is None or expected == (before.st_size, before.st_mtime_ns):
+    if not (members or expected is None
+            or expected == (before.st_size, before.st_mtime_ns)):
+        sha256 = _hash_fd(fd)
+        if _changed_since(fd, path, before):
+            return WorkResult(Outcome.CHANGED,
+                              error="the file changed while it was being read",
+                              error_type="changed")
+        result.size, result.sha256 = before.st_size, sha256
+        result.mtime_ns = before.st_mtime_ns
+    if options.store is None or members or not _keeps(result):
         return result
+    # The original is read again from the same open file, and hashed as it is stored:
+    # bytes that are not the version extracted (rewritten since) are refused.
+    with os.fdopen(os.dup(fd), "rb") as stream:
+        if sha256 is None:
+            sha256 = _hash_fd(fd)
+        stream.seek(0)
+        return _keep_original(result, options, sha256, stream, before.st_size)
+
+
+def _hash_fd(fd: int) -> str:
+    """The sha256 of the whole file open as ``fd`` (read from its start)."""
     digest = hashlib.sha256()
     os.lseek(fd, 0, os.SEEK_SET)
     while block := os.read(fd, 1 << 20):
         digest.update(block)
-    if _changed_since(fd, path, before):
-        return WorkResult(Outcome.CHANGED,
-                          error="the file changed while it was being read",
-                          error_type="changed")
-    result.size, result.sha256 = before.st_size, digest.hexdigest()
-    result.mtime_ns = before.st_mtime_ns
+    return digest.hexdigest()
+
+
+# Skipped items whose bytes were not read, or hold nothing gristmill reads: their
+# originals are not kept (a folder of videos is not copied into the store).
+_NOT_KEPT = frozenset({"too large", "unsupported", "outside source roots",
+                       "not a regular file"})
+
+
+def _keeps(result: WorkResult) -> bool:
+    """Whether an item with this result has its original kept: extracted (or scanned),
+    failed (a later gristmill may read it), or skipped for holding no text."""
+    if result.outcome in (Outcome.EXTRACTED, Outcome.FAILED):
+        return True
+    return result.outcome == Outcome.SKIPPED and result.error_type not in _NOT_KEPT
+
+
+def _keep_original(result: WorkResult, options: WorkOptions, sha256: str,
+                   stream: BinaryIO, size: int) -> WorkResult:
+    """Put the ``size`` bytes of ``stream`` into the store as ``sha256`` and return
+    ``result`` (``stored`` set); or, when that fails, what the item becomes instead:
+    ``changed`` (the bytes are not ``sha256``'s), ``retry`` (the store is unreachable
+    or busy: it must stay complete, so the item is done again), or ``misconfigured``
+    (no bucket or folder, refused credentials, a full disk: the job pauses)."""
+    # Imported here: a run without a store never loads it (nor boto3).
+    from gristmill.store import DigestMismatch, store_error
+
+    assert options.store is not None
+    try:
+        result.stored = _store(options.store, options.s3_endpoint_url,
+                               options.aws_environment).put(sha256, stream, size)
+    except DigestMismatch as exc:
+        log.info("original of %s not stored: %s", sha256, exc)
+        return WorkResult(Outcome.CHANGED, error="the file changed while it was being "
+                          "stored", error_type="changed")
+    except Exception as exc:
+        error = store_error(exc, options.store)
+        if isinstance(error, ConfigError):
+            log.error("store %s: %s", options.store, error)
+            return WorkResult(Outcome.MISCONFIGURED, error=str(error))
+        log.info("original of %s not stored: %s", sha256, error.reason, exc_info=True)
+        return WorkResult(Outcome.RETRY, error=error.reason, error_type="transient")
     return result
+
+
+@functools.lru_cache(maxsize=2)
+def _store(setting: str, endpoint_url: str | None,
+           aws_environment: tuple[tuple[str, str], ...]) -> ObjectStore:
+    """The store, opened once per worker process (and AWS environment)."""
+    from gristmill.store import open_store
+
+    if is_remote(setting):
+        _use_aws_environment(aws_environment)
+    return open_store(setting, s3_endpoint_url=endpoint_url)
 
 
 def _extract_remote(url: str, members: tuple[str, ...], options: WorkOptions,
@@ -320,6 +403,11 @@ def _extract_remote(url: str, members: tuple[str, ...], options: WorkOptions,
             result = _extract_unguarded(copy.path, members, options, item_id)
             if result.error:  # the reason names the object, not its temporary copy
                 result.error = result.error.replace(str(copy.path), url)
+            if options.store is not None and not members and copy.sha256 \
+                    and _keeps(result):
+                with copy.path.open("rb") as stream:
+                    result = _keep_original(result, options, copy.sha256, stream,
+                                            copy.size)
     except ObjectTooLarge as exc:
         return WorkResult(Outcome.SKIPPED, error=str(exc), error_type="too large")
     except Exception as exc:

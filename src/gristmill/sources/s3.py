@@ -41,7 +41,8 @@ from gristmill.errors import (
 from gristmill.sources.base import ObjectTooLarge, Spooled, spool
 from gristmill.sources.local import Matcher
 
-__all__ = ["ObjectTooLarge", "S3Source", "item_error", "parse_url"]
+__all__ = ["ObjectTooLarge", "S3Source", "client_for", "error_code", "is_missing",
+           "item_error", "parse_url"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,22 @@ def parse_url(url: str) -> tuple[str, str]:
         raise SourceError(f"{url}: {bucket!r} is not a valid bucket name (3 to 63 letters, "
                           "digits, dots and hyphens)")
     return bucket, key
+
+
+def client_for(endpoint_url: str | None) -> Any:
+    """The process's S3 client for ``endpoint_url`` (None: boto3's endpoint), as sources
+    use it: the store of originals (:mod:`gristmill.store`) shares it."""
+    return _client(endpoint_url)
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The S3 error code of a botocore ``ClientError`` (None for any other exception)."""
+    return _code(exc)
+
+
+def is_missing(exc: BaseException) -> bool:
+    """Whether ``exc`` says the object is not there (404, ``NoSuchKey``)."""
+    return _code(exc) in _GONE
 
 
 def _client(endpoint_url: str | None) -> Any:
@@ -185,9 +202,11 @@ class S3Source:
 
     @contextlib.contextmanager
     def local_copy(self, name: str, directory: Path, max_bytes: int, *,
-                   on_block: Callable[[], None] | None = None) -> Iterator[Spooled]:
+                   on_block: Callable[[], None] | None = None,
+                   spool_name: str | None = None) -> Iterator[Spooled]:
         """Download object ``name`` into a spool file in ``directory`` (hashed as it
-        streams), deleted when the context ends.
+        streams), deleted when the context ends. The file is named like the key, or
+        ``spool_name`` (an original in the store, whose key has no suffix).
 
         Raises:
             ObjectTooLarge: the object is over ``max_bytes`` (nothing is downloaded).
@@ -201,7 +220,7 @@ class S3Source:
             raise ObjectTooLarge(size, max_bytes)
         etag = response.get("ETag")
         blocks = self._blocks(bucket, key, response, etag)
-        with spool(blocks, directory, key, max_bytes, expected_size=size,
+        with spool(blocks, directory, spool_name or key, max_bytes, expected_size=size,
                    on_block=on_block) as copy:
             yield copy
 

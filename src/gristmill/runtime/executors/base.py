@@ -21,10 +21,12 @@ class Executor(Protocol):
 
     def submit(self, source: str, members: tuple[str, ...] = (),
                expected: tuple[int, int] | None = None, *,
-               item_id: int = 0) -> Future[WorkResult]:
+               item_id: int = 0, sha256: str | None = None) -> Future[WorkResult]:
         """Schedule one item: a file, or ``members`` down inside it; ``expected``: the
         file's size and mtime as recorded with its sha256; ``item_id``: its id, which
-        names a recording's clip files (the runner passes it only in an audio scan)."""
+        names a recording's clip files (the runner passes it only in an audio scan);
+        ``sha256``: the file's, as discovery recorded it (passed only when originals
+        are kept in a store, which checks the bytes it keeps against it)."""
         ...
 
     def overdue(self) -> int:

@@ -66,15 +66,16 @@ class LocalExecutor:
 
     def submit(self, source: str, members: tuple[str, ...] = (),
                expected: tuple[int, int] | None = None, *,
-               item_id: int = 0) -> Future[WorkResult]:
+               item_id: int = 0, sha256: str | None = None) -> Future[WorkResult]:
         """Schedule one item (a file, or ``members`` down inside it; ``expected``: the
         file's size and mtime as recorded with its sha256; ``item_id``: its id, which
-        names a recording's clips); the future fails with ``TimeoutError`` or
-        ``pebble.ProcessExpired`` when the worker hangs or dies (see :meth:`timed_out`)."""
+        names a recording's clips; ``sha256``: the file's, for the store of originals);
+        the future fails with ``TimeoutError`` or ``pebble.ProcessExpired`` when the
+        worker hangs or dies (see :meth:`timed_out`)."""
         token = next(self._tokens)
         future = self._pool.schedule(process_item,
                                      (source, self._options, token, members, expected,
-                                      item_id),
+                                      item_id, sha256),
                                      timeout=self._timeout * HARD_TIMEOUT_FACTOR)
         self._attempts[token] = future
         future.add_done_callback(lambda _f: self._attempts.pop(token, None))
