@@ -405,3 +405,41 @@ def test_a_home_behind_a_folder_the_user_cannot_enter_is_an_error(tmp_path: Path
         checks = run_checks(settings)
     [sqlite] = [c for c in checks if c.name == "sqlite"]
     assert sqlite.level == "error" and "permission" in sqlite.detail.lower()
+
+
+# -- the store of originals ---------------------------------------------------------------
+
+
+def test_a_store_folder_must_exist_and_be_writable(tmp_path: Path, clean_env: Path) -> None:
+    """A store folder that is missing (an unmounted share) is an error; once there, ok
+    with its free space; one the user cannot write to is an error again."""
+    store = tmp_path / "originals"
+    [found] = _found(tmp_path, "store", store=str(store))
+    assert found.level == "error" and "does not exist" in found.detail
+    store.mkdir()
+    [found] = _found(tmp_path, "store", store=str(store))
+    assert found.level == "ok" and str(store) in found.detail
+    # Under /tmp itself: pytest's own folders are root's alone, and nobody must reach it.
+    shared = Path(tempfile.mkdtemp(prefix="gristmill-doctor-"))
+    try:
+        shared.chmod(0o755)
+        (shared / "originals").mkdir(mode=0o555)
+        settings = Settings.load(home=tmp_path / "home", embedder="none",
+                                 store=str(shared / "originals"))
+        with _unprivileged():  # as root, every folder is writable
+            [found] = [check for check in run_checks(settings) if check.name == "store"]
+    finally:
+        shutil.rmtree(shared)
+    assert found.level == "error" and "cannot write" in found.detail
+
+
+def test_an_s3_store_is_checked_like_a_bucket(tmp_path: Path, aws: SeaweedFS) -> None:
+    """An s3:// store: ok where its bucket lists, an error naming the store where the
+    bucket is missing."""
+    bucket = _bucket(aws)
+    [found] = _found(tmp_path, "store", store=f"s3://{bucket}/objects/")
+    assert found.level == "ok", found.detail
+    [found] = _found(tmp_path, "store", store=f"s3://{bucket}-gone/objects/")
+    assert found.level == "error" and found.detail.startswith("store ")
+    assert f"there is no bucket '{bucket}-gone'" in found.detail
+    assert not _found(tmp_path, "store")  # no store set: no line

@@ -87,7 +87,7 @@ def run_checks(settings: Settings) -> list[Check]:
         model = settings.audio_model.expanduser()  # as the scan reads it
         checks += [_audio_packages(model), _audio_model(settings, model)]
     checks += [_settings(settings), _python(), _checked("disk", _disk, settings),
-               *_sources(settings)]
+               *_sources(settings), *_store(settings)]
     units = list(_installed_units())
     checks += [_inotify(units), _services(settings, units)]
     return [check for check in checks if check is not None]
@@ -624,6 +624,35 @@ def _why_down(exc: BaseException) -> str:
     if isinstance(cause, OSError) and cause.strerror:
         return cause.strerror
     return str(cause)
+
+
+def _store(settings: Settings) -> list[Check]:
+    """The store of originals (the ``store`` setting), where one is set: a folder that
+    exists (gristmill never creates it: an unmounted NAS must not fill its mount point)
+    and can be written; an ``s3://`` prefix checked as an S3 source is."""
+    if settings.store is None:
+        return []
+    if is_url(settings.store):
+        found = _s3(settings, [settings.store], {settings.store})
+        return [Check("store", check.level, f"store {check.detail}", check.facts)
+                for check in found]
+    folder = Path(settings.store).expanduser().absolute()
+    facts = {"store": str(folder)}
+    try:
+        if not folder.is_dir():
+            return [Check("store", "error", f"the store folder {folder} does not exist (an "
+                          "unmounted share?): mount it or create it, or correct the store "
+                          "setting", facts)]
+    except OSError as exc:
+        return [Check("store", "error", f"the store folder {folder} cannot be looked at: "
+                      f"{exc.strerror}. Check the permissions of the folders above it",
+                      facts)]
+    if not os.access(folder, os.W_OK | os.X_OK, effective_ids=True):
+        return [Check("store", "error", f"{_user()} cannot write to the store folder "
+                      f"{folder}: sudo chown -R {_user()} {shlex.quote(str(folder))}", facts)]
+    free = shutil.disk_usage(folder).free
+    return [Check("store", "ok", f"originals are kept in {folder} ({free / 2**30:.1f} GiB "
+                  "free)", facts)]
 
 
 # A filesystem that takes longer than this to say whether a root exists is reported as
