@@ -37,10 +37,11 @@ def _kb(home: Path, **settings: object) -> KnowledgeBase:
     return KnowledgeBase.open(home, **settings)
 
 
-def _push(home: Path, store: str | Path, *, dry_run: bool = False) -> PushReport:
+def _push(home: Path, store: str | Path, *, dry_run: bool = False,
+          collection: str | None = None) -> PushReport:
     """Push the originals of the knowledge base at ``home`` into ``store``."""
     with _kb(home, store=str(store)) as kb:
-        return push_originals(kb.db, kb.settings, dry_run=dry_run)
+        return push_originals(kb.db, kb.settings, dry_run=dry_run, collection=collection)
 
 
 def _corpus(folder: Path) -> dict[str, str]:
@@ -102,6 +103,8 @@ def test_a_store_set_after_ingest_gets_every_original_once_and_a_second_push_wri
     assert dry.bytes == sum((source / name).stat().st_size for name in kept)
     assert not dry.complete
     assert folder_objects(store) == {}
+    elsewhere = _push(tmp_path / "home", store, dry_run=True, collection="elsewhere")
+    assert (elsewhere.originals, elsewhere.complete) == (0, True)
 
     report = _push(tmp_path / "home", store)
     assert (report.originals, report.pushed, report.already_stored) == (4, 4, 0)
