@@ -21,6 +21,7 @@ from gristmill.cli import (  # noqa: F401 (importing them registers their comman
     machine,
     moving,
     server,
+    store,
     sync,
 )
 from gristmill.cli._shared import app
