@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -19,12 +18,10 @@ import pytest
 
 from backends import ON_POSTGRES, query, url_for
 from docs import make_docx, make_pdf
+from gate import Gate
 from gristmill.errors import ConfigError
 from gristmill.knowledge_base import KnowledgeBase
 from process_tools import env_for, gristmill, gristmill_json, start
-
-sys.path.insert(0, str(Path(__file__).parent.parent))
-from gate import Gate  # noqa: E402
 
 QUERIES = ("barley", "flour", "guild", "water wheel", "millpond sluice")
 
@@ -187,8 +184,9 @@ def test_a_rebuild_killed_mid_run_continues_without_redoing_what_it_rebuilt(
     assert sorted(redone) == sorted(Path(s).name for s in after if s not in before)
     assert _chunks(home) == chunks  # each once: none lost, none twice
     jobs = gristmill_json("jobs", "list", env=env)
-    assert [(job["kind"], job["state"], job["runs"]) for job in jobs][0] == \
-        ("rebuild", "succeeded", 2)
+    newest = jobs[0]  # the one rebuild job, continued by the second run
+    assert (newest["kind"], newest["state"], newest["runs"]) == ("rebuild", "succeeded", 2)
+    assert len(jobs) == 2
 
 
 def test_an_item_without_its_original_in_the_store_fails_saying_what_to_do(
@@ -229,6 +227,27 @@ def test_rebuild_of_an_empty_collection_is_refused(tmp_path: Path) -> None:
     """A collection with no items: nothing to rebuild, said with where to look."""
     store = tmp_path / "store"
     store.mkdir()
-    with _kb(tmp_path / "home", store=str(store)) as kb:
-        with pytest.raises(ConfigError, match="no items to rebuild"):
-            kb.rebuild("nothing")
+    with _kb(tmp_path / "home", store=str(store)) as kb, \
+            pytest.raises(ConfigError, match="no items to rebuild"):
+        kb.rebuild("nothing")
+
+
+def test_a_store_gone_pauses_the_rebuild_and_jobs_resume_finishes_it(
+        tmp_path: Path) -> None:
+    """The store folder missing (a NAS not mounted): the rebuild pauses with the reason
+    and fails no item; mounted again, `gristmill jobs resume ID` finishes it."""
+    src, store, home = tmp_path / "src", tmp_path / "store", tmp_path / "home"
+    store.mkdir()
+    _corpus(src)
+    env = env_for(home, store=str(store))
+    gristmill_json("ingest", str(src), env=env)
+    chunks = _chunks(home)
+    shutil.rmtree(src)
+    store.rename(tmp_path / "unmounted")
+    paused = gristmill_json("rebuild", env=env)
+    assert paused["state"] == "paused" and paused["failed"] == 0
+    assert str(store) in paused["reason"] and "does not exist" in paused["reason"]
+    (tmp_path / "unmounted").rename(store)
+    done = gristmill_json("jobs", "resume", str(paused["job_id"]), env=env)
+    assert done["state"] == "succeeded" and done["failed"] == 0
+    assert _chunks(home) == chunks
