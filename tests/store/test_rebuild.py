@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from seaweed import SeaweedFS
 
 from backends import ON_POSTGRES, query, url_for
 from docs import make_docx, make_pdf
 from gate import Gate
 from gristmill.errors import ConfigError
 from gristmill.knowledge_base import KnowledgeBase
+from gristmill.store import object_key
 from process_tools import env_for, gristmill, gristmill_json, start
 
 QUERIES = ("barley", "flour", "guild", "water wheel", "millpond sluice")
@@ -104,9 +106,10 @@ def test_a_collection_is_rebuilt_from_the_store_with_its_sources_gone(
     assert [job["kind"] for job in jobs] == ["rebuild", "ingest"]
 
 
-def test_a_rebuild_reads_an_s3_store(tmp_path: Path, bucket: str) -> None:
+def test_a_rebuild_reads_an_s3_store(tmp_path: Path, seaweed: SeaweedFS,
+                                     bucket: str) -> None:
     """With the originals under an s3:// prefix (SeaweedFS), the rebuild downloads
-    each and finds the same chunks."""
+    each and finds the same chunks; an object deleted from the bucket fails its item."""
     src = tmp_path / "src"
     _corpus(src)
     with _kb(tmp_path / "home", store=f"s3://{bucket}/originals/") as kb:
@@ -120,6 +123,13 @@ def test_a_rebuild_reads_an_s3_store(tmp_path: Path, bucket: str) -> None:
         assert _chunks(tmp_path / "home") == chunks
         assert {q: [(h.source, h.text) for h in kb.search(q, mode="keyword")]
                 for q in QUERIES} == hits
+        # An object gone from the bucket: its item fails saying so, the rest rebuild.
+        (sha,) = query(tmp_path / "home", "SELECT sha256 FROM items WHERE source LIKE ?",
+                       ("%readme.txt",))[0]
+        seaweed.client().delete_object(Bucket=bucket, Key=f"originals/{object_key(sha)}")
+        again = kb.rebuild()
+        assert again.failed == 1 and again.items["indexed"] == 5
+        assert "not in the store" in again.failures[0]
 
 
 def test_a_moved_knowledge_base_is_rebuilt_on_the_new_machine(tmp_path: Path) -> None:
