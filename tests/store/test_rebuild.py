@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 import zipfile
 from pathlib import Path
@@ -260,4 +261,31 @@ def test_a_store_gone_pauses_the_rebuild_and_jobs_resume_finishes_it(
     (tmp_path / "unmounted").rename(store)
     done = gristmill_json("jobs", "resume", str(paused["job_id"]), env=env)
     assert done["state"] == "succeeded" and done["failed"] == 0
+    assert _chunks(home) == chunks
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_git_repository_is_rebuilt_with_the_same_extractors(tmp_path: Path) -> None:
+    """A web.xml in a git work tree is source code (markup entities), not a document:
+    rebuilt from its copy in the store, with the repository gone, it still is."""
+    repo, store, home = tmp_path / "repo", tmp_path / "store", tmp_path / "home"
+    store.mkdir()
+    (repo / "WEB-INF").mkdir(parents=True)
+    (repo / "WEB-INF" / "web.xml").write_text(
+        "<?xml version=\"1.0\"?>\n<web-app>\n  <servlet>\n    <servlet-name>Granary"
+        "</servlet-name>\n    <servlet-class>org.mill.Granary</servlet-class>\n"
+        "  </servlet>\n</web-app>\n")
+    (repo / "Granary.java").write_text("public class Granary {\n  void weigh() {}\n}\n")
+    git_env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "mill"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, env=git_env)
+    env = env_for(home, store=str(store))
+    gristmill_json("ingest", str(repo), env=env)
+    extractors = query(home, "SELECT source, extractor FROM items ORDER BY source")
+    assert "markup" in {extractor for _, extractor in extractors}
+    chunks = _chunks(home)
+    shutil.rmtree(repo)
+    assert gristmill_json("rebuild", env=env)["failed"] == 0
+    assert query(home, "SELECT source, extractor FROM items ORDER BY source") == extractors
     assert _chunks(home) == chunks

@@ -75,3 +75,11 @@ class RebuildQueue:
                 (time.time(), run_id, run_id, collection, *NOT_KEPT, job_id)).rowcount)
 
         return int(self.db.transact(write))
+
+    def repositories(self, collection: str) -> list[str]:
+        """The roots of the collection that are git work trees (an item there records
+        the commit it was read at): XML and HTML under them are source code, in a
+        rebuild as in the ingest that read them."""
+        return sorted(str(row[0]) for row in self.db.conn.execute(
+            "SELECT DISTINCT root FROM items WHERE collection = ? AND parent_id IS NULL "
+            "AND git_commit IS NOT NULL", (collection,)))

@@ -31,6 +31,7 @@ from pebble import ProcessExpired
 from gristmill.audio.recording import stored_recording
 from gristmill.catalog import Catalog, ErrorType, Item, Status
 from gristmill.catalog.jobs import JobState, JobStore
+from gristmill.catalog.rebuild import RebuildQueue
 from gristmill.config import Settings
 from gristmill.embed import Embedder
 from gristmill.errors import ConfigError, CredentialError, EmbedderUnavailable, StoreError
@@ -204,7 +205,10 @@ class Runner:
         if self.audio is not None:
             work = dataclasses.replace(work, audio=self.audio)
         if self.options.rebuild:
-            work = dataclasses.replace(work, rebuild=True)
+            # The roots that were git work trees, as the catalog knows them: the
+            # sources themselves may be gone.
+            work = dataclasses.replace(work, rebuild=True, repositories=tuple(
+                RebuildQueue(self.catalog.db).repositories(self.collection)))
         return LocalExecutor(self.settings, work)
 
     # -- the loop ----------------------------------------------------------------

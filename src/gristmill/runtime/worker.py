@@ -266,13 +266,14 @@ def process_item(source: str, options: WorkOptions, token: int = 0,
 
 
 def _extract_unguarded(path: Path, members: tuple[str, ...], options: WorkOptions,
-                       item_id: int = 0) -> WorkResult:
+                       item_id: int = 0, source: str | None = None) -> WorkResult:
+    """``source``: where the file ``path`` (a copy) was read from, in a rebuild."""
     if options.audio is not None:
         return _scan(path, options.audio, item_id)
     if members:
         with tempfile.TemporaryDirectory(prefix="gristmill-") as tmp:
             return _extract_member(path, members, Path(tmp), options)
-    return _extract(path, options)
+    return _extract(path, options, source=source)
 
 
 def _extract_guarded(fd: int, path: Path, members: tuple[str, ...], options: WorkOptions,
@@ -462,7 +463,7 @@ def _extract_kept(source: str, members: tuple[str, ...], options: WorkOptions,
         store = _store(options.store, options.s3_endpoint_url, options.aws_environment)
         _require_folder(store, options.store)
         with store.local_copy(sha256, spool_dir, name, options.max_file_bytes) as copy:
-            result = _extract_unguarded(copy.path, members, options, item_id)
+            result = _extract_unguarded(copy.path, members, options, item_id, source)
             if result.error:  # the reason names the item, not its temporary copy
                 result.error = result.error.replace(str(copy.path), source)
         return result
@@ -635,9 +636,11 @@ def _beat() -> None:
         pass
 
 
-def _extract(path: Path, options: WorkOptions, depth: int = 0) -> WorkResult:
+def _extract(path: Path, options: WorkOptions, depth: int = 0,
+             source: str | None = None) -> WorkResult:
     use_ocr_options(options.ocr)
-    extractor = _repository_markup(path, options) or extractor_for(path) or sniff(path)
+    extractor = _repository_markup(path, options, source) or extractor_for(path) \
+        or sniff(path)
     if extractor is None:
         suffix = path.suffix.lower() or "(no extension)"
         return WorkResult(Outcome.SKIPPED, error=f"unsupported file type {suffix}",
@@ -716,17 +719,19 @@ def _scan(path: Path, options: AudioOptions, item_id: int) -> WorkResult:
 _SOURCE_EXTRACTORS = frozenset({"code", "jsp", "markup"})
 
 
-def _repository_markup(path: Path, options: WorkOptions) -> Extractor | None:
+def _repository_markup(path: Path, options: WorkOptions,
+                       source: str | None = None) -> Extractor | None:
     """The markup extractor for an XML or HTML file inside one of the run's git work
     trees, where a web.xml or a page is source code; ``None`` elsewhere (the document
-    extractors read data files and web pages in ordinary folders)."""
+    extractors read data files and web pages in ordinary folders). ``source``: the
+    path a rebuild's copy ``path`` stands for, as recorded (it is not looked at)."""
     if not options.repositories:
         return None
     # Imported here: a run over no repository never loads the markup grammars' module.
     from gristmill.extract.markup import EXTRACTORS, markup_language
 
-    if markup_language(path) is None or not inside(os.path.realpath(path),
-                                                   options.repositories):
+    where = source if source is not None else os.path.realpath(path)
+    if markup_language(path) is None or not inside(where, options.repositories):
         return None
     return EXTRACTORS[0]
 
