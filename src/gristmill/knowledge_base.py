@@ -230,14 +230,20 @@ class KnowledgeBase:
         kept (unsupported, too large) are left as they are.
 
         Raises:
-            ConfigError: no ``store`` is set, or the collection has no items.
+            ConfigError: no ``store`` is set, or the collection has no items, or it is
+                an audio scan's.
         """
         self._require_store()
         started = time.monotonic()
-        roots = RebuildQueue(self.db).roots(collection)
+        queue = RebuildQueue(self.db)
+        roots = queue.roots(collection)
         if not roots:
             raise ConfigError(f"collection {collection!r} has no items to rebuild: name "
                               "one that has (`gristmill status` lists them)")
+        if queue.holds_recordings(collection):
+            raise ConfigError(f"collection {collection!r} holds audio recordings: an audio "
+                              "scan is not rebuilt from the store; scan them again with "
+                              "`gristmill audio scan`")
         self.embedder  # noqa: B018 - fail early on a missing model
         spec = JobSpec(collection, tuple(roots), kind="rebuild")
         return self._run_job(JobRun.continue_or_create(self, spec), embed=embed,

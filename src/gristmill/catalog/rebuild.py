@@ -83,3 +83,10 @@ class RebuildQueue:
         return sorted(str(row[0]) for row in self.db.conn.execute(
             "SELECT DISTINCT root FROM items WHERE collection = ? AND parent_id IS NULL "
             "AND git_commit IS NOT NULL", (collection,)))
+
+    def holds_recordings(self, collection: str) -> bool:
+        """Whether the collection is an audio scan's (its items are recordings with
+        sound events, which a rebuild would extract as documents)."""
+        return self.db.conn.execute(
+            "SELECT 1 FROM audio_recordings r JOIN items i ON i.id = r.item_id "
+            "WHERE i.collection = ? LIMIT 1", (collection,)).fetchone() is not None
