@@ -481,8 +481,8 @@ def _extract_kept(source: str, members: tuple[str, ...], options: WorkOptions,
         if _not_in_store(options, sha256):
             return WorkResult(Outcome.FAILED, error_type=_MISSING, error=(
                 f"its original ({sha256[:12]}...) is not in the store {options.store}: it "
-                "was ingested before `store` was set. Ingest it again from its source "
-                "(that keeps its original), then rebuild"))
+                "was ingested before `store` was set (or removed from the store). Ingest "
+                "it again from its source (that keeps its original), then rebuild"))
         error = store_error(exc, options.store)
         if isinstance(error, ConfigError):
             log.error("store %s: %s", options.store, error)
