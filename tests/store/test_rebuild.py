@@ -1,7 +1,8 @@
 """`gristmill rebuild` (issue 17): a collection extracted, chunked and indexed again
 from the store of originals, its sources gone; on a new machine after export and
 import; continued after a kill -9 without redoing what was rebuilt; an original not in
-the store failing its item with what to do; no store set refused."""
+the store failing its item with what to do; the store folder gone pausing the job;
+a git work tree's markup still source code; no store set refused."""
 
 from __future__ import annotations
 
