@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from gristmill.catalog import Catalog, DiscoveryCounts, open_database
 from gristmill.catalog.jobs import JobSpec, JobStore
+from gristmill.catalog.rebuild import RebuildQueue
 from gristmill.config import Settings
 from gristmill.discovery import Discovery, dry_run_counts
 from gristmill.embed import Embedder, make_embedder
@@ -217,6 +218,44 @@ class KnowledgeBase:
         return self._run_job(JobRun.continue_or_create(self, spec), embed=embed,
                              on_progress=on_progress, started=started)
 
+    def rebuild(self, collection: str = "default", *, embed: bool = True,
+                on_progress: Callable[[Progress], None] | None = None) -> IngestReport:
+        """Extract, chunk and index every top-level item of ``collection`` again from
+        its original in the store of originals (the ``store`` setting), by the sha256
+        recorded for it; its source is never read, and may be gone. Attachments and
+        archive members come back with their container; vectors are made for the chunks
+        that changed. A rebuild is a job: run again after a kill or a pause, it
+        continues, and what it rebuilt already is not redone. An item whose original is
+        not in the store fails with a reason; skipped items whose original was never
+        kept (unsupported, too large) are left as they are.
+
+        Raises:
+            ConfigError: no ``store`` is set, or the collection has no items, or it is
+                an audio scan's.
+        """
+        self._require_store()
+        started = time.monotonic()
+        queue = RebuildQueue(self.db)
+        roots = queue.roots(collection)
+        if not roots:
+            raise ConfigError(f"collection {collection!r} has no items to rebuild: name "
+                              "one that has (`gristmill status` lists them)")
+        if queue.holds_recordings(collection):
+            raise ConfigError(f"collection {collection!r} holds audio recordings: an audio "
+                              "scan is not rebuilt from the store; scan them again with "
+                              "`gristmill audio scan`")
+        self.embedder  # noqa: B018 - fail early on a missing model
+        spec = JobSpec(collection, tuple(roots), kind="rebuild")
+        return self._run_job(JobRun.continue_or_create(self, spec), embed=embed,
+                             on_progress=on_progress, started=started)
+
+    def _require_store(self) -> None:
+        if self.settings.store is None:
+            raise ConfigError("a rebuild reads the originals from the store of originals, "
+                              "and `store` is not set: set it (GRISTMILL_STORE, or store "
+                              "in gristmill.toml) to the folder or s3:// prefix the "
+                              "originals were kept in")
+
     def resume(self, job_id: int, *, embed: bool = True,
                on_progress: Callable[[Progress], None] | None = None) -> IngestReport:
         """Run a paused, interrupted or failed job again: its sources are walked afresh
@@ -232,6 +271,11 @@ class KnowledgeBase:
         """
         started = time.monotonic()
         spec = self.jobs.get(job_id).spec
+        if spec.kind == "rebuild":  # its sources are not read: they may be gone
+            self._require_store()
+            self.embedder  # noqa: B018 - fail early on a missing model, before the claim
+            return self._run_job(JobRun.resume(self, job_id), embed=embed,
+                                 on_progress=on_progress, started=started)
         for root in spec.sources:
             if not is_remote(root) and not os.path.exists(root):
                 raise SourceError(f"{root} does not exist any more; cancel job {job_id} "
@@ -263,37 +307,32 @@ class KnowledgeBase:
     def _run_job(self, run: JobRun, *, embed: bool,
                  on_progress: Callable[[Progress], None] | None,
                  started: float) -> IngestReport:
-        """Walk the job's sources while its runner extracts what the walk finds."""
+        """Walk the job's sources while its runner extracts what the walk finds (a
+        rebuild walks nothing: its run marked the items to do when it started)."""
         spec = run.spec
         assert spec is not None and run.job_id is not None  # a run of a job
         run_id = run.start()
-        roots = list(spec.sources)
-        audio = run.audio_options()
-        since = None if audio is None or audio.since is None else int(audio.since * 1e9)
-        discovery = Discovery(lambda: open_database(self.settings), spec.collection, roots,
-                              Matcher(spec.include, spec.exclude), run_id, spec.max_files,
-                              [self.settings.home],  # never ingest our own files
-                              confine=self.settings.source_roots,
-                              include_vendored=self.settings.include_vendored,
-                              modified_since_ns=since,
-                              s3_endpoint_url=self.settings.s3_endpoint_url,
-                              settings=self.settings)
-        discovery.counts.outdated = run.outdated
-        runner = run.runner(embed=embed, discovering=lambda: discovery.running,
-                            on_progress=on_progress)
+        discovery = None if spec.kind == "rebuild" else self._discovery(run, run_id)
+        counts = discovery.counts if discovery is not None else DiscoveryCounts()
+        counts.outdated = run.outdated
+        runner = run.runner(embed=embed, on_progress=on_progress,
+                            discovering=(lambda: False) if discovery is None
+                            else lambda: discovery.running)
         error: BaseException | None = None
-        discovery.start()
+        if discovery is not None:
+            discovery.start()
         try:
             try:
                 progress = runner.run()
             finally:
-                discovery.stop()
-                counts = discovery.join()  # re-raises what stopped the walk
+                if discovery is not None:
+                    discovery.stop()
+                    counts = discovery.join()  # re-raises what stopped the walk
         except BaseException as exc:
             error = exc  # the walk's, when both failed: it is raised
             raise
         finally:
-            state = run.finish(error, {"discovered": asdict(discovery.counts)})
+            state = run.finish(error, {"discovered": asdict(counts)})
         total = time.monotonic() - started
         vectors_done = runner.outcome == RunOutcome.FINISHED and runner.embed
         return IngestReport(
@@ -305,11 +344,26 @@ class KnowledgeBase:
             stopped=runner.outcome == RunOutcome.STOPPED,
             failures=progress.recent_failures, state=state, processed=progress.done,
             members=self.catalog.member_count(spec.collection),
-            timings={"discovery": discovery.seconds,
+            timings={"discovery": discovery.seconds if discovery is not None else None,
                      "extraction": progress.searchable_at,
                      "embedding": progress.elapsed if vectors_done else None,
                      "total": total},
             progress=progress.to_dict(), reason=runner.pause_reason)
+
+    def _discovery(self, run: JobRun, run_id: int) -> Discovery:
+        """The walk of the job's sources for run ``run_id``, not started."""
+        spec = run.spec
+        assert spec is not None
+        audio = run.audio_options()
+        since = None if audio is None or audio.since is None else int(audio.since * 1e9)
+        return Discovery(lambda: open_database(self.settings), spec.collection,
+                         list(spec.sources), Matcher(spec.include, spec.exclude), run_id,
+                         spec.max_files, [self.settings.home],  # never ingest our own files
+                         confine=self.settings.source_roots,
+                         include_vendored=self.settings.include_vendored,
+                         modified_since_ns=since,
+                         s3_endpoint_url=self.settings.s3_endpoint_url,
+                         settings=self.settings)
 
     # -- audio ---------------------------------------------------------------------
 

@@ -54,6 +54,8 @@ class ErrorType(enum.StrEnum):
     CRASH = "crash"  # killed or timed out ``max_crashes`` times: quarantined
     WORKER = "worker"  # the worker's result could not be read
     STORE = "store"  # the database refused to store the result
+    #: A rebuild found no (or a damaged) original in the store of originals.
+    MISSING_ORIGINAL = "missing original"
     #: The file changed while it was read; a worker says so, and the runner reads the
     #: item again rather than storing this.
     CHANGED = "changed"
@@ -83,6 +85,9 @@ class Item:
     members: tuple[str, ...] = ()
     #: The file's mtime as recorded with its size and sha256 (None for a child).
     mtime_ns: int | None = None
+    #: The sha256 of the file on disk that holds a child (its top-level ancestor's, as
+    #: recorded): a rebuild reads that original from the store. None for a top-level item.
+    path_sha256: str | None = None
 
     @property
     def disk_path(self) -> str:

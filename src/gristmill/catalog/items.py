@@ -443,14 +443,15 @@ class Catalog:
         if item.parent_id is None:
             return item
         chain = self.db.conn.execute(
-            """WITH RECURSIVE up (id, parent_id, member, source, level) AS (
-                   SELECT id, parent_id, member, source, 0 FROM items WHERE id = ?
+            """WITH RECURSIVE up (id, parent_id, member, source, sha256, level) AS (
+                   SELECT id, parent_id, member, source, sha256, 0 FROM items WHERE id = ?
                    UNION ALL
-                   SELECT i.id, i.parent_id, i.member, i.source, up.level + 1
+                   SELECT i.id, i.parent_id, i.member, i.source, i.sha256, up.level + 1
                    FROM items i JOIN up ON i.id = up.parent_id)
-               SELECT source, member FROM up ORDER BY level DESC""", (item.id,)).fetchall()
-        return dataclasses.replace(item, path=chain[0][0],
-                                   members=tuple(member for _, member in chain[1:]))
+               SELECT source, member, sha256 FROM up ORDER BY level DESC""",
+            (item.id,)).fetchall()
+        return dataclasses.replace(item, path=chain[0][0], path_sha256=chain[0][2],
+                                   members=tuple(member for _, member, _ in chain[1:]))
 
     @staticmethod
     def replace_children(txn: Transaction, parent: Item,

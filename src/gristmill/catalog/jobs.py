@@ -95,8 +95,10 @@ _PROGRESS = "progress"  # the key of a run's progress in its stats record
 class JobSpec:
     """What a job ingests: enough to run it again from any terminal.
 
-    ``kind`` is ``"ingest"`` (extract, chunk, embed) or ``"audio"`` (scan recordings for
-    sound events); an audio job's ``audio`` holds its scan's settings as plain JSON
+    ``kind`` is ``"ingest"`` (extract, chunk, embed), ``"audio"`` (scan recordings for
+    sound events) or ``"rebuild"`` (extract, chunk, embed a collection's items again
+    from the store of originals; ``sources`` are its items' roots, which it does not
+    read); an audio job's ``audio`` holds its scan's settings as plain JSON
     values (whose recordings, the model, the detection settings: see
     ``gristmill.audio.recording.AudioOptions``). Specs stored before these fields were
     load as ingest jobs.

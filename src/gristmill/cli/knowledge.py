@@ -1,5 +1,5 @@
-"""The commands that fill and read a knowledge base: ingest, watch, search, status,
-errors, reset."""
+"""The commands that fill and read a knowledge base: ingest, rebuild, watch, search,
+status, errors, reset."""
 
 from __future__ import annotations
 
@@ -72,6 +72,40 @@ def ingest(
         _finish_run(report, json_out)
 
 
+@app.command()
+def rebuild(
+    collection: Annotated[str, typer.Option(
+        "--collection", "-c", help="Collection to rebuild.")] = "default",
+    workers: WorkersOpt = None,
+    json_out: JsonOpt = False,
+    home: Home = None, env_file: EnvFileOpt = None, database: DatabaseOpt = None,
+    embedder: EmbedderOpt = None,
+) -> None:
+    """Extract, chunk and index a collection again from the store of originals (the
+    `store` setting), without reading its sources: after a move, for a new extractor
+    version or other chunk settings, or over a damaged index. Re-running continues.
+
+    Example: gristmill rebuild --collection papers
+    """
+    _start_workers_early()
+    with _kb(home, embedder, database, env_file=env_file, workers=workers) as kb:
+        with TerminalProgress(err, embedding=kb.settings.embedder != "none") as progress:
+            report = kb.rebuild(collection, on_progress=None if json_out else progress)
+        if json_out:
+            _print_json(report.to_dict())
+        else:
+            _print_rebuild_summary(report)
+        if report.stopped:
+            raise typer.Exit(130)
+
+
+def _print_rebuild_summary(report: Any) -> None:
+    _say(out, "Collection ", (str(report.collection), "bold"),
+         f": rebuilt {report.processed} items from the store of originals "
+         f"({report.discovered.outdated} to do in this run).")
+    _print_outcome(report)
+
+
 def _finish_run(report: Any, json_out: bool) -> None:
     if json_out:
         _print_json(report.to_dict())
@@ -87,13 +121,18 @@ def _print_ingest_summary(report: Any) -> None:
         out.print(f"Would process {d.new} new and {d.changed} changed files; "
                   f"{d.unchanged} unchanged, {d.skipped} not regular files.")
         return
-    items = report.items
     timings = report.timings
     _say(
         out, "Collection ", (str(report.collection), "bold"), f": discovered {d.seen} files "
         f"({d.new} new, {d.changed} changed, {d.unchanged} unchanged, {d.removed} removed"
         f"{f', {d.outdated} redone by newer extractors' if d.outdated else ''}) "
         f"in {format_duration(timings.get('discovery'))}.")
+    _print_outcome(report)
+
+
+def _print_outcome(report: Any) -> None:
+    """The phases, the items by status, and the job's state, with what to do next."""
+    items = report.items
     _say(out, _phases_line(report))
     total, members = sum(items.values()), report.members
     # The walk counts files; the catalog also holds what was found inside them.
@@ -109,7 +148,7 @@ def _print_ingest_summary(report: Any) -> None:
         if report.reason:
             _say(out, ("Paused: ", "yellow"), report.reason)
         out.print(f"[yellow]Job {report.job_id} is paused; resume it with `gristmill jobs "
-                  f"resume {report.job_id}` (or run the same ingest again).[/yellow]")
+                  f"resume {report.job_id}` (or run the same command again).[/yellow]")
     elif report.state in ("queued", "running"):  # resumed while this run drained
         out.print(f"[yellow]Job {report.job_id} was resumed; its new run carries on with "
                   f"it.[/yellow]")

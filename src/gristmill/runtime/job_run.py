@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 from gristmill.catalog import Catalog, lease_owner_token
 from gristmill.catalog.audio import AudioStore
 from gristmill.catalog.jobs import JobSpec, JobState, JobStore
+from gristmill.catalog.rebuild import RebuildQueue
 from gristmill.config import Settings
 from gristmill.errors import JobNotFound, JobStateConflict, StoreError
 from gristmill.extract import current_versions, reads
@@ -101,7 +102,8 @@ class JobRun:
         self.spec = spec
         self.run_id: int | None = None
         #: Items requeued by :meth:`start` because an older extractor made them (in an
-        #: audio scan: recordings scanned with another model or other settings).
+        #: audio scan: recordings scanned with another model or other settings; in a
+        #: rebuild: the items this run is to rebuild that no run of its job took on).
         self.outdated = 0
         self._runner: Runner | None = None
 
@@ -154,13 +156,20 @@ class JobRun:
         """Start the run (it holds the job from now on) and requeue the items an older
         extractor version produced, or skipped as a type nothing read then: discovery
         then sees them like any unchanged file. An audio scan requeues instead the
-        recordings scanned with another model or other detection settings. Returns the
-        run id."""
+        recordings scanned with another model or other detection settings; a rebuild,
+        every item of its collection that the job has not rebuilt yet
+        (:class:`~gristmill.catalog.rebuild.RebuildQueue`). Returns the run id."""
         job_id, spec = self._job()
         start_fork_server()  # its imports overlap what the caller does next (discovery)
         self.run_id = self.kb.jobs.start_run(job_id, self.owner)
         audio = self.audio_options()
-        if audio is not None:
+        if spec.kind == "rebuild":
+            # Leases of dead drivers (a killed run of this job) are freed first: an item
+            # still `processing` afterwards is held by a live driver.
+            self.kb.catalog.reap_expired()
+            self.outdated = RebuildQueue(self.kb.catalog.db).requeue(
+                spec.collection, job_id, self.run_id)
+        elif audio is not None:
             since = None if audio.since is None else int(audio.since * 1e9)
             self.outdated = AudioStore(self.kb.catalog.db).requeue_rescans(
                 spec.collection, list(spec.sources), audio.user, audio.model_sha256,
@@ -196,7 +205,7 @@ class JobRun:
             audio = self.audio_options()
             options = RunOptions(self.owner, spec.collection, spec.sources, job_id,
                                  self.run_id, embed=embed and audio is None, follow=follow,
-                                 audio=audio)
+                                 audio=audio, rebuild=spec.kind == "rebuild")
         kb = self.kb
         # An audio scan makes no chunks: no embedder, and none is loaded for it.
         embedder = kb.embedder if options.audio is None else None

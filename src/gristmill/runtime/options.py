@@ -48,6 +48,9 @@ class RunOptions:
     #: An audio scan: items are recordings scanned for sound events (no chunks, no
     #: vectors; no twin copying) and their events stored with their status.
     audio: AudioOptions | None = None
+    #: A rebuild: each item is extracted from its original in the store of originals
+    #: (by its sha256), never from its source; no twin copying.
+    rebuild: bool = False
 
     def __post_init__(self) -> None:
         if (self.job_id is None) != (self.run_id is None):

@@ -31,6 +31,7 @@ from pebble import ProcessExpired
 from gristmill.audio.recording import stored_recording
 from gristmill.catalog import Catalog, ErrorType, Item, Status
 from gristmill.catalog.jobs import JobState, JobStore
+from gristmill.catalog.rebuild import RebuildQueue
 from gristmill.config import Settings
 from gristmill.embed import Embedder
 from gristmill.errors import ConfigError, CredentialError, EmbedderUnavailable, StoreError
@@ -198,9 +199,16 @@ class Runner:
     def _executor(self) -> Executor:
         if self._make_executor is not None:
             return self._make_executor()
-        work = WorkOptions.from_settings(self.settings, self.options.roots)
+        # A rebuild reads no source: its roots are not looked at (for git work trees).
+        work = WorkOptions.from_settings(
+            self.settings, () if self.options.rebuild else self.options.roots)
         if self.audio is not None:
             work = dataclasses.replace(work, audio=self.audio)
+        if self.options.rebuild:
+            # The roots that were git work trees, as the catalog knows them: the
+            # sources themselves may be gone.
+            work = dataclasses.replace(work, rebuild=True, repositories=tuple(
+                RebuildQueue(self.catalog.db).repositories(self.collection)))
         return LocalExecutor(self.settings, work)
 
     # -- the loop ----------------------------------------------------------------
@@ -349,10 +357,12 @@ class Runner:
         if room <= 0:
             return 0
         # No twin copying in an audio scan: a copy of another recording's events would
-        # name that recording's clips. Identical recordings are scanned each.
+        # name that recording's clips. Identical recordings are scanned each. Nor in a
+        # rebuild: the twin may be an item it has not rebuilt yet.
+        copies = self.audio is None and not self.options.rebuild
         items = self.catalog.claim(self.owner, self.collection, self.roots, room,
                                    self.settings.lease_seconds, run_id=self._run_id,
-                                   twins_for=self.model if self.audio is None else None)
+                                   twins_for=self.model if copies else None)
         self._settlement.hold(item.id for item in items)
         for item in items:
             twin = item.twin
@@ -372,7 +382,13 @@ class Runner:
             extra: dict[str, Any] = {}
             if self.audio is not None:
                 extra["item_id"] = item.id
-            if self.settings.store is not None and item.parent_id is None:
+            if self.options.rebuild:
+                # The original the item (or the file holding it) is read from, and no
+                # source file to compare with.
+                expected = None
+                extra["sha256"] = item.sha256 if item.parent_id is None \
+                    else item.path_sha256
+            elif self.settings.store is not None and item.parent_id is None:
                 extra["sha256"] = item.sha256
             future = executor.submit(item.disk_path, item.members, expected, **extra)
             self._in_flight[future] = item

@@ -8,6 +8,7 @@ commits it, so a worker killed at any instant leaves nothing half-written.
 from __future__ import annotations
 
 import enum
+import errno
 import functools
 import hashlib
 import logging
@@ -116,6 +117,9 @@ class WorkOptions:
     #: The store of originals (the ``store`` setting: a folder or an ``s3://`` prefix):
     #: each top-level item's bytes are kept there by sha256 (None: not kept).
     store: str | None = None
+    #: A rebuild: every item is read from its original in the store (by the sha256
+    #: the driver passes), never from its source.
+    rebuild: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings,
@@ -228,7 +232,8 @@ def process_item(source: str, options: WorkOptions, token: int = 0,
     into a temporary folder, removed afterwards. ``expected`` is the file's size and
     mtime as discovery recorded them with its sha256, which is ``sha256`` (given when
     the original is kept in a store; otherwise hashed again if needed). ``item_id``
-    names a recording's clip files.
+    names a recording's clip files. In a rebuild (:attr:`WorkOptions.rebuild`),
+    ``sha256`` names the original in the store that is read instead of ``source``.
     """
     if _max_rss_bytes and _self is not None and _self.memory_info().rss > _max_rss_bytes:
         # Retire before starting: memory left behind by earlier items (fragmentation,
@@ -236,6 +241,10 @@ def process_item(source: str, options: WorkOptions, token: int = 0,
         os._exit(RECYCLE_EXIT_CODE)
     _announce(token)
     started = time.perf_counter()
+    if options.rebuild:
+        result = _extract_kept(source, members, options, sha256, item_id)
+        result.seconds = time.perf_counter() - started
+        return result
     if is_remote(source):
         result = _extract_remote(source, members, options, expected, item_id)
         result.seconds = time.perf_counter() - started
@@ -257,13 +266,14 @@ def process_item(source: str, options: WorkOptions, token: int = 0,
 
 
 def _extract_unguarded(path: Path, members: tuple[str, ...], options: WorkOptions,
-                       item_id: int = 0) -> WorkResult:
+                       item_id: int = 0, source: str | None = None) -> WorkResult:
+    """``source``: where the file ``path`` (a copy) was read from, in a rebuild."""
     if options.audio is not None:
         return _scan(path, options.audio, item_id)
     if members:
         with tempfile.TemporaryDirectory(prefix="gristmill-") as tmp:
             return _extract_member(path, members, Path(tmp), options)
-    return _extract(path, options)
+    return _extract(path, options, source=source)
 
 
 def _extract_guarded(fd: int, path: Path, members: tuple[str, ...], options: WorkOptions,
@@ -425,6 +435,84 @@ def _extract_remote(url: str, members: tuple[str, ...], options: WorkOptions,
     return result
 
 
+# ErrorType.MISSING_ORIGINAL, spelt out: workers do not import the catalog.
+_MISSING = "missing original"
+
+
+def _extract_kept(source: str, members: tuple[str, ...], options: WorkOptions,
+                  sha256: str | None, item_id: int = 0) -> WorkResult:
+    """Extract ``source`` (or ``members`` down inside it) from a copy of its original in
+    the store (``sha256``), named like ``source`` so that its suffix tells the
+    extractor its type; ``source`` itself is never opened. Reasons name ``source``.
+
+    The original not in the store fails the item, saying what to do; the store
+    unreachable or busy is retried; no bucket or folder, or refused credentials, are
+    the run's (``misconfigured``: the job pauses)."""
+    # Imported here: a run without a store never loads it (nor boto3).
+    from gristmill.store import DigestMismatch, store_error
+
+    assert options.store is not None, "a rebuild needs the store of originals"
+    if sha256 is None:
+        return WorkResult(Outcome.FAILED, error_type=_MISSING, error=(
+            "no sha256 was recorded for it, so it has no original in the store: ingest "
+            "it again from its source"))
+    spool_dir = Path(options.spool_dir or tempfile.gettempdir())
+    sweep_spool(spool_dir)  # copies left by workers killed mid-copy
+    name = source.rstrip("/").rsplit("/", 1)[-1] or "original"
+    try:
+        store = _store(options.store, options.s3_endpoint_url, options.aws_environment)
+        _require_folder(store, options.store)
+        with store.local_copy(sha256, spool_dir, name, options.max_file_bytes) as copy:
+            result = _extract_unguarded(copy.path, members, options, item_id, source)
+            if result.error:  # the reason names the item, not its temporary copy
+                result.error = result.error.replace(str(copy.path), source)
+        return result
+    except ObjectTooLarge as exc:
+        return WorkResult(Outcome.SKIPPED, error=str(exc), error_type="too large")
+    except LimitExceeded as exc:
+        return WorkResult(Outcome.SKIPPED, error=f"the original is {exc.reason}",
+                          error_type="too large")
+    except DigestMismatch as exc:
+        log.error("original %s of %s is damaged: %s", sha256, source, exc)
+        return WorkResult(Outcome.FAILED, error_type=_MISSING, error=(
+            f"its original in the store ({sha256[:12]}...) is damaged: {exc}; ingest it "
+            "again from its source"))
+    except Exception as exc:
+        if _not_in_store(options, sha256):
+            return WorkResult(Outcome.FAILED, error_type=_MISSING, error=(
+                f"its original ({sha256[:12]}...) is not in the store {options.store}: it "
+                "was ingested before `store` was set (or removed from the store). Where "
+                "its source is still there, `gristmill store push` keeps it; then "
+                "rebuild"))
+        error = store_error(exc, options.store)
+        if isinstance(error, ConfigError):
+            log.error("store %s: %s", options.store, error)
+            return WorkResult(Outcome.MISCONFIGURED, error=str(error))
+        log.info("original of %s not read: %s", source, error.reason, exc_info=True)
+        return WorkResult(Outcome.RETRY, error=error.reason, error_type="transient")
+
+
+def _require_folder(store: ObjectStore, setting: str) -> None:
+    """Raise the error a folder store's absent folder is (a NAS not mounted): not one
+    missing original per item."""
+    from gristmill.store import FolderStore
+
+    if isinstance(store, FolderStore) and not store.root.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "the store folder does not exist", setting)
+
+
+def _not_in_store(options: WorkOptions, sha256: str) -> bool:
+    """Whether the store answers that it has no object ``sha256`` (False when it cannot
+    be asked: then the failure to read is the store's, not the item's)."""
+    assert options.store is not None
+    try:
+        store = _store(options.store, options.s3_endpoint_url, options.aws_environment)
+        _require_folder(store, options.store)
+        return not store.has(sha256)
+    except Exception:
+        return False
+
+
 def _drive_options(settings: Settings, sources: Sequence[str | Path]) -> DriveOptions | None:
     """The Drive client's settings, for a run that reads Google Drive."""
     if not any(str(source).startswith("gdrive://") for source in sources):
@@ -549,9 +637,11 @@ def _beat() -> None:
         pass
 
 
-def _extract(path: Path, options: WorkOptions, depth: int = 0) -> WorkResult:
+def _extract(path: Path, options: WorkOptions, depth: int = 0,
+             source: str | None = None) -> WorkResult:
     use_ocr_options(options.ocr)
-    extractor = _repository_markup(path, options) or extractor_for(path) or sniff(path)
+    extractor = _repository_markup(path, options, source) or extractor_for(path) \
+        or sniff(path)
     if extractor is None:
         suffix = path.suffix.lower() or "(no extension)"
         return WorkResult(Outcome.SKIPPED, error=f"unsupported file type {suffix}",
@@ -630,17 +720,19 @@ def _scan(path: Path, options: AudioOptions, item_id: int) -> WorkResult:
 _SOURCE_EXTRACTORS = frozenset({"code", "jsp", "markup"})
 
 
-def _repository_markup(path: Path, options: WorkOptions) -> Extractor | None:
+def _repository_markup(path: Path, options: WorkOptions,
+                       source: str | None = None) -> Extractor | None:
     """The markup extractor for an XML or HTML file inside one of the run's git work
     trees, where a web.xml or a page is source code; ``None`` elsewhere (the document
-    extractors read data files and web pages in ordinary folders)."""
+    extractors read data files and web pages in ordinary folders). ``source``: the
+    path a rebuild's copy ``path`` stands for, as recorded (it is not looked at)."""
     if not options.repositories:
         return None
     # Imported here: a run over no repository never loads the markup grammars' module.
     from gristmill.extract.markup import EXTRACTORS, markup_language
 
-    if markup_language(path) is None or not inside(os.path.realpath(path),
-                                                   options.repositories):
+    where = source if source is not None else os.path.realpath(path)
+    if markup_language(path) is None or not inside(where, options.repositories):
         return None
     return EXTRACTORS[0]
 
