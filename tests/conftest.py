@@ -2,8 +2,12 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from sources.seaweed import SeaweedFS
 
 # Lets tests import shared helpers as top-level modules (``from docs import make_pdf``).
 sys.path.insert(0, str(Path(__file__).parent))
@@ -69,3 +73,32 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(reason)
     with fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator["SeaweedFS"]:
+    """One SeaweedFS on loopback for the session (each test makes its own buckets);
+    a module that needs another (authenticating, stopped by its tests) defines its own."""
+    from sources.seaweed import running_seaweed
+
+    with running_seaweed(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture()
+def bucket(seaweed: "SeaweedFS", monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket, with this process's (and its workers') credentials and endpoint
+    set the standard AWS way."""
+    import uuid
+
+    from sources.seaweed import ACCESS_KEY, SECRET_KEY
+
+    name = f"gm-{uuid.uuid4().hex[:12]}"
+    seaweed.client().create_bucket(Bucket=name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", seaweed.endpoint)
+    for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_MAX_ATTEMPTS"):
+        monkeypatch.delenv(variable, raising=False)
+    return name

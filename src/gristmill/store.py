@@ -42,10 +42,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-import psutil
-
 from gristmill.errors import ConfigError, TransientError
-from gristmill.sources.base import Spooled, spool
+from gristmill.sources.base import Spooled, process_alive, spool
 
 __all__ = ["DigestMismatch", "FolderStore", "ObjectStore", "S3Store", "object_key",
            "open_store", "store_error"]
@@ -418,15 +416,6 @@ def _sweep(incoming: Path) -> None:
     """Remove this host's temporary files whose process is gone (killed mid-copy)."""
     for entry in incoming.glob(f"{_HOST}.*.part"):
         pid = entry.name.split(".")[1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             with contextlib.suppress(OSError):
                 entry.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:
-        return True

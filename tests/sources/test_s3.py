@@ -11,13 +11,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS, running_seaweed
+from seaweed import SeaweedFS
 from tcp_proxy import CuttingProxy, Request
 
 from backends import query
@@ -29,28 +28,6 @@ from gristmill.errors import SourceError, TransientError
 from gristmill.knowledge_base import KnowledgeBase
 from gristmill.sources.s3 import S3Source, item_error
 from process_tools import env_for, gristmill
-
-
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
-    """One SeaweedFS for the session (each test makes its own bucket)."""
-    with running_seaweed(tmp_path_factory.mktemp("seaweedfs")) as server:
-        yield server
-
-
-@pytest.fixture()
-def bucket(seaweed: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh bucket, with this process's (and its workers') credentials and endpoint
-    set the standard AWS way."""
-    name = f"gm-{uuid.uuid4().hex[:12]}"
-    seaweed.client().create_bucket(Bucket=name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", seaweed.endpoint)
-    for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_MAX_ATTEMPTS"):
-        monkeypatch.delenv(variable, raising=False)
-    return name
 
 
 def _kb(home: Path, **settings: object) -> KnowledgeBase:

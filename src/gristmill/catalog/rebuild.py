@@ -17,14 +17,13 @@ from __future__ import annotations
 import time
 
 from gristmill.catalog.backend import CatalogDatabase, Transaction
-from gristmill.catalog.item import ErrorType
+from gristmill.catalog.originals import NOT_KEPT as _NEVER_KEPT
 
 __all__ = ["RebuildQueue"]
 
-#: Skipped items whose original was never kept in the store (see the worker's
-#: ``_keeps``): nothing to rebuild them from, so they are left as they are.
-NOT_KEPT = (ErrorType.UNSUPPORTED.value, ErrorType.TOO_LARGE.value,
-            ErrorType.OUTSIDE_ROOTS.value, ErrorType.NOT_A_REGULAR_FILE.value)
+# Skipped items whose original was never kept in the store (see the worker's `_keeps`):
+# nothing to rebuild them from, so they are left as they are.
+NOT_KEPT = tuple(sorted(_NEVER_KEPT))
 
 # Top-level items of a collection that a rebuild takes on: those with a recorded
 # sha256 (the original's name in the store), except skipped ones never kept.

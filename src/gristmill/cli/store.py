@@ -24,6 +24,7 @@ store_app = typer.Typer(help="The store of originals (the `store` setting).\n\n"
                         "Example: gristmill store push --dry-run", no_args_is_help=True)
 app.add_typer(store_app, name="store")
 
+
 @store_app.command("push")
 def push(
     collection: CollectionOpt = None,

@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from gristmill.sources.gdrive import DriveOptions
 
 __all__ = ["LocalSource", "ObjectTooLarge", "Source", "Spooled", "canonical_root",
-           "is_remote", "item_error", "open_source", "relative_name", "spool", "sweep_spool"]
+           "is_remote", "item_error", "open_source", "process_alive", "relative_name", "spool",
+           "sweep_spool"]
 
 # A URL scheme (two letters at least, so a Windows drive letter is not one).
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]+://", re.IGNORECASE)
@@ -261,11 +262,11 @@ def sweep_spool(directory: Path) -> None:
         return
     for entry in entries:
         pid = entry.name.split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(entry.path, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
     try:
         return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
